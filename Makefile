@@ -1,0 +1,45 @@
+# socialproof: the two commands of the quickstart are `make run` and `make test`.
+# Everything they need is installed here: a virtualenv with the project, and Debian packages.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+SYSTEM_PACKAGES      := redis-server
+TEST_SYSTEM_PACKAGES := redis-server kcat
+
+.PHONY: help setup run test test-fast schemas check-schemas lint clean
+
+help:
+	@echo "make run    - start the whole stack (embedded broker, Redis, every service)"
+	@echo "make test   - set up what is missing, then run the whole test suite"
+	@echo "make setup  - only create .venv and install system packages"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+	@scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
+
+run: setup
+	$(VENV)/bin/socialproof run
+
+test: $(STAMP)
+	@scripts/ensure-system-packages.sh $(TEST_SYSTEM_PACKAGES)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Unit tests only: no broker, no Redis.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+schemas: $(STAMP)
+	$(VENV)/bin/socialproof contracts generate
+
+check-schemas: $(STAMP)
+	$(VENV)/bin/socialproof contracts check
+
+clean:
+	rm -rf $(VENV) .devstack .pytest_cache test-artifacts

@@ -1,0 +1,280 @@
+"""Every integration event socialproof publishes, as Pydantic v2 models in one envelope.
+
+The wire format is the JSON of the envelope (UTF-8), so any Kafka client can produce a valid
+event, e.g. with kcat::
+
+    {"event_id": "3f0c…", "event_type": "purchase.completed", "schema_version": 1,
+     "occurred_at": "2026-11-24T10:00:00Z", "producer": "orders",
+     "payload": {"order_id": "o1", "user_id": "u1", "currency": "EUR", "lines": [...]}}
+
+Rules of the contract:
+- ``event_type`` is an explicit, past-tense wire name; it never follows the Python class name.
+- ``schema_version`` starts a version line. Within a line only new *optional* payload fields may
+  be added (``tests/unit/test_contracts.py`` enforces this against ``contracts/schemas/``), and
+  readers ignore fields they do not know. A breaking change starts a new version line.
+- ``occurred_at`` is timezone-aware and normalised to UTC: it is the event time that windows use.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
+
+# --- shared field types -------------------------------------------------------------------------
+
+Identifier = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"),
+]
+"""Ids of users, products, orders…: printable, no spaces, usable inside Redis keys and URLs."""
+
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+"""ISO-4217 alphabetic code, upper case (EUR, USD…)."""
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+def _money_from_str(value: Any) -> Any:
+    # Floats lose cents (0.1 + 0.2); the wire carries decimals as strings only.
+    if isinstance(value, float):
+        raise ValueError('must be a decimal string such as "19.99", not a JSON number')
+    return value
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money_from_str),
+    Field(ge=0, max_digits=12, decimal_places=4, json_schema_extra={"examples": ["19.99"]}),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+]
+
+
+class _Strict(BaseModel):
+    # Readers ignore unknown fields so that a newer producer within the same version line (which
+    # may only add optional fields) never breaks an older consumer.
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=False)
+
+
+# --- envelope -----------------------------------------------------------------------------------
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class Event(_Strict, Generic[P]):
+    """The integration-event envelope: identity, type, version, event time, origin, payload."""
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    event_type: str
+    schema_version: int = Field(ge=1)
+    occurred_at: UtcDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    producer: str = Field(min_length=1, max_length=64)
+    payload: P
+
+    #: wire name of this event type; each concrete class pins it with a Literal
+    EVENT_TYPE: ClassVar[str]
+    #: newest schema version this code understands for the type
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+
+    @classmethod
+    def create(cls, payload: Any, *, producer: str, **envelope: Any):
+        """Build an event of this type with the envelope filled in (new id, now, version)."""
+        return cls(
+            event_type=cls.EVENT_TYPE,
+            schema_version=cls.SCHEMA_VERSION,
+            producer=producer,
+            payload=payload,
+            **envelope,
+        )
+
+
+# --- catalog ------------------------------------------------------------------------------------
+
+
+class ProductFields(_Strict):
+    product_id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=5000)
+    price: Money
+    currency: CurrencyCode
+    image_url: str | None = Field(default=None, max_length=2048)
+    category: str | None = Field(default=None, max_length=100)
+    active: bool = True
+
+
+class ProductUpserted(Event[ProductFields]):
+    EVENT_TYPE: ClassVar[str] = "product.upserted"
+    event_type: Literal["product.upserted"] = "product.upserted"
+
+
+class ProductRef(_Strict):
+    product_id: Identifier
+
+
+class ProductDeleted(Event[ProductRef]):
+    EVENT_TYPE: ClassVar[str] = "product.deleted"
+    event_type: Literal["product.deleted"] = "product.deleted"
+
+
+# --- orders -------------------------------------------------------------------------------------
+
+
+class OrderLine(_Strict):
+    product_id: Identifier
+    quantity: int = Field(ge=1, le=10_000)
+    unit_price: Money
+
+
+class PurchaseCompletedPayload(_Strict):
+    order_id: Identifier
+    user_id: Identifier
+    currency: CurrencyCode
+    lines: list[OrderLine] = Field(min_length=1, max_length=100)
+
+
+class PurchaseCompleted(Event[PurchaseCompletedPayload]):
+    EVENT_TYPE: ClassVar[str] = "purchase.completed"
+    event_type: Literal["purchase.completed"] = "purchase.completed"
+
+
+class RefundLine(_Strict):
+    product_id: Identifier
+    quantity: int = Field(ge=1, le=10_000)
+
+
+class OrderRefundedPayload(_Strict):
+    refund_id: Identifier
+    order_id: Identifier
+    user_id: Identifier
+    #: the refunded quantities per product; a whole-order refund lists every line
+    lines: list[RefundLine] = Field(min_length=1, max_length=100)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class OrderRefunded(Event[OrderRefundedPayload]):
+    EVENT_TYPE: ClassVar[str] = "order.refunded"
+    event_type: Literal["order.refunded"] = "order.refunded"
+
+
+# --- social -------------------------------------------------------------------------------------
+
+
+class ReviewPayload(_Strict):
+    review_id: Identifier
+    user_id: Identifier
+    product_id: Identifier
+    rating: int = Field(ge=1, le=5)
+    text: str = Field(default="", max_length=5000)
+
+
+class ReviewPosted(Event[ReviewPayload]):
+    EVENT_TYPE: ClassVar[str] = "review.posted"
+    event_type: Literal["review.posted"] = "review.posted"
+
+
+class ReviewEdited(Event[ReviewPayload]):
+    EVENT_TYPE: ClassVar[str] = "review.edited"
+    event_type: Literal["review.edited"] = "review.edited"
+
+
+class ReviewRef(_Strict):
+    review_id: Identifier
+    user_id: Identifier
+    product_id: Identifier
+
+
+class ReviewDeleted(Event[ReviewRef]):
+    EVENT_TYPE: ClassVar[str] = "review.deleted"
+    event_type: Literal["review.deleted"] = "review.deleted"
+
+
+ShareChannel = Literal["link", "facebook", "x", "whatsapp", "email", "other"]
+
+
+class ProductSharedPayload(_Strict):
+    share_id: Identifier
+    user_id: Identifier
+    product_id: Identifier
+    channel: ShareChannel
+
+
+class ProductShared(Event[ProductSharedPayload]):
+    EVENT_TYPE: ClassVar[str] = "product.shared"
+    event_type: Literal["product.shared"] = "product.shared"
+
+
+class FriendshipPayload(_Strict):
+    user_id: Identifier
+    friend_id: Identifier
+
+
+class FriendshipAdded(Event[FriendshipPayload]):
+    EVENT_TYPE: ClassVar[str] = "friendship.added"
+    event_type: Literal["friendship.added"] = "friendship.added"
+
+
+class FriendshipRemoved(Event[FriendshipPayload]):
+    EVENT_TYPE: ClassVar[str] = "friendship.removed"
+    event_type: Literal["friendship.removed"] = "friendship.removed"
+
+
+class PrivacySettingsPayload(_Strict):
+    user_id: Identifier
+    share_purchases_with_friends: bool
+    show_in_activity_feed: bool
+    #: shown in friend lists and activity feeds ("Ana bought this"); never a full name
+    first_name: str | None = Field(default=None, max_length=64)
+
+
+class PrivacySettingsChanged(Event[PrivacySettingsPayload]):
+    EVENT_TYPE: ClassVar[str] = "privacy.settings_changed"
+    event_type: Literal["privacy.settings_changed"] = "privacy.settings_changed"
+
+
+class UserRef(_Strict):
+    user_id: Identifier
+
+
+class UserErased(Event[UserRef]):
+    EVENT_TYPE: ClassVar[str] = "user.erased"
+    event_type: Literal["user.erased"] = "user.erased"
+
+
+#: every event type by wire name; the one place a new event is registered
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.EVENT_TYPE: cls
+    for cls in (
+        ProductUpserted,
+        ProductDeleted,
+        PurchaseCompleted,
+        OrderRefunded,
+        ReviewPosted,
+        ReviewEdited,
+        ReviewDeleted,
+        ProductShared,
+        FriendshipAdded,
+        FriendshipRemoved,
+        PrivacySettingsChanged,
+        UserErased,
+    )
+}

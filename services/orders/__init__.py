@@ -1,0 +1,1 @@
+"""The orders service. Run with ``socialproof serve orders``."""

@@ -1,0 +1,1 @@
+"""The social-proof stream processor (Faust worker). Run with ``socialproof worker``."""

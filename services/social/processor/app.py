@@ -1,0 +1,232 @@
+"""The social-proof stream processor: a Faust worker that turns contract events into counters.
+
+It consumes every event topic of the registry in batches, decodes each record with the contracts
+codec, sends records it cannot use to the dead-letter topic (original bytes, reason, source
+topic/partition/offset) and applies the rest to Redis through :class:`CounterStore`. Offsets are
+committed only after a batch's Redis writes and dead letters are confirmed, so a crash replays the
+batch, which the idempotent store absorbs (effectively-once, no Kafka transactions needed).
+
+State lives in Redis, not in Faust tables: changelog recovery is not trusted to be complete
+(see the broker notes), and Redis is what the notifier serves from anyway.
+
+Run: ``socialproof worker`` (any number of replicas; they share partitions via the consumer group
+``SOCIALPROOF_WORKER_CONSUMER_GROUP``). Health, readiness and metrics are served by Faust's web
+server on ``SOCIALPROOF_WORKER_WEB_PORT`` (default 6066).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from contracts import codec
+from contracts.events import Event
+from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, DeadLetter, topic_for
+from services.social.processor.store import CounterStore
+from socialproof import logs
+from socialproof import redis as redis_client
+from socialproof.kafka import BrokerProbe, EventPublisher
+from socialproof.metrics import BATCH_LATENCY, EVENTS_PROCESSED
+from socialproof.metrics import DEAD_LETTERS as DEAD_LETTER_COUNT
+from socialproof.settings import SocialSettings
+
+log = logging.getLogger("socialproof.processor")
+
+
+class BatchProcessor:
+    """Decode → dead-letter the unusable → apply to Redis → announce. Independent of Faust."""
+
+    def __init__(self, store: CounterStore, dead_letters: EventPublisher, consumer: str) -> None:
+        self.store = store
+        self.dead_letters = dead_letters
+        self.consumer = consumer
+
+    async def handle(self, records: list[Any]) -> None:
+        """``records`` are Faust events (``.message`` has topic, partition, offset, key, value)."""
+        started = time.perf_counter()
+        good: list[Event] = []
+        pending_dead: list[asyncio.Future] = []
+        for record in records:
+            msg = record.message
+            if msg.value is None:
+                continue  # a compaction tombstone (product deleted): nothing to count
+            try:
+                good.append(codec.decode(msg.value))
+            except codec.EventDecodeError as exc:
+                pending_dead.append(asyncio.ensure_future(self._dead_letter(msg, exc)))
+        changed = await self.store.apply(good)
+        # Offsets move on only once every dead letter is confirmed: nothing is lost.
+        if pending_dead:
+            await asyncio.gather(*pending_dead)
+        await self.store.announce(changed)
+        for event in good:
+            EVENTS_PROCESSED.labels(topic_for(event).name, event.event_type).inc()
+        BATCH_LATENCY.observe(time.perf_counter() - started)
+
+    async def _dead_letter(self, msg: Any, exc: codec.EventDecodeError) -> None:
+        letter = DeadLetter(
+            source_topic=msg.topic,
+            source_partition=msg.partition,
+            source_offset=msg.offset,
+            source_key_b64=DeadLetter.b64(msg.key),
+            value_b64=DeadLetter.b64(msg.value),
+            reason=exc.reason,
+            error=exc.detail,
+            consumer=self.consumer,
+        )
+        log.warning(
+            "dead-lettered a record",
+            extra={
+                "topic": msg.topic,
+                "partition": msg.partition,
+                "offset": msg.offset,
+                "reason": exc.reason,
+                "error": exc.detail[:300],
+            },
+        )
+        await self.dead_letters.publish_raw(
+            DEAD_LETTERS.name,
+            key=f"{msg.topic}/{msg.partition}/{msg.offset}".encode(),
+            value=letter.model_dump_json().encode(),
+            headers={"reason": exc.reason, "source_topic": msg.topic},
+            event_type="dead_letter",
+        )
+        DEAD_LETTER_COUNT.labels(msg.topic, exc.reason).inc()
+
+
+class _ProcessorApp(faust.App):
+    """Faust's app, closing socialproof's clients after Faust has stopped consuming."""
+
+    closing_resources: list[Any]
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        for close in getattr(self, "closing_resources", []):
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+
+
+def create_app(settings: SocialSettings) -> faust.App:
+    """Build the Faust app; nothing connects until the worker starts."""
+    brokers = [
+        f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")
+    ]
+    app = _ProcessorApp(
+        settings.worker_consumer_group,
+        broker=brokers,
+        store="memory://",
+        autodiscover=False,
+        web_enabled=True,
+        web_bind=settings.host,
+        web_port=settings.worker_web_port,
+        web_in_thread=False,
+        broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        topic_disable_leader=True,
+        table_standby_replicas=0,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    source = app.topic(
+        *(t.name for t in EVENT_TOPICS),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        # The registry's topics are created by the platform (dev stack, KafkaTopic resources).
+        internal=False,
+    )
+    # Clients connect lazily on first use, inside the worker's event loop.
+    redis = redis_client.connect(settings)
+    publisher = EventPublisher(settings, client_id="social-processor")
+    broker = BrokerProbe(settings)
+    processor = BatchProcessor(
+        CounterStore(redis, settings.redis_namespace),
+        publisher,
+        consumer=settings.worker_consumer_group,
+    )
+    app.closing_resources = [publisher.close, redis.aclose]  # type: ignore[attr-defined]
+
+    @app.agent(source, name="counters", concurrency=1)
+    async def counters(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(
+            settings.worker_batch_size, within=settings.worker_batch_within_s
+        ):
+            await _with_retry(processor.handle, list(batch))
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "service": "social-processor"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        checks: dict[str, str] = {}
+        for name, check in (("kafka", broker.check), ("redis", redis.ping)):
+            try:
+                await asyncio.wait_for(check(), 3)
+                checks[name] = "ok"
+            except Exception as exc:  # readiness reports, never raises
+                checks[name] = f"failing: {type(exc).__name__}: {exc}"[:300]
+        assigned = len(app.consumer.assignment()) if app.consumer else 0
+        ready = all(v == "ok" for v in checks.values())
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "checks": checks,
+            "assigned_partitions": assigned,
+        }
+        return web.json(body, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _with_retry(handle: Any, batch: list[Any]) -> None:
+    """Retry a batch until it succeeds: a Redis or broker outage pauses consumption, it never
+    skips events (skipping would commit offsets of events that were not applied)."""
+    delay = 0.2
+    while True:
+        try:
+            await handle(batch)
+            return
+        except Exception as exc:
+            log.error(
+                "batch failed; retrying",
+                extra={
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "retry_in_s": delay,
+                    "size": len(batch),
+                },
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class _Worker(faust.Worker):
+    """Faust's worker with socialproof's log format instead of Faust's own."""
+
+    def __init__(self, app: faust.App, settings: SocialSettings) -> None:
+        self._sp_settings = settings
+        super().__init__(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+
+    def _setup_logging(self) -> None:
+        logs.configure(
+            "social-processor", self._sp_settings.log_level, self._sp_settings.log_format
+        )
+
+
+def run_worker(settings: SocialSettings) -> None:
+    logs.configure("social-processor", settings.log_level, settings.log_format)
+    app = create_app(settings)
+    _Worker(app, settings).execute_from_commandline()

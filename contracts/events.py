@@ -176,6 +176,19 @@ class OrderRefunded(Event[OrderRefundedPayload]):
     event_type: Literal["order.refunded"] = "order.refunded"
 
 
+class OrderCancelledPayload(_Strict):
+    order_id: Identifier
+    user_id: Identifier
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class OrderCancelled(Event[OrderCancelledPayload]):
+    """The whole order is void: counters treat it as a full refund of every line."""
+
+    EVENT_TYPE: ClassVar[str] = "order.cancelled"
+    event_type: Literal["order.cancelled"] = "order.cancelled"
+
+
 # --- social -------------------------------------------------------------------------------------
 
 
@@ -242,13 +255,22 @@ class PrivacySettingsPayload(_Strict):
     user_id: Identifier
     share_purchases_with_friends: bool
     show_in_activity_feed: bool
-    #: shown in friend lists and activity feeds ("Ana bought this"); never a full name
-    first_name: str | None = Field(default=None, max_length=64)
 
 
 class PrivacySettingsChanged(Event[PrivacySettingsPayload]):
     EVENT_TYPE: ClassVar[str] = "privacy.settings_changed"
     event_type: Literal["privacy.settings_changed"] = "privacy.settings_changed"
+
+
+class UserProfilePayload(_Strict):
+    user_id: Identifier
+    #: the only name socialproof ever shows ("Ana bought this"); never a full name
+    first_name: str = Field(min_length=1, max_length=64)
+
+
+class UserProfileUpdated(Event[UserProfilePayload]):
+    EVENT_TYPE: ClassVar[str] = "user.profile_updated"
+    event_type: Literal["user.profile_updated"] = "user.profile_updated"
 
 
 class UserRef(_Strict):
@@ -268,6 +290,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ProductDeleted,
         PurchaseCompleted,
         OrderRefunded,
+        OrderCancelled,
         ReviewPosted,
         ReviewEdited,
         ReviewDeleted,
@@ -275,6 +298,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         FriendshipAdded,
         FriendshipRemoved,
         PrivacySettingsChanged,
+        UserProfileUpdated,
         UserErased,
     )
 }

@@ -75,9 +75,9 @@ ORDERS = Topic(
     name="orders.events",
     key="order_id",
     key_of=_payload("order_id"),
-    value_types=(ev.PurchaseCompleted, ev.OrderRefunded),
+    value_types=(ev.PurchaseCompleted, ev.OrderRefunded, ev.OrderCancelled),
     writer="orders",
-    description="Completed purchases and refunds; kept forever so counters can be rebuilt.",
+    description="Purchases, refunds and cancellations; kept forever so counters can be rebuilt.",
 )
 
 FRIENDSHIPS = Topic(
@@ -111,9 +111,9 @@ USERS = Topic(
     name="social.users",
     key="user_id",
     key_of=_payload("user_id"),
-    value_types=(ev.PrivacySettingsChanged, ev.UserErased),
+    value_types=(ev.PrivacySettingsChanged, ev.UserProfileUpdated, ev.UserErased),
     writer="social",
-    description="Per-user privacy consent and erasure.",
+    description="Per-user privacy consent, first name, and erasure.",
 )
 
 DEAD_LETTERS = Topic(

@@ -2,16 +2,44 @@
 
 This is a contract between two services like the topics are, so it lives here and neither side
 imports the other. Every key starts with the namespace (``SOCIALPROOF_REDIS_NAMESPACE``, default
-``sp``) so that a rebuild can fill a fresh namespace beside the live one.
+``sp``) so that a rebuild can fill a fresh namespace beside the live one. Ids may contain ``:``
+(see ``contracts.events.Identifier``), so a key that carries two ids joins them with ``|``, a
+character ids never contain.
 
-Purchases (all writes are set operations, so duplicates and replays change nothing):
+Facts (what events said; written idempotently, newest-wins by ``(occurred_at, event_id)``):
 
-- ``{ns}:order:{order_id}``             hash  ``user``, ``ts`` (event ms), ``q:{product_id}`` qty
-- ``{ns}:refund:{order_id}:{product}``  hash  refund_id -> refunded quantity
-- ``{ns}:ub:{product_id}:{user_id}``    hash  order_id -> event ms, orders still (partly) kept
-- ``{ns}:buyers:{product_id}``          zset  user_id scored by their latest kept purchase (ms)
-- ``{ns}:user:{user_id}:products``      set   products the user has purchase state for
-- ``{ns}:erased``                       set   erased users: their events are ignored from then on
+- ``{ns}:order:{order_id}``               hash  ``user``, ``ts`` (event ms), ``q:{product}`` qty,
+                                                ``cancelled`` once the order is cancelled
+- ``{ns}:refund:{order_id}|{product}``    hash  refund_id -> refunded quantity
+- ``{ns}:review:{product}|{user}``        hash  ``live`` 0/1, ``rating``, ``ts``, ``eid``
+- ``{ns}:share:{share_id}``               hash  ``p`` product, ``u`` user, ``ch`` channel, ``ts``
+- ``{ns}:fr:{a}|{b}``                     hash  friendship a<b: ``on`` 0/1, ``ts``, ``eid``
+- ``{ns}:consent:{user}``                 hash  ``s`` share_purchases_with_friends 0/1,
+                                                ``f`` show_in_activity_feed 0/1, ``ts``, ``eid``
+                                                (absent = 0/0: privacy by default)
+- ``{ns}:name:{user}``                    hash  ``n`` first name, ``ts``, ``eid``
+- ``{ns}:erased``                         set   erased users: their events are ignored for ever
+- ``{ns}:user:{user}:{what}``             sets  what a user touched, for erasure and
+                                                announcements: ``products`` (bought), ``orders``,
+                                                ``refunds`` (``order|product``),
+                                                ``reviews`` (products), ``shares`` (share ids),
+                                                ``fr`` (users ever befriended), ``touched``
+
+Views (derived from the facts inside the same atomic script):
+
+- ``{ns}:ub:{product}|{user}``            hash  order_id -> event ms, the user's kept orders
+- ``{ns}:buyers:{product}``               zset  user scored by their latest kept purchase (ms);
+                                                bought windows are ``ZCOUNT now-window +inf``
+- ``{ns}:cbuyers:{product}``              set   buyers who share purchases with friends
+- ``{ns}:friends:{user}``                 set   the user's friends (symmetric)
+- ``{ns}:reviews:{product}``              hash  ``count``, ``sum``, ``h1``..``h5``
+- ``{ns}:shares:{product}``               hash  ``total``, ``ch:{channel}``
+- ``{ns}:sharets:{product}``              zset  share_id scored by event ms (1 h / 24 h windows)
+- ``{ns}:trend:{hour}``                   zset  product -> weighted activity in that event-time
+                                                hour (hour = ms // 3,600,000)
+- ``{ns}:feed:{product}``                 zset  ``b|user|order``, ``r|user``, ``s|user|share``
+                                                scored by event ms, newest ``FEED_KEEP`` kept;
+                                                consent, names and erasure are applied at read
 
 Announcements: the processor publishes a JSON list of changed product ids on the pub/sub
 channel ``{ns}:changes`` once per batch (coalesced), and the notifier pushes fresh state.
@@ -21,6 +49,17 @@ from __future__ import annotations
 
 #: rolling windows of distinct buyers, by event time: label -> milliseconds
 BOUGHT_WINDOWS_MS: dict[str, int] = {"1h": 3_600_000, "24h": 86_400_000, "7d": 604_800_000}
+#: rolling windows of shares, by event time
+SHARE_WINDOWS_MS: dict[str, int] = {"1h": 3_600_000, "24h": 86_400_000}
+
+HOUR_MS = 3_600_000
+#: trending: activity weight per kind, and how many hourly buckets count (the newest weighs
+#: TRENDING_HOURS, the oldest 1: score = sum of kind weight x (TRENDING_HOURS - age in hours))
+TRENDING_WEIGHTS: dict[str, int] = {"bought": 3, "reviewed": 2, "shared": 1}
+TRENDING_HOURS = 24
+#: activity feed: entries kept per product (the read filters consent, so keep more than shown)
+FEED_KEEP = 500
+SHARE_CHANNELS = ("link", "facebook", "x", "whatsapp", "email", "other")
 
 
 class Keys:
@@ -33,13 +72,43 @@ class Keys:
         return f"{self.ns}:order:{order_id}"
 
     def refund(self, order_id: str, product_id: str) -> str:
-        return f"{self.ns}:refund:{order_id}:{product_id}"
+        return f"{self.ns}:refund:{order_id}|{product_id}"
 
     def user_buys(self, product_id: str, user_id: str) -> str:
-        return f"{self.ns}:ub:{product_id}:{user_id}"
+        return f"{self.ns}:ub:{product_id}|{user_id}"
 
     def buyers(self, product_id: str) -> str:
         return f"{self.ns}:buyers:{product_id}"
+
+    def consenting_buyers(self, product_id: str) -> str:
+        return f"{self.ns}:cbuyers:{product_id}"
+
+    def friends(self, user_id: str) -> str:
+        return f"{self.ns}:friends:{user_id}"
+
+    def consent(self, user_id: str) -> str:
+        return f"{self.ns}:consent:{user_id}"
+
+    def name(self, user_id: str) -> str:
+        return f"{self.ns}:name:{user_id}"
+
+    def review(self, product_id: str, user_id: str) -> str:
+        return f"{self.ns}:review:{product_id}|{user_id}"
+
+    def reviews(self, product_id: str) -> str:
+        return f"{self.ns}:reviews:{product_id}"
+
+    def shares(self, product_id: str) -> str:
+        return f"{self.ns}:shares:{product_id}"
+
+    def share_times(self, product_id: str) -> str:
+        return f"{self.ns}:sharets:{product_id}"
+
+    def trend_bucket(self, hour: int) -> str:
+        return f"{self.ns}:trend:{hour}"
+
+    def feed(self, product_id: str) -> str:
+        return f"{self.ns}:feed:{product_id}"
 
     def user_products(self, user_id: str) -> str:
         return f"{self.ns}:user:{user_id}:products"

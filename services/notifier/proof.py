@@ -1,18 +1,44 @@
-"""Reads a product's social proof from the serving store (the layout in :mod:`contracts.views`).
+"""Reads social proof from the serving store (the layout in :mod:`contracts.views`).
+
+The read side of the stream processor's counters, used by the notifier's endpoints (and by
+tests and ``make bench`` directly). Stable methods of :class:`ProofReader`:
+
+- ``read_many(ids)`` / ``read(id)``: public counters per product (bought windows, reviews,
+  shares), one pipelined round trip for any number of products.
+- ``friends_bought(viewer_id, product_id)``: ``(count, up to 3 first names)`` of the viewer's
+  friends with a kept purchase who share purchases with friends; the viewer is never counted.
+  It is an intersection on read (one ``SINTERCARD`` over the smaller of the viewer's friend set and
+  the product's consenting-buyer set; reasoning in ``services/social/processor/store.py``), so
+  friendship, consent, refund and erasure changes show on the very next read. The caller (the
+  notifier's viewer-token endpoint) must make sure ``viewer_id`` is the authenticated viewer.
+- ``trending(limit=50)``: products ranked by weighted activity of the last 24 event-time hours.
+- ``activity(product_id, limit=20)``: the newest activities of users who allow the feed, first
+  name only; consent, names and erasure are applied at read time.
 
 Windows are evaluated at read time against the event times stored by the processor, so they
-expire by themselves without any event arriving.
+expire by themselves without any event arriving. Every method takes an optional ``now_ms``.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 
-from contracts.views import BOUGHT_WINDOWS_MS, Keys
+from contracts.views import (
+    BOUGHT_WINDOWS_MS,
+    FEED_KEEP,
+    HOUR_MS,
+    SHARE_WINDOWS_MS,
+    TRENDING_HOURS,
+    Keys,
+)
+
+MAX_FRIEND_NAMES = 3
 
 
 class BoughtCounts(BaseModel):
@@ -44,31 +70,173 @@ class Proof(BaseModel):
     as_of: datetime
 
 
+class FriendsBought(BaseModel):
+    count: int = Field(description="friends with a kept purchase who share purchases with friends")
+    names: list[str] = Field(description="up to 3 of their first names")
+
+
+class TrendingProduct(BaseModel):
+    product_id: str
+    score: int = Field(description="sum of kind weight x (24 - age in hours) over the last 24 h")
+
+
+class Activity(BaseModel):
+    kind: Literal["bought", "reviewed", "shared"]
+    first_name: str
+    occurred_at: datetime
+
+
+_KINDS = {"b": "bought", "r": "reviewed", "s": "shared"}
+
+# ARGV: ns, viewer, product, max names. Returns {count, name, name, ...}.
+FRIENDS_LUA = """
+local ns, viewer, product, want = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local f, b = ns..':friends:'..viewer, ns..':cbuyers:'..product
+local count = redis.call('SINTERCARD', 2, f, b)
+local out = {count}
+if count == 0 or want == 0 then return out end
+local function add(u)
+  local n = redis.call('HGET', ns..':name:'..u, 'n')
+  if n then table.insert(out, n) end
+  return #out > want
+end
+if count <= 64 then
+  -- few friends bought: the whole intersection is small, take names in id order
+  local both = redis.call('SINTER', f, b)
+  table.sort(both)
+  for _, u in ipairs(both) do if add(u) then break end end
+else
+  -- many did: scan the smaller set until enough names are found (dense, so this stops early)
+  local small, big = f, b
+  if redis.call('SCARD', b) < redis.call('SCARD', f) then small, big = b, f end
+  local cursor = '0'
+  repeat
+    local r = redis.call('SSCAN', small, cursor, 'COUNT', 100)
+    cursor = r[1]
+    for _, u in ipairs(r[2]) do
+      if redis.call('SISMEMBER', big, u) == 1 and add(u) then cursor = '0'; break end
+    end
+  until cursor == '0'
+end
+return out
+"""
+
+# ARGV: ns, now hour, hours, limit. Returns {product, score, ...} for every product whose score
+# is at least the limit-th best (ties included, so the caller's tie-break is exact).
+TRENDING_LUA = """
+local ns, now_hour, hours, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local keys, weights = {}, {}
+for age = 0, hours - 1 do
+  table.insert(keys, ns..':trend:'..string.format('%d', now_hour - age))
+  table.insert(weights, hours - age)
+end
+local tmp = ns..':tmp:trending'
+local args = {'ZUNIONSTORE', tmp, #keys}
+for _, k in ipairs(keys) do table.insert(args, k) end
+table.insert(args, 'WEIGHTS')
+for _, w in ipairs(weights) do table.insert(args, w) end
+redis.call(unpack(args))
+local edge = redis.call('ZREVRANGE', tmp, limit - 1, limit - 1, 'WITHSCORES')
+local out
+if #edge == 0 then
+  out = redis.call('ZRANGE', tmp, 0, -1, 'WITHSCORES')
+else
+  out = redis.call('ZRANGEBYSCORE', tmp, edge[2], '+inf', 'WITHSCORES')
+end
+redis.call('DEL', tmp)
+return out
+"""
+
+# ARGV: ns, product, limit, scan limit. Returns {kind, first name, ms, ...}, newest first,
+# only users not erased who allow the feed and have a first name.
+ACTIVITY_LUA = """
+local ns, product, limit, scan = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local key = ns..':feed:'..product
+local out, found, start = {}, 0, 0
+while found < limit and start < scan do
+  local page = redis.call('ZREVRANGE', key, start, start + 49, 'WITHSCORES')
+  if #page == 0 then break end
+  for i = 1, #page, 2 do
+    local member = page[i]
+    local kind = string.sub(member, 1, 1)
+    local rest = string.sub(member, 3)
+    local bar = string.find(rest, '|', 1, true)
+    local user = rest
+    if bar then user = string.sub(rest, 1, bar - 1) end
+    if redis.call('SISMEMBER', ns..':erased', user) == 0
+      and redis.call('HGET', ns..':consent:'..user, 'f') == '1' then
+      local name = redis.call('HGET', ns..':name:'..user, 'n')
+      if name then
+        table.insert(out, kind); table.insert(out, name); table.insert(out, page[i + 1])
+        found = found + 1
+        if found >= limit then break end
+      end
+    end
+  end
+  start = start + 50
+end
+return out
+"""
+
+
+def _now_ms(now_ms: int | None) -> int:
+    return int(time.time() * 1000) if now_ms is None else now_ms
+
+
+def review_summary(raw: dict[str, str]) -> ReviewSummary:
+    count = int(raw.get("count", 0))
+    histogram = {str(stars): int(raw.get(f"h{stars}", 0)) for stars in range(1, 6)}
+    if count <= 0:
+        return ReviewSummary(count=0, average=None, histogram=histogram)
+    average = (Decimal(int(raw.get("sum", 0))) / count).quantize(
+        Decimal("0.01"), rounding=ROUND_HALF_UP
+    )
+    return ReviewSummary(count=count, average=float(average), histogram=histogram)
+
+
 class ProofReader:
     def __init__(self, redis: aioredis.Redis, namespace: str) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
+        self._friends = redis.register_script(FRIENDS_LUA)
+        self._trending = redis.register_script(TRENDING_LUA)
+        self._activity = redis.register_script(ACTIVITY_LUA)
 
     async def read_many(self, product_ids: list[str], now_ms: int | None = None) -> list[Proof]:
         """One pipelined round trip for any number of products."""
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        now_ms = _now_ms(now_ms)
         async with self.redis.pipeline(transaction=False) as pipe:
             for product_id in product_ids:
                 buyers = self.keys.buyers(product_id)
                 for window_ms in BOUGHT_WINDOWS_MS.values():
                     pipe.zcount(buyers, now_ms - window_ms, "+inf")
-            counts = await pipe.execute()
+                share_times = self.keys.share_times(product_id)
+                for window_ms in SHARE_WINDOWS_MS.values():
+                    pipe.zcount(share_times, now_ms - window_ms, "+inf")
+                pipe.hgetall(self.keys.reviews(product_id))
+                pipe.hgetall(self.keys.shares(product_id))
+            replies = await pipe.execute()
         as_of = datetime.fromtimestamp(now_ms / 1000, UTC)
-        width = len(BOUGHT_WINDOWS_MS)
+        width = len(BOUGHT_WINDOWS_MS) + len(SHARE_WINDOWS_MS) + 2
         proofs = []
         for i, product_id in enumerate(product_ids):
-            window = dict(zip(BOUGHT_WINDOWS_MS, counts[i * width : (i + 1) * width], strict=True))
+            row = replies[i * width : (i + 1) * width]
+            bought = dict(zip(BOUGHT_WINDOWS_MS, row[: len(BOUGHT_WINDOWS_MS)], strict=True))
+            h1, h24 = row[len(BOUGHT_WINDOWS_MS) : len(BOUGHT_WINDOWS_MS) + 2]
+            reviews_raw, shares_raw = row[-2], row[-1]
+            by_channel = {
+                field[3:]: int(v)
+                for field, v in sorted(shares_raw.items())
+                if field.startswith("ch:") and int(v) > 0
+            }
             proofs.append(
                 Proof(
                     product_id=product_id,
-                    bought=BoughtCounts.model_validate(window),
-                    reviews=ReviewSummary(),
-                    shares=ShareCounts(),
+                    bought=BoughtCounts.model_validate(bought),
+                    reviews=review_summary(reviews_raw),
+                    shares=ShareCounts(
+                        h1=h1, h24=h24, total=int(shares_raw.get("total", 0)), by_channel=by_channel
+                    ),
                     as_of=as_of,
                 )
             )
@@ -76,6 +244,42 @@ class ProofReader:
 
     async def read(self, product_id: str, now_ms: int | None = None) -> Proof:
         return (await self.read_many([product_id], now_ms))[0]
+
+    async def friends_bought(self, viewer_id: str, product_id: str) -> tuple[int, list[str]]:
+        """How many of the viewer's friends bought the product (kept, consenting), and up to
+        three of their first names. One script call: SINTERCARD + at most a few lookups."""
+        reply = await self._friends(
+            args=[self.keys.ns, viewer_id, product_id, MAX_FRIEND_NAMES]
+        )
+        return int(reply[0]), [str(n) for n in reply[1:]]
+
+    async def trending(self, limit: int = 50, now_ms: int | None = None) -> list[TrendingProduct]:
+        """Top products by weighted activity in the last 24 event-time hours, best first (ties
+        by product id)."""
+        if limit <= 0:
+            return []
+        now_hour = _now_ms(now_ms) // HOUR_MS
+        reply = await self._trending(args=[self.keys.ns, now_hour, TRENDING_HOURS, limit])
+        ranked = [
+            TrendingProduct(product_id=reply[i], score=round(float(reply[i + 1])))
+            for i in range(0, len(reply), 2)
+        ]
+        ranked.sort(key=lambda t: (-t.score, t.product_id))
+        return [t for t in ranked if t.score > 0][:limit]
+
+    async def activity(self, product_id: str, limit: int = 20) -> list[Activity]:
+        """The newest activities of users who allow the feed (first names only), newest first."""
+        if limit <= 0:
+            return []
+        reply = await self._activity(args=[self.keys.ns, product_id, limit, FEED_KEEP])
+        return [
+            Activity(
+                kind=_KINDS[reply[i]],
+                first_name=reply[i + 1],
+                occurred_at=datetime.fromtimestamp(int(float(reply[i + 2])) / 1000, UTC),
+            )
+            for i in range(0, len(reply), 3)
+        ]
 
 
 def to_json(proof: Proof) -> dict:

@@ -114,10 +114,27 @@ class CatalogSettings(Settings):
 
 class OrdersSettings(Settings):
     orders_port: int = port_field("orders")  # type: ignore[assignment]
+    product_wait_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=30,
+        description="how long an order waits for a just-created product to reach the product view",
+    )
+    idempotency_ttl_s: int = Field(
+        default=86_400, ge=60, le=30 * 86_400, description="how long Idempotency-Key records live"
+    )
 
 
 class SocialSettings(Settings):
     social_port: int = port_field("social")  # type: ignore[assignment]
+    # Privacy by default: nobody's purchases are shown to friends and nobody appears in activity
+    # feeds until they opt in, unless the shop's configuration says otherwise.
+    default_share_purchases: bool = Field(
+        default=False, description="share_purchases_with_friends of users who never chose"
+    )
+    default_show_in_activity_feed: bool = Field(
+        default=False, description="show_in_activity_feed of users who never chose"
+    )
     worker_batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="events the stream worker handles per batch"
     )
@@ -135,6 +152,35 @@ class SocialSettings(Settings):
 class NotifierSettings(Settings):
     notifier_port: int = port_field("notifier")  # type: ignore[assignment]
     sse_heartbeat_s: float = Field(default=15, gt=0, le=300, description="SSE keep-alive period")
+    viewer_token_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of viewer tokens; unset: derived from the service token",
+    )
+    viewer_token_ttl_s: int = Field(
+        default=900, ge=30, le=86_400, description="lifetime of a viewer token, seconds"
+    )
+    rate_limit_per_s: float = Field(
+        default=20, gt=0, description="public read requests per second per client (sustained)"
+    )
+    rate_limit_burst: int = Field(
+        default=100, ge=1, description="public read requests a client may make in a burst"
+    )
+    stream_max_updates_per_s: float = Field(
+        default=4, gt=0, le=100, description="live updates per product per connection, at most"
+    )
+    public_max_age_s: int = Field(
+        default=2, ge=0, le=3600, description="Cache-Control max-age of public proof answers"
+    )
+    widget_min_count: int = Field(
+        default=3, ge=1, description="widget hides counts below this (data-min-count overrides)"
+    )
+    cors_origins: str = Field(
+        default="*", description="origins allowed to call the read API from a browser, comma-separated"
+    )
+    demo_enabled: bool = Field(
+        default=False,
+        description="serve the demo storefront and issue viewer tokens without auth (dev only)",
+    )
 
 
 class DevStackSettings(BaseSettings):

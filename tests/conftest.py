@@ -25,6 +25,7 @@ from tests.support.backends import Backend, provide_backend
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 SERVICE_TOKEN = "test-service-token-" + uuid.uuid4().hex[:12]
+UNLIMITED_READS = {"SOCIALPROOF_RATE_LIMIT_PER_S": "1000000", "SOCIALPROOF_RATE_LIMIT_BURST": "1000000"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -68,7 +69,9 @@ def stack(backend: Backend, topics: None, request: pytest.FixtureRequest) -> Ite
         kafka_bootstrap_servers=backend.bootstrap,
         redis_url=backend.redis_url,
         service_token=SERVICE_TOKEN,
-        extra_env=dict(EMBEDDED_GROUP_ENV),
+        # Every test shares one client address: the notifier's per-client rate limit is tested
+        # on a notifier of its own (tests/integration/test_notifier_api.py), not here.
+        extra_env={**EMBEDDED_GROUP_ENV, **UNLIMITED_READS},
         echo=False,
         log_format="json",
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -61,18 +62,52 @@ class EventPublisher:
     """An idempotent confluent-kafka producer with awaitable deliveries.
 
     A daemon thread polls for delivery reports and resolves asyncio futures on the caller's loop.
+
+    An idempotent producer can end up unusable: a fatal error, or its producer id/epoch refused
+    for good (measured on the embedded broker: PRODUCER_FENCED for every record after librdkafka
+    bumped the epoch following requests that timed out while the broker was frozen). The poll thread then replaces it with a fresh producer, so a service recovers from a
+    broker outage without a restart. Records in flight on the old instance fail (the caller got
+    or gets a 503) and are never reported as delivered.
     """
 
+    REBUILD_MIN_INTERVAL_S = 1.0
+
     def __init__(self, settings: Settings, client_id: str) -> None:
-        self._settings = settings
-        self._producer = Producer(producer_config(settings, client_id), logger=log)
+        self._config = producer_config(settings, client_id)
+        self._config["error_cb"] = self._on_error
+        self._client_id = client_id
+        self._producer = Producer(self._config, logger=log)
+        self._fatal = threading.Event()
+        self._last_rebuild = 0.0
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._poll, name=f"{client_id}-poll", daemon=True)
         self._poller.start()
 
+    def _on_error(self, err: KafkaError) -> None:  # runs on the poll thread
+        if err.fatal():
+            log.error("producer hit a fatal error; replacing it", extra={"error": err.str()})
+            self._fatal.set()
+        elif err.code() != KafkaError._ALL_BROKERS_DOWN:
+            log.debug("producer error", extra={"error": err.str()})
+
     def _poll(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(0.1)
+            if (
+                self._fatal.is_set()
+                and time.monotonic() - self._last_rebuild > self.REBUILD_MIN_INTERVAL_S
+            ):
+                self._rebuild()
+
+    def _rebuild(self) -> None:
+        old = self._producer
+        self._producer = Producer(self._config, logger=log)
+        self._last_rebuild = time.monotonic()
+        self._fatal.clear()
+        # Fail what the dead instance still holds, so every waiting caller gets its answer.
+        old.purge()
+        old.flush(0)
+        log.warning("producer replaced after a fatal error", extra={"client_id": self._client_id})
 
     async def publish(self, event: Event, topic: Topic | None = None) -> Delivered:
         topic = topic or topic_for(event)
@@ -100,6 +135,8 @@ class EventPublisher:
         future: asyncio.Future[Delivered] = loop.create_future()
 
         def on_delivery(err: KafkaError | None, msg) -> None:  # runs on the poll thread
+            if err is not None and (err.fatal() or err.code() in _POISONED):
+                self._fatal.set()
             if err is not None:
                 outcome: Delivered | BaseException = PublishFailed(
                     f"{err.name()}: {err.str()}", retryable=err.retriable() or _is_timeout(err)
@@ -139,6 +176,23 @@ class EventPublisher:
             log.error("records not delivered at shutdown", extra={"count": remaining})
         self._stopping.set()
         self._poller.join(timeout=2)
+
+
+# Delivery errors after which this producer instance is replaced. Its producer id and epoch are
+# refused for good after the first four; after a timeout, librdkafka must bump the epoch before
+# the partition can take records again, which a broker that lost or never had that producer id
+# (a restarted or replaced broker) may refuse for ever (measured: every record then times out).
+# A new instance starts with a new producer id, which every broker accepts.
+_POISONED = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError._FATAL,
+    }
+)
 
 
 def _settle(future: asyncio.Future, outcome: object) -> None:

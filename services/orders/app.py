@@ -9,6 +9,7 @@ Run: ``socialproof serve orders`` (port ``SOCIALPROOF_ORDERS_PORT``, default 800
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -37,6 +38,7 @@ from socialproof.kafka import EventPublisher
 from socialproof.settings import OrdersSettings
 
 SERVICE = "orders"
+log = logging.getLogger("socialproof.orders")
 
 
 class OrderLineIn(BaseModel):
@@ -112,7 +114,16 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
             ),
             producer=SERVICE,
         )
-        await publisher.publish(event)
+        delivered = await publisher.publish(event)
+        log.info(
+            "order accepted",
+            extra={
+                "event_id": str(event.event_id),
+                "order_id": order_id,
+                "partition": delivered.partition,
+                "offset": delivered.offset,
+            },
+        )
         return OrderAccepted(
             order_id=order_id,
             status="accepted",

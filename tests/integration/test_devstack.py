@@ -1,0 +1,123 @@
+"""``socialproof run`` (what ``make run`` starts): the whole stack comes up within 60 s, prints its
+URLs, serves the thin path, and Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from socialproof.devstack import free_port
+from socialproof.settings import DEFAULT_PORTS
+from tests.support.waiting import wait_for
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc), however deep."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def dev_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SOCIALPROOF_") and k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
+    env.update({
+        "SOCIALPROOF_BROKER_PORT": str(free_port()),
+        "SOCIALPROOF_REDIS_PORT": str(free_port()),
+        "SOCIALPROOF_WORKER_WEB_PORT": str(free_port()),
+        "SOCIALPROOF_DEVSTACK_DIR": str(tmp_path / "devstack"),
+        "SOCIALPROOF_SIMULATE_RATE": "0",
+        "COLUMNS": "200",
+    })
+    for name in DEFAULT_PORTS:
+        env[f"SOCIALPROOF_{name.upper()}_PORT"] = str(free_port())
+    return env
+
+
+def test_run_starts_everything_within_60s_and_ctrl_c_leaves_no_process(
+    dev_env: dict[str, str], tmp_path: Path
+) -> None:
+    output = tmp_path / "run.out"
+    started = time.monotonic()
+    with output.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "socialproof.cli", "run"], env=dev_env,
+                                stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        # Given the stack started with the quickstart command
+        wait_for(lambda: "is up in" in output.read_text() or proc.poll() is not None, 60,
+                 "the 'is up' banner")
+        assert proc.poll() is None, output.read_text()[-3000:]
+        assert time.monotonic() - started < 60
+        text = output.read_text()
+        notifier = f"http://127.0.0.1:{dev_env['SOCIALPROOF_NOTIFIER_PORT']}"
+        orders = f"http://127.0.0.1:{dev_env['SOCIALPROOF_ORDERS_PORT']}"
+        assert f"{notifier}/v1/proof/products/" in text
+        assert f"{orders}/docs" in text
+        token = re.search(r"Bearer ([A-Za-z0-9_\-]+)", text).group(1)
+        # When an order is posted with the printed token
+        response = httpx.post(f"{orders}/v1/orders", headers={"Authorization": f"Bearer {token}"},
+                              json={"user_id": "u1", "currency": "EUR", "lines": [
+                                  {"product_id": "devstack-p1", "quantity": 1,
+                                   "unit_price": "1.00"}]}, timeout=10)
+        assert response.status_code == 201, response.text
+        # Then the proof shows it
+        wait_for(lambda: httpx.get(f"{notifier}/v1/proof/products/devstack-p1", timeout=5)
+                 .json()["bought"]["24h"] == 1, 2, "the order in the proof")
+        children = descendants(proc.pid)
+        assert len(children) >= 7, "broker, redis, 4 services and the worker"
+        # When Ctrl-C
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(45) == 0, output.read_text()[-3000:]
+        # Then nothing it started is left running
+        wait_for(lambda: not any(alive(pid) for pid in children), 10, "every child to exit")
+        assert "no process left behind" in output.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_run_explains_a_busy_port(dev_env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", int(dev_env["SOCIALPROOF_BROKER_PORT"])))
+        busy.listen()
+        result = subprocess.run([sys.executable, "-m", "socialproof.cli", "run"], env=dev_env,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    message = " ".join((result.stdout + result.stderr).split())
+    assert f"port {dev_env['SOCIALPROOF_BROKER_PORT']} for the embedded broker is already in use" in message
+    assert "SOCIALPROOF_BROKER_PORT" in message

@@ -3,11 +3,13 @@
 socialproof run                    # the whole stack on the embedded broker (make run)
 socialproof serve orders           # one HTTP service (catalog, orders, social, notifier)
 socialproof worker                 # the stream processor (Faust)
+socialproof simulate               # demo shop traffic through the APIs (make run starts it)
 socialproof topics create          # create the registry's topics on KAFKA_BOOTSTRAP_SERVERS
 socialproof contracts generate     # regenerate contracts/schemas/
 socialproof contracts check        # fail if the schemas are stale or incompatible
 socialproof contracts topics       # show the topic registry
 socialproof settings               # every setting, its variable and default
+socialproof deploy check           # validate the Kubernetes manifests (make deploy-check)
 """
 
 from __future__ import annotations
@@ -270,13 +272,17 @@ def contracts_topics(as_json: Annotated[bool, typer.Option("--json")] = False) -
 
 
 @app.command("settings")
-def settings_table(as_markdown: Annotated[bool, typer.Option("--markdown")] = False) -> None:
+def settings_table(
+    as_markdown: Annotated[bool, typer.Option("--markdown")] = False,
+    readme: Annotated[bool, typer.Option("--update-readme", help="rewrite README's table")] = False,
+) -> None:
     """Every setting: environment variable, default, meaning."""
+    if readme:
+        console.print("README.md updated" if update_readme() else "README.md already up to date")
+        return
     rows = settings_rows()
     if as_markdown:
-        print("| variable | default | used by | meaning |\n|---|---|---|---|")
-        for r in rows:
-            print(f"| `{r[0]}` | `{r[1]}` | {r[2]} | {r[3]} |")
+        print(settings_markdown(), end="")
         return
     table = Table(title="settings")
     for col in ("variable", "default", "used by", "meaning"):
@@ -284,6 +290,25 @@ def settings_table(as_markdown: Annotated[bool, typer.Option("--markdown")] = Fa
     for r in rows:
         table.add_row(*r)
     console.print(table)
+
+
+def settings_markdown() -> str:
+    """The settings table as markdown (README's "Settings" section is generated from it)."""
+    lines = ["| variable | default | used by | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{r[0]}` | `{r[1]}` | {r[2]} | {r[3]} |" for r in settings_rows()]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(path: Path = Path(__file__).resolve().parent.parent / "README.md") -> bool:
+    """Rewrite the README's settings table; returns True when it changed."""
+    text = path.read_text()
+    start, end = "<!-- settings-table:start -->\n", "<!-- settings-table:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    new = head + start + settings_markdown() + end + tail
+    if new != text:
+        path.write_text(new)
+    return new != text
 
 
 def settings_rows() -> list[tuple[str, str, str, str]]:
@@ -320,6 +345,24 @@ def settings_rows() -> list[tuple[str, str, str, str]]:
                 shown = str(default)
             rows.append((var, shown, owner, info.description or ""))
     return rows
+
+
+def _register_simulate() -> None:
+    from socialproof.simulate import simulate
+
+    app.command("simulate")(simulate)
+
+
+_register_simulate()
+
+
+def _register_deploy() -> None:
+    from socialproof.deploy import deploy_app
+
+    app.add_typer(deploy_app, name="deploy")
+
+
+_register_deploy()
 
 
 def main() -> None:

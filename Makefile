@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES      := redis-server
 TEST_SYSTEM_PACKAGES := redis-server kcat
 
-.PHONY: help setup run test test-fast schemas check-schemas lint clean
+.PHONY: help setup run test deploy-check test-fast schemas check-schemas lint clean
 
 help:
 	@echo "make run    - start the whole stack (embedded broker, Redis, every service)"
 	@echo "make test   - set up what is missing, then run the whole test suite"
 	@echo "make setup  - only create .venv and install system packages"
+	@echo "make deploy-check - build, validate and policy-check the Kubernetes manifests (deploy/)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +28,7 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/socialproof run
 
-test: $(STAMP)
+test: $(STAMP) deploy-check
 	@scripts/ensure-system-packages.sh $(TEST_SYSTEM_PACKAGES)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
@@ -43,3 +44,10 @@ check-schemas: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .devstack .pytest_cache test-artifacts
+
+# Kubernetes manifests: kustomize builds of every overlay, offline schema validation (pinned
+# Kubernetes version), policy rules, KafkaTopics vs the registry, alert rules (promtool, from
+# Debian's prometheus package). Fails on any problem; `make test` runs it first.
+deploy-check: $(STAMP)
+	@scripts/ensure-system-packages.sh prometheus
+	$(VENV)/bin/socialproof deploy check

@@ -181,6 +181,9 @@ class NotifierSettings(Settings):
         default=False,
         description="serve the demo storefront and issue viewer tokens without auth (dev only)",
     )
+    demo_seed: int = Field(
+        default=42, description="seed of the demo world (socialproof simulate --seed uses it too)"
+    )
 
 
 class DevStackSettings(BaseSettings):

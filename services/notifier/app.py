@@ -1,70 +1,150 @@
 """The notifier: the storefront-facing edge. Serves social proof and pushes changes live.
 
-- ``GET /v1/proof/products/{product_id}``: a product's counters; an unknown product answers zeros
-  (never 404) so a storefront can render any page.
-- ``GET /v1/proof/stream?products=p1,p2``: Server-Sent Events; ``event: proof`` messages whose
-  data is the same JSON as the proof endpoint, first the current state, then every change.
+Read API (public, rate limited per client, cacheable with ETag / Cache-Control):
+
+- ``GET /v1/proof/products/{id}``: a product's counters; an unknown product answers zeros (never
+  404). With a valid viewer token also ``friends_bought`` ``{"count", "names"}`` for that viewer,
+  and the answer is then ``Cache-Control: private`` (never stored by a shared cache).
+- ``GET /v1/proof/products?ids=a,b,c`` (1..100 ids) for listing pages.
+- ``GET /v1/trending``; ``GET /v1/activity?products=a,b`` (recent activity, newest first).
+
+Viewer tokens: ``POST /v1/viewer-tokens`` ``{"viewer_id"}`` with the service token; see
+:mod:`services.notifier.tokens`. Sent back as ``Authorization: Bearer`` or ``?viewer_token=``.
+
+Live push (see :mod:`services.notifier.live`): SSE ``GET /v1/proof/stream?products=…`` and the
+WebSocket ``/v1/proof/ws?products=…``.
+
+Storefront: ``/widget.js`` (the embeddable badge) and, only when ``SOCIALPROOF_DEMO_ENABLED`` is
+true (``make run`` sets it), the demo storefront at ``/demo``.
 
 Run: ``socialproof serve notifier`` (port ``SOCIALPROOF_NOTIFIER_PORT``, default 8004).
 """
 
 from __future__ import annotations
 
-import itertools
+import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Path, Query, Request
-from pydantic import TypeAdapter, ValidationError
-from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
-from contracts.events import Identifier
+from services.notifier import live, storefront
+from services.notifier.deps import (
+    RateLimited,
+    Reader,
+    Viewer,
+    parse_product_list,
+    with_friends,
+)
 from services.notifier.hub import Hub
 from services.notifier.proof import Proof, ProofReader, to_json
+from services.notifier.ratelimit import RateLimiter
+from services.notifier.tokens import (
+    ViewerTokenIn,
+    ViewerTokenOut,
+    ViewerTokens,
+    derive_secret,
+    issue,
+)
 from socialproof import redis as redis_client
-from socialproof.http import ApiError, FieldError, create_service_app
+from socialproof.http import (
+    AUTH_RESPONSES,
+    ERROR_RESPONSES,
+    ErrorBody,
+    ServiceAuth,
+    create_service_app,
+)
 from socialproof.kafka import BrokerProbe
 from socialproof.settings import NotifierSettings
 
 SERVICE = "notifier"
-MAX_STREAM_PRODUCTS = 100
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
-_ids = TypeAdapter(list[Identifier])
 
 
-def get_reader(request: Request) -> ProofReader:
-    return request.app.state.reader
+# --- models (for the OpenAPI document; handlers answer pre-serialised JSON for speed) ---------
 
 
-def get_hub(request: Request) -> Hub:
-    return request.app.state.hub
+class FriendsBought(BaseModel):
+    count: int = Field(description="friends of the viewer who bought it (each counted once)")
+    names: list[str] = Field(description="up to three first names of friends who allow it")
 
 
-Reader = Annotated[ProofReader, Depends(get_reader)]
-LiveHub = Annotated[Hub, Depends(get_hub)]
-
-
-def parse_product_list(raw: str, field: str = "products") -> list[str]:
-    """'p1,p2' -> ['p1', 'p2'], deduplicated in order; 422 naming the field when invalid."""
-    ids = list(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
-    if not ids:
-        problem = "give at least one product id"
-    elif len(ids) > MAX_STREAM_PRODUCTS:
-        problem = f"at most {MAX_STREAM_PRODUCTS} product ids"
-    else:
-        try:
-            return _ids.validate_python(ids)
-        except ValidationError as exc:
-            bad = exc.errors()[0]
-            problem = f"product id #{bad['loc'][0]} is invalid: {bad['msg']}"
-    raise ApiError(
-        422,
-        "validation_failed",
-        f"invalid request: {field}: {problem}",
-        fields=[FieldError(field=field, message=problem, type="value_error")],
+class ProofOut(Proof):
+    friends_bought: FriendsBought | None = Field(
+        default=None, description="only with a valid viewer token, for that viewer"
     )
+
+
+class ProofList(BaseModel):
+    products: list[ProofOut]
+
+
+RATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    304: {"description": "not modified (If-None-Match matched the ETag)"},
+    401: {"model": ErrorBody, "description": "the viewer token is expired, tampered or not one"},
+    429: {"model": ErrorBody, "description": "too many requests; retry after `Retry-After` s"},
+    **ERROR_RESPONSES,
+}
+
+
+# --- caching -------------------------------------------------------------------------------------
+
+
+def cached_json(request: Request, body: Any, *, private: bool, max_age: int) -> Response:
+    """JSON with a weak ETag over the content (``as_of`` excluded: it changes every read) and
+    Cache-Control; 304 when the client already has it."""
+    content = orjson.dumps(body)
+    fingerprint = orjson.dumps(_without_as_of(body), option=orjson.OPT_SORT_KEYS)
+    etag = 'W/"' + hashlib.blake2b(fingerprint, digest_size=12).hexdigest() + '"'
+    headers = {
+        "ETag": etag,
+        # Friend data is per viewer: browsers may keep it, shared caches never.
+        "Cache-Control": "private, no-cache" if private else f"public, max-age={max_age}",
+        "Vary": "Authorization",
+    }
+    if etag in _etags(request.headers.get("if-none-match", "")):
+        return Response(status_code=304, headers=headers)
+    return Response(content, media_type="application/json", headers=headers)
+
+
+def _etags(header: str) -> set[str]:
+    tags = {t.strip() for t in header.split(",") if t.strip()}
+    # Weak comparison (RFC 9110 §8.8.3.2): W/"x" matches "x".
+    return tags | {t if t.startswith("W/") else f"W/{t}" for t in tags}
+
+
+def _without_as_of(body: Any) -> Any:
+    if isinstance(body, dict):
+        return {k: _without_as_of(v) for k, v in body.items() if k != "as_of"}
+    if isinstance(body, list):
+        return [_without_as_of(v) for v in body]
+    return body
+
+
+def trending_json(entries: Any) -> list[dict]:
+    """The reader's trending entries as JSON objects, best first, with their rank."""
+    out = []
+    for rank, entry in enumerate(entries, start=1):
+        item = entry.model_dump(mode="json") if isinstance(entry, BaseModel) else dict(entry)
+        out.append({"rank": rank, **item})
+    return out
+
+
+# --- the app -------------------------------------------------------------------------------------
+
+
+def viewer_tokens(settings: NotifierSettings) -> ViewerTokens:
+    if settings.viewer_token_secret is not None:
+        secret = settings.viewer_token_secret.get_secret_value().encode()
+    else:
+        secret = derive_secret(settings.require_service_token())
+    return ViewerTokens(secret, settings.viewer_token_ttl_s)
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
@@ -82,7 +162,10 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         pubsub_redis = redis_client.connect(settings, socket_timeout=None)
         hub = Hub(pubsub_redis, reader.keys.changes_channel, read_states)
         app.state.redis, app.state.reader, app.state.hub = redis, reader, hub
+        app.state.read_states = read_states
         app.state.broker = BrokerProbe(settings)
+        app.state.tokens = viewer_tokens(settings)
+        app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         hub.start()
         try:
             yield
@@ -94,60 +177,116 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     app = create_service_app(
         service=SERVICE,
         settings=settings,
-        description="Social proof for storefronts: read API and live push.",
+        description="Social proof for storefronts: read API, live push, widget.",
         lifespan=lifespan,
         readiness=lambda app: {
             "kafka": app.state.broker.check,
             "redis": app.state.redis.ping,
         },
     )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+        allow_methods=["GET"],
+        allow_headers=["Authorization", "If-None-Match", "Last-Event-ID"],
+        expose_headers=["ETag", "Retry-After"],
+        max_age=600,
+    )
+    max_age = settings.public_max_age_s
+
+    @app.post(
+        "/v1/viewer-tokens",
+        status_code=201,
+        response_model=ViewerTokenOut,
+        tags=["viewer tokens"],
+        summary="Issue a short-lived viewer token (for the shop's backend; service token)",
+        responses={**AUTH_RESPONSES, **ERROR_RESPONSES},
+    )
+    async def issue_viewer_token(
+        body: ViewerTokenIn, _: ServiceAuth, request: Request
+    ) -> ViewerTokenOut:
+        return issue(request.app.state.tokens, body)
 
     @app.get(
         "/v1/proof/products/{product_id}",
-        response_model=Proof,
-        response_model_by_alias=True,
         tags=["proof"],
         summary="A product's social proof (zeros for a product nobody bought yet)",
+        responses={200: {"model": ProofOut}, **RATE_RESPONSES},
     )
     async def product_proof(
         product_id: Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)],
+        request: Request,
         reader: Reader,
-    ) -> dict:
-        return to_json(await reader.read(product_id))
+        viewer: Viewer,
+        _: RateLimited,
+    ) -> Response:
+        state = to_json(await reader.read(product_id))
+        (state,) = await with_friends(reader, [state], viewer)
+        return cached_json(request, state, private=viewer is not None, max_age=max_age)
 
     @app.get(
-        "/v1/proof/stream",
+        "/v1/proof/products",
         tags=["proof"],
-        summary="Server-Sent Events: `event: proof` with the proof JSON, now and on every change",
-        response_class=EventSourceResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        summary="Social proof of up to 100 products at once (listing pages)",
+        responses={200: {"model": ProofList}, **RATE_RESPONSES},
     )
-    async def proof_stream(
+    async def products_proof(
         request: Request,
-        hub: LiveHub,
         reader: Reader,
+        viewer: Viewer,
+        _: RateLimited,
+        ids: Annotated[str, Query(description="comma-separated product ids (1..100)")],
+    ) -> Response:
+        product_ids = parse_product_list(ids, field="ids")
+        states = await with_friends(
+            reader, [to_json(p) for p in await reader.read_many(product_ids)], viewer
+        )
+        return cached_json(
+            request, {"products": states}, private=viewer is not None, max_age=max_age
+        )
+
+    @app.get(
+        "/v1/trending",
+        tags=["proof"],
+        summary="Products ranked by weighted recent activity, best first",
+        responses=RATE_RESPONSES,
+    )
+    async def trending(
+        request: Request,
+        reader: Reader,
+        _: RateLimited,
+        limit: Annotated[int, Query(ge=1, le=50)] = 50,
+    ) -> Response:
+        entries = trending_json(await reader.trending(limit=limit))
+        return cached_json(request, {"products": entries}, private=False, max_age=max_age)
+
+    @app.get(
+        "/v1/activity",
+        tags=["proof"],
+        summary="Recent activity on some products, newest first (first names of users who allow it)",
+        responses=RATE_RESPONSES,
+    )
+    async def activity(
+        request: Request,
+        reader: Reader,
+        _: RateLimited,
         products: Annotated[str, Query(description="comma-separated product ids (1..100)")],
-    ) -> EventSourceResponse:
-        ids = parse_product_list(products)
-        box = hub.subscribe(frozenset(ids))
-        sequence = itertools.count(1)
-        heartbeat = settings.sse_heartbeat_s
+        limit: Annotated[int, Query(ge=1, le=20)] = 20,
+    ) -> Response:
+        product_ids = parse_product_list(products)
+        feeds = await asyncio.gather(*(reader.activity(p, limit=limit) for p in product_ids))
+        items = [
+            {"product_id": product_id, **_item_json(item)}
+            for product_id, feed in zip(product_ids, feeds, strict=True)
+            for item in feed
+        ]
+        items.sort(key=lambda item: str(item.get("occurred_at", "")), reverse=True)
+        return cached_json(request, {"items": items[:limit]}, private=False, max_age=max_age)
 
-        async def events() -> AsyncIterator[ServerSentEvent]:
-            try:
-                # Subscribed before reading, so no change between the two can be missed.
-                for proof in await reader.read_many(ids):
-                    yield _sse(to_json(proof), next(sequence))
-                while not await request.is_disconnected():
-                    for state in (await box.take(timeout=heartbeat)).values():
-                        yield _sse(state, next(sequence))
-            finally:
-                hub.unsubscribe(box)
-
-        return EventSourceResponse(events(), ping=heartbeat, send_timeout=30)
-
+    live.install(app, settings)
+    storefront.install(app, settings)
     return app
 
 
-def _sse(state: dict, seq: int) -> ServerSentEvent:
-    return ServerSentEvent(data=orjson.dumps(state).decode(), event="proof", id=str(seq))
+def _item_json(item: Any) -> dict:
+    return item.model_dump(mode="json") if isinstance(item, BaseModel) else dict(item)

@@ -1,10 +1,13 @@
-"""Fan-out of counter changes to live connections (SSE today, WebSocket alike).
+"""Fan-out of counter changes to live connections (SSE and WebSocket alike).
 
 One Redis pub/sub subscription per notifier process listens on the processor's change channel.
-For each announced product that someone watches, the state is read once and offered to every
-watching connection's *mailbox*: a dict holding only the latest state per product. A slow client
-therefore never grows a queue and never blocks the others; it just gets the newest state when it
-reads next.
+For each announced product that someone watches, the public state is read once and offered to
+every watching connection's *mailbox*: a dict holding only the latest state per product. So a
+connection's memory is bounded by the number of products it watches, a slow client never grows a
+queue nor blocks the others (offering never waits), and it gets the newest state when it reads.
+
+A mailbox also paces each product: a state is handed out at most once per ``min_interval_s``
+(4 per second by default); changes arriving faster are coalesced to the latest.
 """
 
 from __future__ import annotations
@@ -21,28 +24,68 @@ log = logging.getLogger(__name__)
 
 
 class Mailbox:
-    """Latest pending state per product for one connection."""
+    """Latest pending state per product for one connection, paced per product."""
 
-    def __init__(self, products: frozenset[str]) -> None:
+    __slots__ = ("products", "min_interval", "pending", "last_sent", "ready", "closed")
+
+    def __init__(self, products: frozenset[str], min_interval_s: float = 0.0) -> None:
         self.products = products
+        self.min_interval = min_interval_s
         self.pending: dict[str, dict] = {}
+        self.last_sent: dict[str, float] = {}
         self.ready = asyncio.Event()
+        self.closed = False
 
     def offer(self, product_id: str, state: dict) -> None:
-        self.pending[product_id] = state  # replaces anything unread: coalesce to the latest
+        self.pending[product_id] = state  # replaces anything unsent: coalesce to the latest
+        self.ready.set()
+
+    def mark_sent(self, product_ids: list[str] | frozenset[str]) -> None:
+        """Record that the connection just sent these products (e.g. the initial state)."""
+        now = asyncio.get_running_loop().time()
+        for product_id in product_ids:
+            self.last_sent[product_id] = now
+            self.pending.pop(product_id, None)
+
+    def close(self) -> None:
+        """The connection is gone: wake up its sender so it can finish."""
+        self.closed = True
         self.ready.set()
 
     async def take(self, timeout: float) -> dict[str, dict]:
-        """Wait up to ``timeout`` for something to send; returns it all (possibly nothing)."""
-        if not self.pending:
+        """Wait up to ``timeout`` for states that are due and return them (possibly none).
+
+        A product is due when it has a pending state and was last sent at least
+        ``min_interval`` ago; a product that changes 100 times a second is therefore sent at most
+        ``1 / min_interval`` times a second, always with its latest state.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.closed:
+            now = loop.time()
+            due = {
+                product_id: state
+                for product_id, state in self.pending.items()
+                if now - self.last_sent.get(product_id, float("-inf")) >= self.min_interval
+            }
+            if due:
+                for product_id in due:
+                    del self.pending[product_id]
+                    self.last_sent[product_id] = now
+                return due
+            wait = deadline - now
+            if wait <= 0:
+                return {}
+            if self.pending:  # something is waiting for its turn: wake up when it is due
+                next_due = min(self.last_sent[p] for p in self.pending) + self.min_interval
+                wait = min(wait, next_due - now)
             self.ready.clear()
             try:
-                await asyncio.wait_for(self.ready.wait(), timeout)
+                async with asyncio.timeout(wait):
+                    await self.ready.wait()
             except TimeoutError:
-                return {}
-        taken, self.pending = self.pending, {}
-        self.ready.clear()
-        return taken
+                pass
+        return {}
 
 
 class Hub:
@@ -56,16 +99,20 @@ class Hub:
         self.channel = channel
         self.read_states = read_states
         self.watchers: dict[str, set[Mailbox]] = defaultdict(set)
+        self.boxes: set[Mailbox] = set()
         self._task: asyncio.Task | None = None
         self.connected = asyncio.Event()
 
-    def subscribe(self, products: frozenset[str]) -> Mailbox:
-        box = Mailbox(products)
+    def subscribe(self, products: frozenset[str], min_interval_s: float = 0.0) -> Mailbox:
+        box = Mailbox(products, min_interval_s)
         for product in products:
             self.watchers[product].add(box)
+        self.boxes.add(box)
         return box
 
     def unsubscribe(self, box: Mailbox) -> None:
+        box.close()
+        self.boxes.discard(box)
         for product in box.products:
             watchers = self.watchers.get(product)
             if watchers is not None:
@@ -75,12 +122,14 @@ class Hub:
 
     @property
     def connections(self) -> int:
-        return len({box for boxes in self.watchers.values() for box in boxes})
+        return len(self.boxes)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="notifier-hub")
 
     async def stop(self) -> None:
+        for box in list(self.boxes):
+            box.close()  # lets every live connection finish promptly
         if self._task:
             self._task.cancel()
             try:
@@ -114,7 +163,7 @@ class Hub:
                 delay = min(delay * 2, 5.0)
 
     async def dispatch(self, products: list[str]) -> None:
-        watched = [p for p in products if p in self.watchers]
+        watched = [p for p in dict.fromkeys(products) if p in self.watchers]
         if not watched:
             return
         for state in await self.read_states(watched):

@@ -1,0 +1,392 @@
+"""The traffic simulator: realistic shop traffic through the public write APIs, so the demo
+storefront is alive on first open. ``make run`` starts it; by hand::
+
+    socialproof simulate                     # 5 events/s after a warm-up, until Ctrl-C
+    socialproof simulate --rate 20 --seed 7  # busier, different (still deterministic) traffic
+    socialproof simulate --rate 0            # only set up the demo data and the warm-up, then exit
+
+What it does, with the service token (``SOCIALPROOF_SERVICE_TOKEN``) against the services on
+``SOCIALPROOF_{CATALOG,ORDERS,SOCIAL}_PORT`` (or ``--catalog-url`` …):
+
+1. set-up: the demo catalog (:data:`DEMO_PRODUCTS`), users with first names, their privacy
+   choices (most opt in, as the demo data should) and a heavy-tailed friendship graph; the
+   best-connected users are the demo storefront's viewers (:func:`demo_catalog`);
+2. warm-up: ``--warmup`` events as fast as the services take them, so counters are above the
+   widget's thresholds when the page opens;
+3. then ``--rate`` events per second: purchases (Zipf-popular products), refunds, reviews and
+   edits, shares, consent changes.
+
+The world and the event sequence come from :mod:`socialproof.loadgen` (deterministic by seed;
+``SOCIALPROOF_DEMO_SEED`` is also what the demo storefront uses to pick its viewers); each
+generated event is turned into the API call that makes the services emit it. It never stops on
+errors: a 4xx is logged and skipped, a 5xx / 429 / connection error is logged and followed by a
+back-off (longer each time, reset on success).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from contracts import events as ev
+from socialproof.loadgen import LoadConfig, LoadGenerator
+
+log = logging.getLogger("socialproof.simulate")
+
+#: the demo shop's products: the loadgen's ``p0`` … (``p0`` is the most popular, Zipf)
+DEMO_PRODUCTS: list[dict[str, str]] = [
+    {"id": "p0", "name": "Espresso machine", "category": "kitchen", "price": "249.00", "glyph": "☕"},
+    {"id": "p1", "name": "Noise-cancelling headphones", "category": "audio", "price": "179.00", "glyph": "🎧"},
+    {"id": "p2", "name": "Trail running sneakers", "category": "sports", "price": "119.00", "glyph": "👟"},
+    {"id": "p3", "name": "Waterproof backpack", "category": "outdoor", "price": "89.00", "glyph": "🎒"},
+    {"id": "p4", "name": "Smart watch", "category": "electronics", "price": "229.00", "glyph": "⌚"},
+    {"id": "p5", "name": "Bestselling novel", "category": "books", "price": "18.90", "glyph": "📘"},
+    {"id": "p6", "name": "Monstera plant", "category": "home", "price": "34.00", "glyph": "🪴"},
+    {"id": "p7", "name": "Reading lamp", "category": "home", "price": "59.00", "glyph": "💡"},
+    {"id": "p8", "name": "Acoustic guitar", "category": "music", "price": "299.00", "glyph": "🎸"},
+    {"id": "p9", "name": "Instant camera", "category": "electronics", "price": "99.00", "glyph": "📷"},
+    {"id": "p10", "name": "Cast-iron teapot", "category": "kitchen", "price": "45.00", "glyph": "🫖"},
+    {"id": "p11", "name": "Yoga mat", "category": "sports", "price": "29.00", "glyph": "🧘"},
+]  # fmt: skip
+REVIEW_TEXTS = {
+    5: "Love it, would buy again.",
+    4: "Very good, small nits.",
+    3: "Does the job.",
+    2: "Expected more.",
+    1: "Not for me.",
+}
+DEFAULT_USERS = 120
+#: how many demo users the storefront's viewer switcher offers (the best connected)
+DEMO_VIEWERS = 4
+
+
+def demo_config(seed: int = 42, users: int = DEFAULT_USERS) -> LoadConfig:
+    """The demo world: a small shop where most users opt in (as the demo data should)."""
+    return LoadConfig(
+        seed=seed,
+        users=users,
+        products=len(DEMO_PRODUCTS),
+        mean_friends=12,
+        consent_share_rate=0.85,
+        consent_feed_rate=0.85,
+        producer="simulate",
+    )
+
+
+def demo_catalog(seed: int = 42, users: int = DEFAULT_USERS) -> dict[str, Any]:
+    """What the demo storefront shows: the products, and the best-connected users as viewers."""
+    gen = LoadGenerator(demo_config(seed, users))
+    degree: Counter[str] = Counter()
+    for a, b in gen.friendship_pairs():
+        degree[a] += 1
+        degree[b] += 1
+    viewers = sorted(degree, key=lambda u: (-degree[u], u))[:DEMO_VIEWERS]
+    return {
+        "currency": "EUR",
+        "products": [dict(p) for p in DEMO_PRODUCTS],
+        "viewers": [{"id": u, "name": gen.first_names[u], "friends": degree[u]} for u in viewers],
+    }
+
+
+# --- talking to the services ----------------------------------------------------------------------
+
+
+@dataclass
+class Targets:
+    catalog: str
+    orders: str
+    social: str
+    token: str
+
+
+class Simulator:
+    """Turns the load generator's contract events into the API calls that cause them."""
+
+    def __init__(self, targets: Targets, config: LoadConfig, concurrency: int = 8) -> None:
+        self.targets = targets
+        self.gen = LoadGenerator(config)
+        self.rng = random.Random(config.seed + 2)  # idempotency keys, review texts
+        self.client = httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {targets.token}"},
+            timeout=httpx.Timeout(10.0),
+            limits=httpx.Limits(max_connections=concurrency * 2),
+        )
+        self.slots = asyncio.Semaphore(concurrency)
+        self.order_ids: dict[str, str] = {}  # the generator's order id -> the service's
+        self.sent = 0
+        self.failed = 0
+        self.backoff = 0.0
+        self._activity = self.gen.activity_events(2**62)  # lazily, for ever
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def call(self, method: str, url: str, body: dict | None = None, **headers: str) -> Any:
+        """One request; never raises. Returns the JSON body of a 2xx, else None."""
+        async with self.slots:
+            if self.backoff:
+                await asyncio.sleep(self.backoff)
+            try:
+                response = await self.client.request(method, url, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                self._trouble(f"{method} {url}: {type(exc).__name__}: {exc}")
+                return None
+        self.sent += 1
+        if response.status_code < 300:
+            self.backoff = 0.0
+            return response.json() if response.content else {}
+        if response.status_code >= 500 or response.status_code == 429:
+            self._trouble(f"{method} {url}: {response.status_code} {response.text[:200]}")
+        else:  # this request was refused: skip it and carry on
+            self.failed += 1
+            log.warning(
+                "request refused",
+                extra={
+                    "request": f"{method} {url}",
+                    "status": response.status_code,
+                    "body": response.text[:300],
+                },
+            )
+        return None
+
+    def _trouble(self, what: str) -> None:
+        self.failed += 1
+        self.backoff = min(max(self.backoff * 2, 0.5), 10.0)
+        log.warning(
+            "service trouble; backing off", extra={"error": what, "backoff_s": self.backoff}
+        )
+
+    def _key(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    async def send(self, event: ev.Event) -> None:
+        """The API call that makes the services emit ``event`` (ids are the services' own)."""
+        t, p = self.targets, event.payload
+        match event:
+            case ev.UserProfileUpdated():
+                await self.call(
+                    "PUT", f"{t.social}/v1/users/{p.user_id}/profile", {"first_name": p.first_name}
+                )
+            case ev.PrivacySettingsChanged():
+                await self.call(
+                    "PUT",
+                    f"{t.social}/v1/users/{p.user_id}/privacy",
+                    {
+                        "share_purchases_with_friends": p.share_purchases_with_friends,
+                        "show_in_activity_feed": p.show_in_activity_feed,
+                    },
+                )
+            case ev.FriendshipAdded():
+                await self.call("PUT", f"{t.social}/v1/users/{p.user_id}/friends/{p.friend_id}")
+            case ev.PurchaseCompleted():
+                prices = {d["id"]: d["price"] for d in DEMO_PRODUCTS}
+                body = {
+                    "user_id": p.user_id,
+                    "currency": p.currency,
+                    "lines": [
+                        {
+                            "product_id": line.product_id,
+                            "quantity": line.quantity,
+                            "unit_price": prices.get(line.product_id, str(line.unit_price)),
+                        }
+                        for line in p.lines
+                    ],
+                }
+                answer = await self.call(
+                    "POST", f"{t.orders}/v1/orders", body, **{"Idempotency-Key": self._key()}
+                )
+                if answer and answer.get("order_id"):
+                    self.order_ids[p.order_id] = answer["order_id"]
+            case ev.OrderRefunded() | ev.OrderCancelled():
+                order_id = self.order_ids.pop(p.order_id, None)
+                if order_id is not None:  # its purchase went through: refund the whole order
+                    await self.call(
+                        "POST",
+                        f"{t.orders}/v1/orders/{order_id}/refunds",
+                        {},
+                        **{"Idempotency-Key": self._key()},
+                    )
+            case ev.ReviewPosted() | ev.ReviewEdited():  # posting again edits
+                await self.call(
+                    "POST",
+                    f"{t.social}/v1/reviews",
+                    {
+                        "user_id": p.user_id,
+                        "product_id": p.product_id,
+                        "rating": p.rating,
+                        "text": REVIEW_TEXTS[p.rating],
+                    },
+                )
+            case ev.ProductShared():
+                await self.call(
+                    "POST",
+                    f"{t.social}/v1/shares",
+                    {"user_id": p.user_id, "product_id": p.product_id, "channel": p.channel},
+                )
+            case _:
+                pass  # e.g. review deletions: not part of the demo traffic
+
+    # -- phases --
+
+    async def setup(self) -> None:
+        """Catalog, first names, consent and the friendship graph."""
+        started = time.monotonic()
+        await asyncio.gather(
+            *(
+                self.call(
+                    "POST",
+                    f"{self.targets.catalog}/v1/products",
+                    {
+                        "id": d["id"],
+                        "name": d["name"],
+                        "description": f"{d['name']} from the socialproof demo shop.",
+                        "price": d["price"],
+                        "currency": "EUR",
+                        "category": d["category"],
+                        "active": True,
+                    },
+                )
+                for d in DEMO_PRODUCTS
+            )
+        )
+        count = await self._send_all(self.gen.setup_events())
+        log.info(
+            "demo data set up",
+            extra={"calls": count, "seconds": round(time.monotonic() - started, 2)},
+        )
+
+    async def _send_all(self, events: Iterator[ev.Event] | list[ev.Event]) -> int:
+        """Sends in order of generation, several at a time (bounded)."""
+        pending: set[asyncio.Task] = set()
+        count = 0
+        for event in events:
+            count += 1
+            pending.add(asyncio.create_task(self.send(event)))
+            if len(pending) >= 16:
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if pending:
+            await asyncio.wait(pending)
+        return count
+
+    async def warmup(self, events: int) -> None:
+        started = time.monotonic()
+        await self._send_all(next(self._activity) for _ in range(events))
+        log.info(
+            "warm-up done",
+            extra={"events": events, "seconds": round(time.monotonic() - started, 2)},
+        )
+
+    async def run(self, rate: float, duration_s: float | None = None) -> None:
+        """``rate`` events per second (paced by a clock, not by how fast calls return)."""
+        loop = asyncio.get_running_loop()
+        interval = 1.0 / rate
+        next_at = loop.time()
+        stop_at = None if duration_s is None else loop.time() + duration_s
+        last_report = loop.time()
+        tasks: set[asyncio.Task] = set()
+        while stop_at is None or loop.time() < stop_at:
+            next_at += interval
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                next_at = loop.time()  # fell behind (backing off): don't burst to catch up
+            if len(tasks) < 64:  # services stuck: skip rather than pile up
+                task = asyncio.create_task(self.send(next(self._activity)))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if loop.time() - last_report > 30:
+                last_report = loop.time()
+                log.info("simulating", extra={"requests": self.sent, "failed": self.failed})
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+async def simulate_async(
+    targets: Targets,
+    *,
+    rate: float,
+    seed: int,
+    users: int,
+    warmup: int,
+    duration_s: float | None = None,
+) -> Simulator:
+    simulator = Simulator(targets, demo_config(seed, users))
+    try:
+        await simulator.setup()
+        await simulator.warmup(warmup)
+        if rate > 0:
+            await simulator.run(rate, duration_s)
+    finally:
+        await simulator.close()
+    return simulator
+
+
+def _default_url(service: str) -> str:
+    from socialproof.settings import DEFAULT_PORTS
+
+    port = os.environ.get(f"SOCIALPROOF_{service.upper()}_PORT", str(DEFAULT_PORTS[service]))
+    return f"http://127.0.0.1:{port}"
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (make run stopping) ends it like Ctrl-C
+
+
+def simulate(
+    rate: Annotated[
+        float,
+        typer.Option(min=0, envvar="SOCIALPROOF_SIMULATE_RATE", help="events per second; 0 = off"),
+    ] = 5.0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            envvar="SOCIALPROOF_DEMO_SEED", help="same seed, same users, graph and traffic"
+        ),
+    ] = 42,
+    users: Annotated[int, typer.Option(min=DEMO_VIEWERS + 8, max=100_000)] = DEFAULT_USERS,
+    warmup: Annotated[int, typer.Option(min=0, help="events sent at once after set-up")] = 400,
+    duration: Annotated[
+        float | None, typer.Option(help="stop after this many seconds (default: run until Ctrl-C)")
+    ] = None,
+    catalog_url: Annotated[
+        str | None, typer.Option(help="default: SOCIALPROOF_CATALOG_PORT")
+    ] = None,
+    orders_url: Annotated[str | None, typer.Option(help="default: SOCIALPROOF_ORDERS_PORT")] = None,
+    social_url: Annotated[str | None, typer.Option(help="default: SOCIALPROOF_SOCIAL_PORT")] = None,
+) -> None:
+    """Simulate shop traffic (users, friendships, consents, purchases, refunds, reviews, shares)."""
+    from socialproof import logs
+    from socialproof.settings import Settings
+
+    settings = Settings()
+    logs.configure("simulate", settings.log_level, settings.log_format)
+    targets = Targets(
+        catalog=catalog_url or _default_url("catalog"),
+        orders=orders_url or _default_url("orders"),
+        social=social_url or _default_url("social"),
+        token=settings.require_service_token(),
+    )
+    log.info("simulator starting", extra={"rate": rate, "seed": seed, "users": users})
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        asyncio.run(
+            simulate_async(
+                targets, rate=rate, seed=seed, users=users, warmup=warmup, duration_s=duration
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+    log.info("simulator stopped")

@@ -1,0 +1,253 @@
+"""The notifier's read API against the real stack: viewer tokens, friend data only for the
+token's viewer, batch reads, trending, activity, caching headers, rate limits, and the demo
+routes being off unless enabled."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+
+from services.notifier.tokens import ViewerTokens, derive_secret
+from socialproof.devstack import Stack
+from socialproof.settings import Settings
+from tests.support.storefront import extra_notifier, friends, order, person, product, publish
+from tests.support.waiting import wait_for
+
+
+def viewer_token(stack: Stack, service_token: str, viewer: str) -> str:
+    response = httpx.post(
+        f"{stack.url('notifier')}/v1/viewer-tokens",
+        json={"viewer_id": viewer},
+        headers={"Authorization": f"Bearer {service_token}"},
+        timeout=5,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
+def proof(notifier_api: httpx.Client, product_id: str, token: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = notifier_api.get(f"/v1/proof/products/{product_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_viewer_tokens_are_issued_only_with_the_service_token(
+    stack: Stack, service_token: str
+) -> None:
+    url = f"{stack.url('notifier')}/v1/viewer-tokens"
+    # Given no token / a wrong one, Then 401 / 403 in the shared error shape
+    assert httpx.post(url, json={"viewer_id": "u1"}, timeout=5).status_code == 401
+    wrong = httpx.post(
+        url, json={"viewer_id": "u1"}, headers={"Authorization": "Bearer nope"}, timeout=5
+    )
+    assert wrong.status_code == 403 and wrong.json()["error"] == "forbidden"
+    # When the shop's backend asks with the service token
+    started = time.time()
+    ok = httpx.post(
+        url,
+        json={"viewer_id": "u1"},
+        headers={"Authorization": f"Bearer {service_token}"},
+        timeout=5,
+    )
+    # Then it gets a short-lived token naming that viewer
+    assert ok.status_code == 201, ok.text
+    body = ok.json()
+    assert body["viewer_id"] == "u1" and body["token"].startswith("vt1.")
+    from datetime import datetime
+
+    lifetime = datetime.fromisoformat(body["expires_at"]).timestamp() - started
+    assert 60 < lifetime <= 900 + 5
+    # And a bad viewer id is named
+    bad = httpx.post(
+        url, json={"viewer_id": ""}, headers={"Authorization": f"Bearer {service_token}"}, timeout=5
+    )
+    assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "viewer_id"
+
+
+def test_friend_counts_are_shown_only_to_the_viewer_the_token_names(
+    stack: Stack,
+    settings: Settings,
+    orders_api: httpx.Client,
+    notifier_api: httpx.Client,
+    service_token: str,
+    uid,
+) -> None:
+    # Given Ana, friends with Ben (who shares purchases) and Cleo (who does not), and Dan, a
+    # stranger; Ben and Cleo bought the product
+    ana, ben, cleo, dan, item = uid("ana"), uid("ben"), uid("cleo"), uid("dan"), uid("p")
+    publish(
+        settings,
+        product(item),
+        *person(ana, "Ana"),
+        *person(ben, "Ben"),
+        *person(cleo, "Cleo", shares=False),
+        *person(dan, "Dan"),
+        friends(ana, ben),
+        friends(cleo, ana),
+    )
+    order(orders_api, ben, item)
+    order(orders_api, cleo, item)
+    wait_for(lambda: proof(notifier_api, item).json()["bought"]["24h"] == 2, 5, "two purchases")
+    # When Ana asks with her token
+    ana_token = viewer_token(stack, service_token, ana)
+    mine = wait_for(
+        lambda: (
+            (r := proof(notifier_api, item, ana_token)).json()["friends_bought"]["count"] == 1 and r
+        ),
+        5,
+        "Ana's friend count",
+    )
+    # Then she sees Ben (who allows it) and not Cleo, and the answer is private
+    assert mine.json()["friends_bought"] == {"count": 1, "names": ["Ben"]}
+    assert mine.headers["cache-control"].startswith("private")
+    # And the same token as a query parameter works alike (for EventSource and WebSocket)
+    by_query = notifier_api.get(f"/v1/proof/products/{item}", params={"viewer_token": ana_token})
+    assert by_query.json()["friends_bought"]["count"] == 1
+    # When Dan asks with his own token, Then nothing about Ana's friends
+    theirs = proof(notifier_api, item, viewer_token(stack, service_token, dan)).json()
+    assert theirs["friends_bought"] == {"count": 0, "names": []}
+    # And without a token there is no friend data at all, and the answer is publicly cacheable
+    public = proof(notifier_api, item)
+    assert "friends_bought" not in public.json()
+    assert public.headers["cache-control"].startswith("public")
+    assert "Authorization" in public.headers["vary"]
+
+
+@pytest.mark.parametrize("case", ["tampered", "expired", "service token", "garbage"])
+def test_bad_viewer_tokens_are_refused(
+    stack: Stack, notifier_api: httpx.Client, service_token: str, case: str
+) -> None:
+    good = viewer_token(stack, service_token, "u1")
+    head, payload, signature = good.split(".")
+    token = {
+        # the payload names another viewer, the signature is the original one
+        "tampered": f"{head}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}"
+        f".{signature}",
+        # correctly signed (the documented fallback key: derived from the service token)
+        "expired": ViewerTokens(derive_secret(service_token), 60).mint(
+            "u1", now=time.time() - 3600
+        )[0],
+        "service token": service_token,
+        "garbage": "vt1.x.y",
+    }[case]
+    for response in (
+        notifier_api.get("/v1/proof/products/p1", headers={"Authorization": f"Bearer {token}"}),
+        notifier_api.get("/v1/proof/products/p1", params={"viewer_token": token}),
+        notifier_api.get("/v1/proof/stream", params={"products": "p1", "viewer_token": token}),
+    ):
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "invalid_viewer_token"
+
+
+def test_batch_reads_answer_every_product_in_order(
+    settings: Settings, orders_api: httpx.Client, notifier_api: httpx.Client, uid
+) -> None:
+    a, b, c = uid("a"), uid("b"), uid("c")
+    publish(settings, product(b))
+    order(orders_api, uid("u"), b)
+    wait_for(lambda: proof(notifier_api, b).json()["bought"]["24h"] == 1, 5, "the purchase")
+    response = notifier_api.get("/v1/proof/products", params={"ids": f"{a},{b},{c},{a}"})
+    assert response.status_code == 200
+    products = response.json()["products"]
+    assert [p["product_id"] for p in products] == [a, b, c]
+    assert [p["bought"]["24h"] for p in products] == [0, 1, 0]
+    too_many = notifier_api.get(
+        "/v1/proof/products", params={"ids": ",".join(f"p{i}" for i in range(101))}
+    )
+    assert too_many.status_code == 422 and too_many.json()["fields"][0]["field"] == "ids"
+
+
+def test_etag_answers_not_modified_until_the_proof_changes(
+    settings: Settings, orders_api: httpx.Client, notifier_api: httpx.Client, uid
+) -> None:
+    item = uid("p")
+    first = proof(notifier_api, item)
+    etag = first.headers["etag"]
+    # Given nothing changed, When the client revalidates, Then 304 without a body
+    again = notifier_api.get(f"/v1/proof/products/{item}", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    # When the product is bought, Then the ETag changes and the full answer comes back
+    publish(settings, product(item))
+    order(orders_api, uid("u"), item)
+    changed = wait_for(
+        lambda: (
+            (
+                r := notifier_api.get(f"/v1/proof/products/{item}", headers={"If-None-Match": etag})
+            ).status_code
+            == 200
+            and r
+        ),
+        5,
+        "a changed ETag",
+    )
+    assert changed.headers["etag"] != etag and changed.json()["bought"]["24h"] == 1
+
+
+def test_trending_and_activity_show_recent_purchases(
+    settings: Settings, orders_api: httpx.Client, notifier_api: httpx.Client, uid
+) -> None:
+    item, buyers = uid("hot"), [uid("u") for _ in range(5)]
+    publish(
+        settings,
+        product(item),
+        *[e for i, b in enumerate(buyers) for e in person(b, f"Buyer{i}", shares=i != 0)],
+    )
+    for buyer in buyers:
+        order(orders_api, buyer, item)
+
+    def ranked() -> dict | None:
+        body = notifier_api.get("/v1/trending").json()
+        return next((e for e in body["products"] if e["product_id"] == item), None)
+
+    entry = wait_for(ranked, 5, "the product to trend")
+    assert entry["rank"] >= 1 and entry["score"] > 0
+    everything = notifier_api.get("/v1/trending").json()["products"]
+    assert [e["rank"] for e in everything] == list(range(1, len(everything) + 1))
+    assert all(x["score"] >= y["score"] for x, y in zip(everything, everything[1:], strict=False))
+
+    def feed() -> list[dict]:
+        items = notifier_api.get("/v1/activity", params={"products": item}).json()["items"]
+        return items if len(items) == 4 else []
+
+    items = wait_for(feed, 5, "four visible activities (one buyer does not allow it)")
+    assert {i["first_name"] for i in items} == {"Buyer1", "Buyer2", "Buyer3", "Buyer4"}
+    assert all(i["kind"] == "bought" and i["product_id"] == item for i in items)
+    times = [i["occurred_at"] for i in items]
+    assert times == sorted(times, reverse=True)
+
+
+def test_public_reads_are_rate_limited_per_client(stack: Stack) -> None:
+    with extra_notifier(
+        stack, SOCIALPROOF_RATE_LIMIT_PER_S="0.5", SOCIALPROOF_RATE_LIMIT_BURST="3"
+    ) as url:
+        statuses = [httpx.get(f"{url}/v1/proof/products/p1", timeout=5) for _ in range(4)]
+        assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+        limited = statuses[-1]
+        assert limited.json()["error"] == "rate_limited"
+        assert 1 <= int(limited.headers["retry-after"]) <= 2
+        # health and metrics are not read API: never limited
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+
+
+def test_the_demo_storefront_is_off_unless_enabled(stack: Stack) -> None:
+    base = stack.url("notifier")
+    assert httpx.get(f"{base}/demo", timeout=5).status_code == 404
+    assert (
+        httpx.post(f"{base}/demo/viewer-tokens", json={"viewer_id": "u1"}, timeout=5).status_code
+        == 404
+    )
+    # the widget, though, is always served, from here (no CDN)
+    widget = httpx.get(f"{base}/widget.js", timeout=5)
+    assert widget.status_code == 200 and widget.headers["content-type"].startswith(
+        "text/javascript"
+    )
+    assert "aria-live" in widget.text and "prefers-reduced-motion" in widget.text
+    # no other origin is ever loaded: the only URL is the placeholder in the usage comment
+    assert {u for u in re.findall(r"https?://[^\s\"']+", widget.text)} == {
+        "https://NOTIFIER/widget.js"
+    }
+    assert '{"minCount":3}' in widget.text  # the server's threshold setting is injected

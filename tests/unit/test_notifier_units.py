@@ -1,0 +1,88 @@
+"""Unit tests of the notifier's building blocks: viewer tokens, the rate limiter, mailboxes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.notifier.hub import Mailbox
+from services.notifier.ratelimit import RateLimiter
+from services.notifier.tokens import InvalidViewerToken, ViewerTokens, derive_secret
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+
+
+def test_a_viewer_token_names_its_viewer_until_it_expires() -> None:
+    tokens = ViewerTokens(SECRET, ttl_s=60)
+    token, claims = tokens.mint("u1", now=1_000)
+    assert claims.expires_at == 1_060
+    assert tokens.verify(token, now=1_059).viewer_id == "u1"
+    with pytest.raises(InvalidViewerToken, match="expired"):
+        tokens.verify(token, now=1_060)
+
+
+def test_tampered_or_foreign_tokens_are_refused() -> None:
+    tokens = ViewerTokens(SECRET, ttl_s=60)
+    token, _ = tokens.mint("u1", now=1_000)
+    other, _ = tokens.mint("u2", now=1_000)
+    head, _, signature = token.split(".")
+    forged = f"{head}.{other.split('.')[1]}.{signature}"  # u2's claims, u1's signature
+    for bad in (forged, token[:-1] + ("A" if token[-1] != "A" else "B"), "service-token", ""):
+        with pytest.raises(InvalidViewerToken):
+            tokens.verify(bad, now=1_001)
+    # another key (e.g. after rotating the service token) refuses old tokens
+    with pytest.raises(InvalidViewerToken, match="signature"):
+        ViewerTokens(derive_secret("another-service-token"), 60).verify(token, now=1_001)
+
+
+def test_the_derived_key_depends_on_the_service_token() -> None:
+    assert derive_secret("a" * 20) == derive_secret("a" * 20) != derive_secret("b" * 20)
+    assert derive_secret("a" * 20) != b"a" * 20  # never the service token itself
+
+
+def test_rate_limiter_allows_a_burst_then_the_rate() -> None:
+    limiter = RateLimiter(rate_per_s=2, burst=3)
+    assert [limiter.acquire("c", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.acquire("c", now=0.0) == pytest.approx(0.5)
+    assert limiter.acquire("other", now=0.0) == 0.0  # per client
+    assert limiter.acquire("c", now=0.5) == 0.0  # refilled one token
+    assert limiter.retry_after_header(0.2) == "1"
+
+
+def test_rate_limiter_memory_is_bounded() -> None:
+    limiter = RateLimiter(rate_per_s=1, burst=1, max_clients=100)
+    for i in range(1_000):
+        limiter.acquire(f"client-{i}", now=float(i))
+    assert len(limiter) == 100
+
+
+async def test_a_mailbox_keeps_only_the_latest_state_per_product() -> None:
+    box = Mailbox(frozenset({"p1", "p2"}))
+    for n in range(10_000):
+        box.offer("p1", {"n": n})
+    box.offer("p2", {"n": -1})
+    assert await box.take(timeout=0.1) == {"p1": {"n": 9_999}, "p2": {"n": -1}}
+    assert await box.take(timeout=0.01) == {}
+
+
+async def test_a_mailbox_paces_each_product_and_coalesces() -> None:
+    box = Mailbox(frozenset({"p1", "p2"}), min_interval_s=0.2)
+    loop = asyncio.get_running_loop()
+    box.offer("p1", {"n": 1})
+    assert await box.take(timeout=1) == {"p1": {"n": 1}}
+    sent_at = loop.time()
+    box.offer("p1", {"n": 2})
+    box.offer("p1", {"n": 3})
+    box.offer("p2", {"n": 1})  # another product is not held back by p1's pace
+    assert await box.take(timeout=1) == {"p2": {"n": 1}}
+    assert await box.take(timeout=1) == {"p1": {"n": 3}}
+    assert loop.time() - sent_at >= 0.19
+
+
+async def test_closing_a_mailbox_wakes_its_reader() -> None:
+    box = Mailbox(frozenset({"p1"}))
+    waiting = asyncio.create_task(box.take(timeout=30))
+    await asyncio.sleep(0)
+    box.close()
+    assert await asyncio.wait_for(waiting, 1) == {}

@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES      := redis-server
-TEST_SYSTEM_PACKAGES := redis-server kcat
+TEST_SYSTEM_PACKAGES := redis-server kcat chromium
 
 .PHONY: help setup run test deploy-check test-fast schemas check-schemas lint clean
 

@@ -17,7 +17,6 @@ applies the policy rules in :data:`RULES`. Every rule returns :class:`Problem` s
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -231,7 +230,9 @@ def _crd_schemas() -> dict[tuple[str, str], Obj]:
         "properties": {
             "name": {"type": "string", "pattern": "^[a-z0-9]{1,11}$"},
             "port": {"type": "integer", "minimum": 9092},
-            "type": {"enum": ["internal", "route", "loadbalancer", "nodeport", "ingress", "cluster-ip"]},
+            "type": {
+                "enum": ["internal", "route", "loadbalancer", "nodeport", "ingress", "cluster-ip"]
+            },
             "tls": {"type": "boolean"},
         },
         "additionalProperties": False,
@@ -250,7 +251,12 @@ def _crd_schemas() -> dict[tuple[str, str], Obj]:
                         "version": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
                         "metadataVersion": {"type": "string"},
                         "listeners": {"type": "array", "minItems": 1, "items": listener},
-                        "config": {"type": "object", "additionalProperties": {"type": ["string", "integer", "boolean", "number"]}},
+                        "config": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": ["string", "integer", "boolean", "number"]
+                            },
+                        },
                         "resources": resources,
                         "rack": {"type": "object"},
                     },
@@ -258,7 +264,10 @@ def _crd_schemas() -> dict[tuple[str, str], Obj]:
                 },
                 "entityOperator": {
                     "type": "object",
-                    "properties": {"topicOperator": {"type": "object"}, "userOperator": {"type": "object"}},
+                    "properties": {
+                        "topicOperator": {"type": "object"},
+                        "userOperator": {"type": "object"},
+                    },
                     "additionalProperties": False,
                 },
                 "kafkaExporter": {
@@ -282,7 +291,11 @@ def _crd_schemas() -> dict[tuple[str, str], Obj]:
             "required": ["replicas", "roles", "storage"],
             "properties": {
                 "replicas": {"type": "integer", "minimum": 0},
-                "roles": {"type": "array", "minItems": 1, "items": {"enum": ["controller", "broker"]}},
+                "roles": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"enum": ["controller", "broker"]},
+                },
                 "storage": storage,
                 "resources": resources,
                 "jvmOptions": {"type": "object"},
@@ -300,7 +313,10 @@ def _crd_schemas() -> dict[tuple[str, str], Obj]:
                 "topicName": {"type": "string"},
                 "partitions": {"type": "integer", "minimum": 1},
                 "replicas": {"type": "integer", "minimum": 1, "maximum": 32767},
-                "config": {"type": "object", "additionalProperties": {"type": ["string", "integer", "boolean"]}},
+                "config": {
+                    "type": "object",
+                    "additionalProperties": {"type": ["string", "integer", "boolean"]},
+                },
             },
             "additionalProperties": False,
         },
@@ -491,9 +507,14 @@ def container_env(container: Obj, objects: list[Obj]) -> dict[str, Obj]:
                 found[prefix + key] = {"value": value, "from": "configMap"}
         if "secretRef" in source:
             secret = by_name.get(("Secret", source["secretRef"]["name"]))
-            keys = {**((secret or {}).get("data") or {}), **((secret or {}).get("stringData") or {})}
+            keys = {
+                **((secret or {}).get("data") or {}),
+                **((secret or {}).get("stringData") or {}),
+            }
             for key in keys:
-                found[prefix + key] = {"secretKeyRef": {"name": source["secretRef"]["name"], "key": key}}
+                found[prefix + key] = {
+                    "secretKeyRef": {"name": source["secretRef"]["name"], "key": key}
+                }
     for var in container.get("env") or []:
         if "value" in var:
             found[var["name"]] = {"value": var["value"]}
@@ -583,7 +604,7 @@ def _per_container(objects: list[Obj]) -> Iterator[tuple[Obj, Obj, Obj, str]]:
 @rule("non-root", "pods run as a non-root user (runAsNonRoot, never UID 0)")
 def _non_root(objects: list[Obj]) -> list[Problem]:
     out = []
-    for obj, spec, c, where in _per_container(objects):
+    for _obj, spec, c, where in _per_container(objects):
         pod_sc = spec.get("securityContext") or {}
         sc = c.get("securityContext") or {}
         non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
@@ -601,7 +622,9 @@ def _no_escalation(objects: list[Obj]) -> list[Problem]:
     for _obj, _spec, c, where in _per_container(objects):
         sc = c.get("securityContext") or {}
         if sc.get("allowPrivilegeEscalation") is not False:
-            out.append(Problem("no-privilege-escalation", where, "allowPrivilegeEscalation is not false"))
+            out.append(
+                Problem("no-privilege-escalation", where, "allowPrivilegeEscalation is not false")
+            )
         if sc.get("privileged"):
             out.append(Problem("no-privilege-escalation", where, "privileged container"))
     return out
@@ -622,7 +645,9 @@ def _capabilities(objects: list[Obj]) -> list[Problem]:
     for _o, _s, c, where in _per_container(objects):
         caps = (c.get("securityContext") or {}).get("capabilities") or {}
         if "ALL" not in (caps.get("drop") or []):
-            out.append(Problem("drop-capabilities", where, "capabilities.drop does not contain ALL"))
+            out.append(
+                Problem("drop-capabilities", where, "capabilities.drop does not contain ALL")
+            )
         if caps.get("add"):
             out.append(Problem("drop-capabilities", where, f"adds capabilities {caps['add']}"))
     return out
@@ -686,7 +711,13 @@ def _probes(objects: list[Obj]) -> list[Problem]:
                     if not get or get.get("path") != path:
                         out.append(Problem("probes", where, f"{probe} must GET {path}"))
                     elif get.get("port") not in ports:
-                        out.append(Problem("probes", where, f"{probe} port {get.get('port')} is not a container port"))
+                        out.append(
+                            Problem(
+                                "probes",
+                                where,
+                                f"{probe} port {get.get('port')} is not a container port",
+                            )
+                        )
     return out
 
 
@@ -714,9 +745,13 @@ def _service_accounts(objects: list[Obj]) -> list[Problem]:
         if not name or name == "default":
             out.append(Problem("service-accounts", ref(obj), "runs as the default ServiceAccount"))
         elif accounts and name not in accounts:
-            out.append(Problem("service-accounts", ref(obj), f"ServiceAccount {name} is not defined"))
+            out.append(
+                Problem("service-accounts", ref(obj), f"ServiceAccount {name} is not defined")
+            )
         if spec.get("automountServiceAccountToken") is not False:
-            out.append(Problem("service-accounts", ref(obj), "automountServiceAccountToken is not false"))
+            out.append(
+                Problem("service-accounts", ref(obj), "automountServiceAccountToken is not false")
+            )
     return out
 
 
@@ -737,7 +772,13 @@ def _graceful(objects: list[Obj]) -> list[Problem]:
                 pre = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep", {})
                 pause = pre.get("seconds", 0)
                 if pause < 3:
-                    out.append(Problem("graceful-termination", where, "no preStop sleep (≥3 s) to leave the endpoints first"))
+                    out.append(
+                        Problem(
+                            "graceful-termination",
+                            where,
+                            "no preStop sleep (≥3 s) to leave the endpoints first",
+                        )
+                    )
                 if grace < pause + HTTP_GRACEFUL_SHUTDOWN_S + 5:
                     out.append(
                         Problem(
@@ -748,7 +789,11 @@ def _graceful(objects: list[Obj]) -> list[Problem]:
                         )
                     )
             elif role(c) == "worker" and grace < 60:
-                out.append(Problem("graceful-termination", where, f"terminationGracePeriodSeconds {grace} < 60"))
+                out.append(
+                    Problem(
+                        "graceful-termination", where, f"terminationGracePeriodSeconds {grace} < 60"
+                    )
+                )
     return out
 
 
@@ -760,7 +805,9 @@ def _pdbs(objects: list[Obj]) -> list[Problem]:
         if obj.get("kind") not in ("Deployment", "StatefulSet"):
             continue
         if not any(selects(p["spec"].get("selector"), pod_labels(obj)) for p in pdbs):
-            out.append(Problem("disruption-budgets", ref(obj), "no PodDisruptionBudget selects its pods"))
+            out.append(
+                Problem("disruption-budgets", ref(obj), "no PodDisruptionBudget selects its pods")
+            )
     return out
 
 
@@ -786,7 +833,13 @@ def _autoscaling(objects: list[Obj]) -> list[Problem]:
         if not hpas:
             out.append(Problem("autoscaling", ref(obj), "no HorizontalPodAutoscaler"))
         elif "replicas" in obj["spec"]:
-            out.append(Problem("autoscaling", ref(obj), "sets replicas, which fights its autoscaler on every apply"))
+            out.append(
+                Problem(
+                    "autoscaling",
+                    ref(obj),
+                    "sets replicas, which fights its autoscaler on every apply",
+                )
+            )
         for h in hpas:
             if h["spec"].get("minReplicas", 1) > h["spec"]["maxReplicas"]:
                 out.append(Problem("autoscaling", ref(h), "minReplicas > maxReplicas"))
@@ -802,10 +855,20 @@ def _processor(objects: list[Obj]) -> list[Problem]:
             continue
         replicas = obj["spec"].get("replicas", 1)
         if replicas > limit:
-            out.append(Problem("processor-partitions", ref(obj), f"{replicas} replicas > {limit} partitions"))
+            out.append(
+                Problem(
+                    "processor-partitions", ref(obj), f"{replicas} replicas > {limit} partitions"
+                )
+            )
         for h in _hpas_for(objects, obj):
             if h["spec"]["maxReplicas"] > limit:
-                out.append(Problem("processor-partitions", ref(h), f"maxReplicas {h['spec']['maxReplicas']} > {limit} partitions"))
+                out.append(
+                    Problem(
+                        "processor-partitions",
+                        ref(h),
+                        f"maxReplicas {h['spec']['maxReplicas']} > {limit} partitions",
+                    )
+                )
     return out
 
 
@@ -818,9 +881,17 @@ def _kafka_timeouts(objects: list[Obj]) -> list[Problem]:
     for _o, _s, c, where in _per_container(objects):
         if not is_socialproof(c):
             continue
-        value = container_env(c, objects).get("SOCIALPROOF_KAFKA_SESSION_TIMEOUT_MS", {}).get("value")
+        value = (
+            container_env(c, objects).get("SOCIALPROOF_KAFKA_SESSION_TIMEOUT_MS", {}).get("value")
+        )
         if value is not None and int(value) < MIN_SESSION_TIMEOUT_MS:
-            out.append(Problem("kafka-timeouts", where, f"session timeout {value} ms < {MIN_SESSION_TIMEOUT_MS} ms"))
+            out.append(
+                Problem(
+                    "kafka-timeouts",
+                    where,
+                    f"session timeout {value} ms < {MIN_SESSION_TIMEOUT_MS} ms",
+                )
+            )
     return out
 
 
@@ -832,26 +903,47 @@ def _settings(objects: list[Obj]) -> list[Problem]:
             continue
         cls = settings_of(c)
         if cls is None:
-            out.append(Problem("settings", where, f"no settings class known for args {c.get('args')} (COMMAND_SETTINGS)"))
+            out.append(
+                Problem(
+                    "settings",
+                    where,
+                    f"no settings class known for args {c.get('args')} (COMMAND_SETTINGS)",
+                )
+            )
             continue
         env = container_env(c, objects)
         for name, info in cls.model_fields.items():
             var = env_name(name, info)
             got = env.get(var)
             if got is None:
-                out.append(Problem("settings", where, f"{var} ({cls.__name__}.{name}) has no value"))
+                out.append(
+                    Problem("settings", where, f"{var} ({cls.__name__}.{name}) has no value")
+                )
             elif is_secret_field(info) and "secretKeyRef" not in got:
                 out.append(Problem("settings", where, f"{var} is a secret: use a secretKeyRef"))
             elif "configMapKeyRef" in got or "secretKeyRef" in got:
                 kind = "ConfigMap" if "configMapKeyRef" in got else "Secret"
                 key_ref = got.get("configMapKeyRef") or got["secretKeyRef"]
-                target = [o for o in objects if o.get("kind") == kind and o["metadata"]["name"] == key_ref["name"]]
+                target = [
+                    o
+                    for o in objects
+                    if o.get("kind") == kind and o["metadata"]["name"] == key_ref["name"]
+                ]
                 if kind == "ConfigMap" and not target:
-                    out.append(Problem("settings", where, f"{var}: ConfigMap {key_ref['name']} is not in the manifests"))
+                    out.append(
+                        Problem(
+                            "settings",
+                            where,
+                            f"{var}: ConfigMap {key_ref['name']} is not in the manifests",
+                        )
+                    )
     return out
 
 
-@rule("network-default-deny", "a default-deny NetworkPolicy (ingress and egress) and an allow per workload")
+@rule(
+    "network-default-deny",
+    "a default-deny NetworkPolicy (ingress and egress) and an allow per workload",
+)
 def _network(objects: list[Obj]) -> list[Problem]:
     policies = [o for o in objects if o.get("kind") == "NetworkPolicy"]
     deny = [
@@ -863,15 +955,25 @@ def _network(objects: list[Obj]) -> list[Problem]:
         and not p["spec"].get("egress")
     ]
     if not deny:
-        return [Problem("network-default-deny", "NetworkPolicy", "no default-deny policy for ingress and egress")]
+        return [
+            Problem(
+                "network-default-deny",
+                "NetworkPolicy",
+                "no default-deny policy for ingress and egress",
+            )
+        ]
     out = []
     for obj, _spec in workloads(objects):
         if obj["kind"] not in LONG_RUNNING:
             continue
         labels = pod_labels(obj)
-        allowing = [p for p in policies if p not in deny and selects(p["spec"].get("podSelector"), labels)]
+        allowing = [
+            p for p in policies if p not in deny and selects(p["spec"].get("podSelector"), labels)
+        ]
         if not allowing:
-            out.append(Problem("network-default-deny", ref(obj), "no NetworkPolicy allows its traffic"))
+            out.append(
+                Problem("network-default-deny", ref(obj), "no NetworkPolicy allows its traffic")
+            )
     return out
 
 
@@ -897,9 +999,15 @@ def runbook_problems(objects: list[Obj], deploy_dir: Path = DEPLOY_DIR) -> list[
     for r in alert_rules(objects):
         name = r["alert"]
         if f"### {name}" not in readme:
-            out.append(Problem("runbook", f"alert {name}", f"no '### {name}' section in deploy/README.md"))
+            out.append(
+                Problem("runbook", f"alert {name}", f"no '### {name}' section in deploy/README.md")
+            )
         if not (r.get("annotations") or {}).get("runbook_url", "").endswith(f"#{name.lower()}"):
-            out.append(Problem("runbook", f"alert {name}", "runbook_url does not point at its README section"))
+            out.append(
+                Problem(
+                    "runbook", f"alert {name}", "runbook_url does not point at its README section"
+                )
+            )
     return out
 
 
@@ -916,11 +1024,19 @@ def promtool_problems(objects: list[Obj]) -> list[Problem]:
         return []
     tool = promtool_binary()
     if tool is None:
-        return [Problem("promql", "PrometheusRule", "promtool not found (Debian package 'prometheus'; make deploy-check installs it)")]
+        return [
+            Problem(
+                "promql",
+                "PrometheusRule",
+                "promtool not found (Debian package 'prometheus'; make deploy-check installs it)",
+            )
+        ]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump({"groups": groups}, f)
     try:
-        result = subprocess.run([tool, "check", "rules", f.name], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [tool, "check", "rules", f.name], capture_output=True, text=True, timeout=60
+        )
     finally:
         os.unlink(f.name)
     if result.returncode != 0:
@@ -932,9 +1048,12 @@ def promtool_problems(objects: list[Obj]) -> list[Problem]:
 # the whole check
 
 
-def check_objects(objects: list[Obj], rules: Iterable[str] | None = None) -> list[Problem]:
+def check_objects(
+    objects: list[Obj], rules: Iterable[str] | None = None, validate: list[Obj] | None = None
+) -> list[Problem]:
+    """Schemas of ``validate`` (default: every object), then the rules over all ``objects``."""
     problems: list[Problem] = []
-    for obj in objects:
+    for obj in objects if validate is None else validate:
         problems += schema_problems(obj)
     for rule_id in rules or RULES:
         problems += RULES[rule_id][1](objects)
@@ -952,7 +1071,11 @@ def check_all(deploy_dir: Path = DEPLOY_DIR) -> Report:
     checked: dict[str, int] = {}
     if stale_topics(deploy_dir):
         problems.append(
-            Problem("topics", str(TOPICS_FILE), "differs from contracts/topics.py: run `socialproof deploy topics`")
+            Problem(
+                "topics",
+                str(TOPICS_FILE),
+                "differs from contracts/topics.py: run `socialproof deploy topics`",
+            )
         )
     built: dict[str, list[Obj]] = {}
     for overlay in overlays(deploy_dir):
@@ -971,7 +1094,9 @@ def check_all(deploy_dir: Path = DEPLOY_DIR) -> Report:
     context = built.get("prod", [])
     for path in job_templates(deploy_dir):
         jobs = load_documents(path.read_text())
-        found = check_objects(jobs + context, rules=[r for r in RULES if r != "network-default-deny"])
+        found = check_objects(
+            jobs + context, rules=[r for r in RULES if r != "network-default-deny"], validate=jobs
+        )
         names = {ref(j) for j in jobs}
         problems += [
             Problem(p.rule, f"jobs/{path.name}: {p.where}", p.message)
@@ -999,14 +1124,11 @@ def main_check(deploy_dir: Path = DEPLOY_DIR) -> int:
     return 0
 
 
-def dumps_json(objects: list[Obj]) -> str:
-    return json.dumps(objects, indent=2)
-
-
 # --------------------------------------------------------------------------------------------
 # the `socialproof deploy` commands
 
 deploy_app = typer.Typer(help="Kubernetes deployment: KafkaTopic generation and deploy-check.")
+
 
 @deploy_app.command("topics")
 def topics(
@@ -1024,12 +1146,14 @@ def topics(
     path.write_text(render_topics())
     print(f"wrote {len(ALL_TOPICS)} KafkaTopic resources to {path}")
 
+
 @deploy_app.command("check")
 def check(
     deploy_dir: Annotated[Path, typer.Option(help="the deploy directory")] = DEPLOY_DIR,
 ) -> None:
     """Build every overlay, validate it offline and apply the policy rules (make deploy-check)."""
     raise typer.Exit(main_check(deploy_dir))
+
 
 @deploy_app.command("rules")
 def rules() -> None:

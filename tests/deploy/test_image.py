@@ -105,7 +105,10 @@ def build_context(target: Path) -> list[str]:
     ]
     tracked = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     kept = [p for p in tracked if (ROOT / p).is_file() and not _ignored(p, patterns)]
     for rel in kept:
@@ -132,8 +135,20 @@ def test_a_wheel_built_from_the_context_carries_schemas_and_static_files(tmp_pat
     context = tmp_path / "context"
     build_context(context)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "dist"), str(context)],
-        capture_output=True, text=True, timeout=280,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "-w",
+            str(tmp_path / "dist"),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
     )
     assert result.returncode == 0, result.stderr
     (wheel,) = (tmp_path / "dist").glob("socialproof-*.whl")

@@ -130,7 +130,11 @@ def _worker_autoscaled_past_partitions(o: Objs) -> None:
             "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": "stream-processor"},
             "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "stream-processor"},
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "stream-processor",
+                },
                 "minReplicas": 2,
                 "maxReplicas": 12,
             },
@@ -194,7 +198,9 @@ def test_every_rule_has_a_failing_mutation() -> None:
     assert set(MUTATIONS) == set(deploy.RULES)
 
 
-@pytest.mark.parametrize(("rule_id", "mutate"), CASES, ids=[f"{r}-{m.__name__.strip('_')}" for r, m in CASES])
+@pytest.mark.parametrize(
+    ("rule_id", "mutate"), CASES, ids=[f"{r}-{m.__name__.strip('_')}" for r, m in CASES]
+)
 def test_each_rule_fails_on_a_manifest_that_breaks_it(prod: Objs, rule_id: str, mutate) -> None:
     mutate(prod)
     problems = deploy.RULES[rule_id][1](prod)
@@ -210,7 +216,12 @@ def test_schema_validation_rejects_unknown_and_mistyped_fields(prod: Objs) -> No
     find(prod, "Kafka", "socialproof")["spec"]["kafka"]["listners"] = []
     problems = [p for p in deploy.check_objects(prod) if p.rule == "schema"]
     where = {p.where for p in problems}
-    assert {"Deployment/orders", "Deployment/catalog", "KafkaTopic/orders-events", "Kafka/socialproof"} <= where
+    assert {
+        "Deployment/orders",
+        "Deployment/catalog",
+        "KafkaTopic/orders-events",
+        "Kafka/socialproof",
+    } <= where
 
 
 def test_schema_validation_rejects_a_kind_the_pinned_kubernetes_does_not_have(prod: Objs) -> None:
@@ -223,7 +234,13 @@ def test_settings_classes_are_found_dynamically_and_each_is_mapped_to_a_command(
     from socialproof import settings as s
 
     classes = deploy.settings_classes()
-    assert {"Settings", "CatalogSettings", "OrdersSettings", "SocialSettings", "NotifierSettings"} <= set(classes)
+    assert {
+        "Settings",
+        "CatalogSettings",
+        "OrdersSettings",
+        "SocialSettings",
+        "NotifierSettings",
+    } <= set(classes)
     assert "DevStackSettings" not in classes  # `make run` only, never deployed
     assert all(issubclass(c, s.Settings) for c in classes.values())
     unmapped = set(classes) - set(deploy.COMMAND_SETTINGS.values())
@@ -265,7 +282,9 @@ def test_promtool_accepts_the_alert_rules_and_rejects_broken_promql(prod: Objs) 
 def test_dashboard_queries_are_valid_promql(prod: Objs) -> None:
     import json
 
-    dashboard = json.loads(find(prod, "ConfigMap", "socialproof-dashboard")["data"]["socialproof.json"])
+    dashboard = json.loads(
+        find(prod, "ConfigMap", "socialproof-dashboard")["data"]["socialproof.json"]
+    )
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     assert len(exprs) >= 10
     as_rules = [
@@ -273,7 +292,14 @@ def test_dashboard_queries_are_valid_promql(prod: Objs) -> None:
             "apiVersion": "monitoring.coreos.com/v1",
             "kind": "PrometheusRule",
             "metadata": {"name": "dashboard"},
-            "spec": {"groups": [{"name": "dashboard", "rules": [{"record": f"panel:{i}", "expr": e} for i, e in enumerate(exprs)]}]},
+            "spec": {
+                "groups": [
+                    {
+                        "name": "dashboard",
+                        "rules": [{"record": f"panel:{i}", "expr": e} for i, e in enumerate(exprs)],
+                    }
+                ]
+            },
         }
     ]
     assert deploy.promtool_problems(as_rules) == []
@@ -288,8 +314,12 @@ def test_alerts_name_the_consumer_group_the_processor_uses(prod: Objs) -> None:
 def test_ports_in_the_config_match_the_containers(prod: Objs) -> None:
     data = find(prod, "ConfigMap", deploy.CONFIG_MAP)["data"]
     for name in ("catalog", "orders", "social", "notifier"):
-        assert container(prod, name=name)["ports"][0]["containerPort"] == int(data[f"SOCIALPROOF_{name.upper()}_PORT"])
-    assert container(prod, name="stream-processor")["ports"][0]["containerPort"] == int(data["SOCIALPROOF_WORKER_WEB_PORT"])
+        assert container(prod, name=name)["ports"][0]["containerPort"] == int(
+            data[f"SOCIALPROOF_{name.upper()}_PORT"]
+        )
+    assert container(prod, name="stream-processor")["ports"][0]["containerPort"] == int(
+        data["SOCIALPROOF_WORKER_WEB_PORT"]
+    )
     assert data["SOCIALPROOF_HOST"] == "0.0.0.0"
 
 

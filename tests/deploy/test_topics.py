@@ -22,13 +22,18 @@ def test_every_registry_topic_has_a_kafka_topic_with_its_partitions_and_config()
         assert spec["replicas"] == 3
         for key, value in topic.config.items():
             assert spec["config"][key] == value
-        assert resources[topic.name]["metadata"]["labels"]["strimzi.io/cluster"] == deploy.KAFKA_CLUSTER
+        assert (
+            resources[topic.name]["metadata"]["labels"]["strimzi.io/cluster"]
+            == deploy.KAFKA_CLUSTER
+        )
 
 
 def test_a_registry_change_makes_the_checked_in_file_stale(monkeypatch) -> None:
     changed = dataclasses.replace(registry.ORDERS, partitions=12)
     monkeypatch.setattr(
-        deploy, "ALL_TOPICS", tuple(changed if t is registry.ORDERS else t for t in registry.ALL_TOPICS)
+        deploy,
+        "ALL_TOPICS",
+        tuple(changed if t is registry.ORDERS else t for t in registry.ALL_TOPICS),
     )
     assert deploy.stale_topics()
 

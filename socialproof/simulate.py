@@ -47,18 +47,18 @@ log = logging.getLogger("socialproof.simulate")
 
 #: the demo shop's products: the loadgen's ``p0`` … (``p0`` is the most popular, Zipf)
 DEMO_PRODUCTS: list[dict[str, str]] = [
-    {"id": "p0", "name": "Espresso machine", "category": "kitchen", "price": "249.00", "glyph": "☕"},
-    {"id": "p1", "name": "Noise-cancelling headphones", "category": "audio", "price": "179.00", "glyph": "🎧"},
-    {"id": "p2", "name": "Trail running sneakers", "category": "sports", "price": "119.00", "glyph": "👟"},
-    {"id": "p3", "name": "Waterproof backpack", "category": "outdoor", "price": "89.00", "glyph": "🎒"},
-    {"id": "p4", "name": "Smart watch", "category": "electronics", "price": "229.00", "glyph": "⌚"},
-    {"id": "p5", "name": "Bestselling novel", "category": "books", "price": "18.90", "glyph": "📘"},
-    {"id": "p6", "name": "Monstera plant", "category": "home", "price": "34.00", "glyph": "🪴"},
-    {"id": "p7", "name": "Reading lamp", "category": "home", "price": "59.00", "glyph": "💡"},
-    {"id": "p8", "name": "Acoustic guitar", "category": "music", "price": "299.00", "glyph": "🎸"},
-    {"id": "p9", "name": "Instant camera", "category": "electronics", "price": "99.00", "glyph": "📷"},
-    {"id": "p10", "name": "Cast-iron teapot", "category": "kitchen", "price": "45.00", "glyph": "🫖"},
-    {"id": "p11", "name": "Yoga mat", "category": "sports", "price": "29.00", "glyph": "🧘"},
+    {"id": "p0", "name": "Espresso machine", "category": "kitchen", "price": "249.00"},
+    {"id": "p1", "name": "Noise-cancelling headphones", "category": "audio", "price": "179.00"},
+    {"id": "p2", "name": "Trail running sneakers", "category": "sports", "price": "119.00"},
+    {"id": "p3", "name": "Waterproof backpack", "category": "outdoor", "price": "89.00"},
+    {"id": "p4", "name": "Smart watch", "category": "electronics", "price": "229.00"},
+    {"id": "p5", "name": "Bestselling novel", "category": "books", "price": "18.90"},
+    {"id": "p6", "name": "Monstera plant", "category": "home", "price": "34.00"},
+    {"id": "p7", "name": "Reading lamp", "category": "home", "price": "59.00"},
+    {"id": "p8", "name": "Acoustic guitar", "category": "music", "price": "299.00"},
+    {"id": "p9", "name": "Instant camera", "category": "electronics", "price": "99.00"},
+    {"id": "p10", "name": "Cast-iron teapot", "category": "kitchen", "price": "45.00"},
+    {"id": "p11", "name": "Yoga mat", "category": "sports", "price": "29.00"},
 ]  # fmt: skip
 REVIEW_TEXTS = {
     5: "Love it, would buy again.",

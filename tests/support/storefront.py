@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,7 +37,9 @@ def publish(settings: Settings, *events: ev.Event) -> None:
         finally:
             publisher.close()
 
-    asyncio.run(run())
+    # On a thread of its own: the caller may be inside an event loop (Playwright's sync API).
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
 
 
 def person(user_id: str, first_name: str, *, shares: bool = True) -> list[ev.Event]:

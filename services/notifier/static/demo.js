@@ -33,7 +33,9 @@
     products.forEach(function (p, i) {
       var card = el("article", "card");
       card.setAttribute("data-product", p.id);
-      var art = el("div", "art", p.glyph || p.name.charAt(0));
+      // initials, not emoji: no icon font or image host is needed to look right
+      var initials = p.name.split(/\s+/).slice(0, 2).map(function (w) { return w.charAt(0); }).join("");
+      var art = el("div", "art", initials.toUpperCase());
       art.style.background = PALETTE[i % PALETTE.length];
       art.setAttribute("aria-hidden", "true");
       card.appendChild(art);

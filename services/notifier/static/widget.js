@@ -35,13 +35,13 @@
 
   var TEXT = {
     en: {
-      friends: function (n) { return n === 1 ? "1 friend bought this" : n + " friends bought this"; },
+      friends: function (n, shown) { return n === 1 ? "1 friend bought this" : shown + " friends bought this"; },
       bought: function (n) { return n + " bought in the last 24 h"; },
       reviews: function (avg, n) { return "★" + avg + " (" + n + ")"; },
       decimal: ".",
     },
     es: {
-      friends: function (n) { return n === 1 ? "1 amigo lo compró" : n + " amigos lo compraron"; },
+      friends: function (n, shown) { return n === 1 ? "1 amigo lo compró" : shown + " amigos lo compraron"; },
       bought: function (n) { return n + " compras en las últimas 24 h"; },
       reviews: function (avg, n) { return "★" + avg + " (" + n + ")"; },
       decimal: ",",
@@ -65,7 +65,7 @@
     var t = TEXT[state.lang], out = [];
     var friends = proof.friends_bought;
     if (friends && friends.count >= 1) {
-      out.push({ cls: "sp-friends", text: t.friends(round(friends.count, state.lang)),
+      out.push({ cls: "sp-friends", text: t.friends(friends.count, round(friends.count, state.lang)),
                  title: (friends.names || []).join(", ") });
     }
     var bought = proof.bought && proof.bought["24h"];

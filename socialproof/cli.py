@@ -101,6 +101,14 @@ def run(
     services: Annotated[
         bool, typer.Option(help="start the services, not only broker+Redis")
     ] = True,
+    simulate_rate: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            envvar="SOCIALPROOF_SIMULATE_RATE",
+            help="demo traffic, events per second (socialproof simulate); 0 = none",
+        ),
+    ] = 5.0,
 ) -> None:
     """Start the whole stack (embedded broker, Redis, every service) until Ctrl-C."""
     from socialproof.devstack import Stack, StackConfig, StackError
@@ -128,6 +136,8 @@ def run(
         kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
         redis_url=os.environ.get("REDIS_URL"),
         service_token=token,
+        # the demo storefront (and its unauthenticated viewer tokens) exists only in the dev stack
+        extra_env={"SOCIALPROOF_DEMO_ENABLED": os.environ.get("SOCIALPROOF_DEMO_ENABLED", "true")},
     )
 
     def interrupt(*_: object) -> None:
@@ -142,6 +152,8 @@ def run(
         stack.start_infrastructure()
         if services:
             stack.start_services()
+            if simulate_rate > 0:
+                stack.start_simulator(simulate_rate)
         _banner(
             stack,
             time.monotonic() - started,
@@ -167,6 +179,7 @@ def _banner(stack, elapsed: float, generated_token: bool, notifier_port: int) ->
     table = Table(title=f"socialproof is up in {elapsed:.1f}s", show_header=True)
     table.add_column("what")
     table.add_column("where")
+    table.add_row("[bold]demo storefront[/]", f"[bold]{stack.url('notifier')}/demo[/]")
     table.add_row("storefront read API", f"{stack.url('notifier')}/v1/proof/products/p1")
     table.add_row("live updates (SSE)", f"{stack.url('notifier')}/v1/proof/stream?products=p1")
     for name in ("catalog", "orders", "social", "notifier"):

@@ -277,6 +277,10 @@ def worker_argv() -> list[str]:
     return [sys.executable, "-m", "socialproof.cli", "worker"]
 
 
+def simulate_argv(rate: float) -> list[str]:
+    return [sys.executable, "-m", "socialproof.cli", "simulate", "--rate", str(rate)]
+
+
 def wait_ready(url: str, timeout: float, what: str, proc: ManagedProcess | None = None) -> None:
     def ready() -> bool:
         if proc is not None:
@@ -417,6 +421,11 @@ class Stack:
             wait_ready(f"{self.url(service)}/readyz", 60, f"the {service} service", proc)
         if worker_proc is not None:
             wait_worker_assigned(f"{self.worker_url}/readyz", 90, worker_proc)
+
+    def start_simulator(self, rate: float) -> ManagedProcess:
+        """Demo traffic through the services' APIs (``socialproof simulate``); start it once the
+        services answer. It never exits on errors, so ``check_alive`` watches it like the rest."""
+        return self._spawn("simulate", simulate_argv(rate))
 
     def start_process(self, name: str, argv: list[str]) -> ManagedProcess:
         return self._spawn(name, argv)

@@ -71,3 +71,18 @@ def test_documented_job_pipeline(
         rules=[r for r in deploy.RULES if r != "network-default-deny"],
     )
     assert [p for p in problems if p.where.startswith("Job/")] == []
+
+
+def test_job_templates_find_the_dev_overlays_config_and_secrets(
+    built: dict[str, list[dict]],
+) -> None:
+    present = {(o["kind"], o["metadata"]["name"]) for o in built["dev"]}
+    for path in deploy.job_templates():
+        for job in deploy.load_documents(path.read_text()):
+            for c in deploy.containers(deploy.pod_spec(job)):
+                for source in c.get("envFrom", []):
+                    assert ("ConfigMap", source["configMapRef"]["name"]) in present
+                for var in c.get("env", []):
+                    secret = var.get("valueFrom", {}).get("secretKeyRef")
+                    if secret:
+                        assert ("Secret", secret["name"]) in present, (path.name, secret)

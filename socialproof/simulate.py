@@ -128,6 +128,7 @@ class Simulator:
         self.sent = 0
         self.failed = 0
         self.backoff = 0.0
+        self.refused: Counter[tuple[str, str, int]] = Counter()
         self._activity = self.gen.activity_events(2**62)  # lazily, for ever
 
     async def close(self) -> None:
@@ -151,15 +152,28 @@ class Simulator:
             self._trouble(f"{method} {url}: {response.status_code} {response.text[:200]}")
         else:  # this request was refused: skip it and carry on
             self.failed += 1
+            self._log_refused(method, url, response)
+        return None
+
+    def _log_refused(self, method: str, url: str, response: httpx.Response) -> None:
+        """Logs the first refusal of each kind, then every 100th (a missing endpoint would
+        otherwise log every call)."""
+        shape = "/".join(
+            seg if seg.isalpha() or seg == "v1" else "{id}"
+            for seg in httpx.URL(url).path.split("/")
+        )
+        kind = (method, shape, response.status_code)
+        self.refused[kind] += 1
+        if self.refused[kind] % 100 == 1:
             log.warning(
                 "request refused",
                 extra={
                     "request": f"{method} {url}",
                     "status": response.status_code,
                     "body": response.text[:300],
+                    "times": self.refused[kind],
                 },
             )
-        return None
 
     def _trouble(self, what: str) -> None:
         self.failed += 1
@@ -373,6 +387,7 @@ def simulate(
 
     settings = Settings()
     logs.configure("simulate", settings.log_level, settings.log_format)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     targets = Targets(
         catalog=catalog_url or _default_url("catalog"),
         orders=orders_url or _default_url("orders"),

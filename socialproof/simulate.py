@@ -100,6 +100,14 @@ def demo_catalog(seed: int = 42, users: int = DEFAULT_USERS) -> dict[str, Any]:
     }
 
 
+def _shape(url: str) -> str:
+    """'http://h/v1/users/u7/friends/u9' -> '/v1/users/{id}/friends/{id}' (for counting)."""
+    return "/".join(
+        seg if not seg or seg.isalpha() or seg == "v1" else "{id}"
+        for seg in httpx.URL(url).path.split("/")
+    )
+
+
 # --- talking to the services ----------------------------------------------------------------------
 
 
@@ -114,7 +122,13 @@ class Targets:
 class Simulator:
     """Turns the load generator's contract events into the API calls that cause them."""
 
-    def __init__(self, targets: Targets, config: LoadConfig, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        targets: Targets,
+        config: LoadConfig,
+        concurrency: int = 8,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.targets = targets
         self.gen = LoadGenerator(config)
         self.rng = random.Random(config.seed + 2)  # idempotency keys, review texts
@@ -122,12 +136,16 @@ class Simulator:
             headers={"Authorization": f"Bearer {targets.token}"},
             timeout=httpx.Timeout(10.0),
             limits=httpx.Limits(max_connections=concurrency * 2),
+            transport=transport,
         )
         self.slots = asyncio.Semaphore(concurrency)
         self.order_ids: dict[str, str] = {}  # the generator's order id -> the service's
+        self.placed: list[str] = []  # the services' ids of the latest accepted orders
         self.sent = 0
         self.failed = 0
         self.backoff = 0.0
+        #: (method, route, status) -> how many answers: what the services made of our calls
+        self.answered: Counter[tuple[str, str, int]] = Counter()
         self.refused: Counter[tuple[str, str, int]] = Counter()
         self._activity = self.gen.activity_events(2**62)  # lazily, for ever
 
@@ -145,6 +163,7 @@ class Simulator:
                 self._trouble(f"{method} {url}: {type(exc).__name__}: {exc}")
                 return None
         self.sent += 1
+        self.answered[(method, _shape(url), response.status_code)] += 1
         if response.status_code < 300:
             self.backoff = 0.0
             return response.json() if response.content else {}
@@ -158,11 +177,7 @@ class Simulator:
     def _log_refused(self, method: str, url: str, response: httpx.Response) -> None:
         """Logs the first refusal of each kind, then every 100th (a missing endpoint would
         otherwise log every call)."""
-        shape = "/".join(
-            seg if seg.isalpha() or seg == "v1" else "{id}"
-            for seg in httpx.URL(url).path.split("/")
-        )
-        kind = (method, shape, response.status_code)
+        kind = (method, _shape(url), response.status_code)
         self.refused[kind] += 1
         if self.refused[kind] % 100 == 1:
             log.warning(
@@ -223,6 +238,10 @@ class Simulator:
                 )
                 if answer and answer.get("order_id"):
                     self.order_ids[p.order_id] = answer["order_id"]
+                    self.placed.append(answer["order_id"])
+                    del self.placed[:-1000]
+                    if len(self.order_ids) > 5000:  # bounded for a long run: forget the oldest
+                        del self.order_ids[next(iter(self.order_ids))]
             case ev.OrderRefunded() | ev.OrderCancelled():
                 order_id = self.order_ids.pop(p.order_id, None)
                 if order_id is not None:  # its purchase went through: refund the whole order

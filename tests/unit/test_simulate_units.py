@@ -1,0 +1,110 @@
+"""The traffic simulator without services: which calls it makes (deterministic by seed) and that
+it carries on through errors. Its run against the real stack is in
+tests/integration/test_simulate.py."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import httpx
+
+from socialproof.simulate import DEMO_PRODUCTS, Simulator, Targets, demo_catalog, demo_config
+
+TARGETS = Targets("http://catalog", "http://orders", "http://social", token="t" * 20)
+
+
+class Recorder:
+    """A fake of the three services that accepts everything (or fails as told) and records."""
+
+    def __init__(self, fail_first: int = 0, failure: str = "500") -> None:
+        self.calls: list[tuple[str, str, dict | None, dict]] = []
+        self.fail_first = fail_first
+        self.failure = failure
+        self.orders = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        self.calls.append((request.method, str(request.url), body, dict(request.headers)))
+        if len(self.calls) <= self.fail_first:
+            if self.failure == "connect":
+                raise httpx.ConnectError("refused", request=request)
+            return httpx.Response(int(self.failure), json={"error": "boom"})
+        if request.url.path == "/v1/orders":
+            self.orders += 1
+            return httpx.Response(201, json={"order_id": f"svc-{self.orders}"})
+        return httpx.Response(201 if request.method == "POST" else 200, json={})
+
+
+async def simulate(recorder: Recorder, seed: int = 1, warmup: int = 200) -> Simulator:
+    sim = Simulator(TARGETS, demo_config(seed, users=30), transport=httpx.MockTransport(recorder))
+    try:
+        await sim.setup()
+        await sim.warmup(warmup)
+    finally:
+        await sim.close()
+    return sim
+
+
+def shape(calls) -> Counter:
+    return Counter((m, u, json.dumps(b, sort_keys=True)) for m, u, b, _ in calls)
+
+
+async def test_the_same_seed_makes_the_same_calls_and_another_seed_others() -> None:
+    first, again, other = Recorder(), Recorder(), Recorder()
+    await simulate(first, seed=7)
+    await simulate(again, seed=7)
+    await simulate(other, seed=8)
+    assert shape(first.calls) == shape(again.calls)
+    assert shape(first.calls) != shape(other.calls)
+
+
+async def test_generated_events_become_the_api_calls_that_cause_them() -> None:
+    recorder = Recorder()
+    sim = await simulate(recorder)
+    calls = recorder.calls
+    # every write carries the service token
+    assert all(h["authorization"] == f"Bearer {TARGETS.token}" for *_, h in calls)
+    # the catalog first, then first names, consent and friendships of the 30 users
+    products = [b["id"] for m, u, b, _ in calls if u == "http://catalog/v1/products"]
+    assert products == [p["id"] for p in DEMO_PRODUCTS]
+    routes = Counter(sim.answered)
+    assert routes[("PUT", "/v1/users/{id}/profile", 200)] == 30
+    assert routes[("PUT", "/v1/users/{id}/privacy", 200)] >= 30
+    assert routes[("PUT", "/v1/users/{id}/friends/{id}", 200)] > 30
+    # purchases: idempotency keys, catalog prices, Zipf (p0 is bought most)
+    orders = [(b, h) for m, u, b, h in calls if u == "http://orders/v1/orders"]
+    assert len(orders) > 50
+    assert len({h["idempotency-key"] for _, h in orders}) == len(orders)
+    prices = {p["id"]: p["price"] for p in DEMO_PRODUCTS}
+    lines = [line for b, _ in orders for line in b["lines"]]
+    assert all(line["unit_price"] == prices[line["product_id"]] for line in lines)
+    popularity = Counter(line["product_id"] for line in lines)
+    assert popularity.most_common(1)[0][0] == "p0"
+    # refunds name orders by the id the orders service gave them
+    refunds = [u for m, u, b, h in calls if u.endswith("/refunds")]
+    assert refunds and all(u.split("/")[-2].startswith("svc-") for u in refunds)
+    # reviews and shares with valid shapes
+    reviews = [b for m, u, b, _ in calls if u == "http://social/v1/reviews"]
+    shares = [b for m, u, b, _ in calls if u == "http://social/v1/shares"]
+    assert reviews and all(1 <= r["rating"] <= 5 and r["text"] for r in reviews)
+    assert shares and all(
+        s["channel"] in {"link", "facebook", "x", "whatsapp", "email", "other"} for s in shares
+    )
+
+
+async def test_it_carries_on_through_errors_and_backs_off() -> None:
+    for failure in ("500", "429", "connect", "422"):
+        recorder = Recorder(fail_first=5, failure=failure)
+        sim = await simulate(recorder, warmup=20)
+        assert sim.failed == 5
+        assert recorder.orders > 0  # it went on once the services answered
+        assert sim.backoff == 0.0  # and stopped backing off after a success
+
+
+def test_the_demo_viewers_are_the_best_connected_users() -> None:
+    catalog = demo_catalog(seed=42)
+    assert [p["id"] for p in catalog["products"]] == [f"p{i}" for i in range(len(DEMO_PRODUCTS))]
+    degrees = [v["friends"] for v in catalog["viewers"]]
+    assert degrees == sorted(degrees, reverse=True) and degrees[-1] > 12
+    assert demo_catalog(seed=42) == catalog

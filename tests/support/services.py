@@ -1,0 +1,62 @@
+"""Helpers for the catalog, orders and social API tests: clients, restarting a service process of
+the session stack, and reading back what a service published to its topic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from contracts import codec
+from contracts.events import Event
+from contracts.topics import Topic
+from socialproof.devstack import Stack, service_argv, wait_ready
+from socialproof.settings import Settings
+from socialproof.topicview import Record, TopicView
+
+
+@contextmanager
+def api(stack: Stack, service: str, token: str | None) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=stack.url(service), headers=headers, timeout=15.0) as client:
+        yield client
+
+
+def restart_service(stack: Stack, service: str) -> None:
+    """Stop the service's process (SIGTERM, as a deployment would) and start a new one on the
+    same port; returns once the new process is ready, i.e. has rebuilt its view from the topics."""
+    old = next(p for p in stack.processes if p.name == service and p.running)
+    old.stop()
+    stack.processes.remove(old)
+    new = stack.start_process(service, service_argv(service))
+    wait_ready(f"{stack.url(service)}/readyz", 60, f"the restarted {service} service", new)
+
+
+def topic_records(settings: Settings, topic: Topic, key: str) -> list[Record]:
+    """Every record with ``key`` on ``topic``, from the beginning up to now, in log order."""
+    found: list[Record] = []
+
+    def keep(record: Record) -> None:
+        if record.key_str == key:
+            found.append(record)
+
+    async def read() -> None:
+        view = TopicView(settings, [topic], keep, name="tests")
+        await view.start()
+        try:
+            assert await view.wait_until(lambda: view.caught_up, 20), "topic replay timed out"
+        finally:
+            await view.stop()
+
+    asyncio.run(read())
+    return found
+
+
+def topic_events(settings: Settings, topic: Topic, key: str) -> list[Event | None]:
+    """Like :func:`topic_records`, decoded (None for a tombstone)."""
+    return [
+        None if r.value is None else codec.decode(r.value)
+        for r in topic_records(settings, topic, key)
+    ]

@@ -9,8 +9,16 @@ import time
 import httpx
 
 from socialproof.devstack import Stack
+from socialproof.settings import Settings
 from tests.support.sse import SseClient
+from tests.support.storefront import product as product_event
+from tests.support.storefront import publish
 from tests.support.waiting import wait_for
+
+
+def catalogued(settings: Settings, *product_ids: str) -> None:
+    """Orders only accept products the catalog published; put them on the product topic."""
+    publish(settings, *(product_event(p) for p in product_ids))
 
 
 def order_body(user_id: str, product_id: str, quantity: int = 1) -> dict:
@@ -28,10 +36,11 @@ def bought_24h(notifier_api: httpx.Client, product_id: str) -> int:
 
 
 def test_an_accepted_order_shows_up_in_the_proof_within_one_second(
-    orders_api: httpx.Client, notifier_api: httpx.Client, uid
+    orders_api: httpx.Client, notifier_api: httpx.Client, settings: Settings, uid
 ) -> None:
     # Given a product nobody bought yet
     product = uid("p")
+    catalogued(settings, product)
     assert bought_24h(notifier_api, product) == 0
     # When a user orders it
     started = time.monotonic()
@@ -50,9 +59,10 @@ def test_an_accepted_order_shows_up_in_the_proof_within_one_second(
 
 
 def test_distinct_buyers_count_once_however_often_they_buy(
-    orders_api: httpx.Client, notifier_api: httpx.Client, uid
+    orders_api: httpx.Client, notifier_api: httpx.Client, settings: Settings, uid
 ) -> None:
     product, ana, ben = uid("p"), uid("ana"), uid("ben")
+    catalogued(settings, product)
     for user in (ana, ana, ben):
         assert orders_api.post("/v1/orders", json=order_body(user, product)).status_code == 201
     wait_for(lambda: bought_24h(notifier_api, product) == 2, 2.0, "two distinct buyers")
@@ -60,6 +70,7 @@ def test_distinct_buyers_count_once_however_often_they_buy(
     last = orders_api.post("/v1/orders", json=order_body(ben, product))
     assert last.status_code == 201
     stream_marker = uid("p")
+    catalogued(settings, stream_marker)
     orders_api.post("/v1/orders", json=order_body(ben, stream_marker))
     wait_for(lambda: bought_24h(notifier_api, stream_marker) == 1, 2.0, "a later order")
     assert bought_24h(notifier_api, product) == 2
@@ -74,9 +85,10 @@ def test_an_unknown_product_answers_zeros_not_404(notifier_api: httpx.Client, ui
 
 
 def test_an_sse_client_receives_the_change(
-    stack: Stack, orders_api: httpx.Client, uid
+    stack: Stack, orders_api: httpx.Client, settings: Settings, uid
 ) -> None:
     product = uid("p")
+    catalogued(settings, product)
     url = f"{stack.url('notifier')}/v1/proof/stream?products={product}"
     with SseClient(url) as sse:
         assert sse.status == 200

@@ -29,7 +29,8 @@ from rich.table import Table
 
 app = typer.Typer(help="socialproof: live, honest social proof for shops.", no_args_is_help=True)
 contracts_app = typer.Typer(help="The event contracts: schemas and the topic registry.")
-topics_app = typer.Typer(help="Kafka topics from the registry.")
+topics_app = typer.Typer(help="Kafka topics: create, list, tail, dump, load, copy.",
+                         no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(topics_app, name="topics")
 
@@ -358,6 +359,15 @@ def settings_rows() -> list[tuple[str, str, str, str]]:
                 shown = str(default)
             rows.append((var, shown, owner, info.description or ""))
     return rows
+
+
+def _register_topic_operations() -> None:
+    from socialproof.opscli import register
+
+    register(app, topics_app)
+
+
+_register_topic_operations()
 
 
 def _register_simulate() -> None:

@@ -67,7 +67,12 @@ def test_a_product_is_created_read_updated_and_deleted(
     assert catalog.delete(f"/v1/products/{product}").status_code == 404
     # And the topic holds upserted, upserted, deleted and a tombstone under the product's key
     events = topic_events(settings, PRODUCTS, product)
-    assert [type(e) for e in events] == [ProductUpserted, ProductUpserted, ProductDeleted, type(None)]
+    assert [type(e) for e in events] == [
+        ProductUpserted,
+        ProductUpserted,
+        ProductDeleted,
+        type(None),
+    ]
     assert str(events[1].payload.price) == "9.90"
 
 

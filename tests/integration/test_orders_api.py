@@ -197,7 +197,9 @@ def test_cancelling_voids_the_order_once(
     again = orders.post(f"/v1/orders/{order_id}/cancel")
     # Then it is cancelled, fully "refunded" per line, and one cancellation was published
     assert first.status_code == again.status_code == 200, first.text
-    assert first.json()["status"] == "cancelled" and first.json()["cancel_reason"] == "payment failed"
+    assert (
+        first.json()["status"] == "cancelled" and first.json()["cancel_reason"] == "payment failed"
+    )
     assert first.json()["lines"][0]["refunded_quantity"] == 2
     assert [type(e) for e in topic_events(settings, ORDERS, order_id)] == [
         PurchaseCompleted,
@@ -236,7 +238,9 @@ def test_a_restarted_orders_service_rebuilds_orders_and_products_from_the_topics
     orders.post(
         f"/v1/orders/{refunded}/refunds", json={"lines": [{"product_id": product, "quantity": 1}]}
     )
-    cancelled = orders.post("/v1/orders", json=order_body(uid("u"), (product, 1))).json()["order_id"]
+    cancelled = orders.post("/v1/orders", json=order_body(uid("u"), (product, 1))).json()[
+        "order_id"
+    ]
     orders.post(f"/v1/orders/{cancelled}/cancel")
     before = {o: orders.get(f"/v1/orders/{o}").json() for o in (refunded, cancelled)}
     # When the orders process restarts

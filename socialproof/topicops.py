@@ -27,7 +27,6 @@ from typing import Any
 
 import orjson
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     ConsumerGroupTopicPartitions,
     KafkaError,
@@ -157,8 +156,9 @@ def read_topic(
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[Record]:
-    """Every record from ``start`` to the end (or ``stop``), partition by partition in offset
-    order within a partition. With ``follow`` it keeps waiting for new records."""
+    """Every record from ``start`` to the end (or ``stop``), in a stable order: partition by
+    partition, offset order within each (so two dumps of equal topics are equal files). With
+    ``follow`` all partitions are read together and the read never ends."""
     consumer = reader(settings)
     try:
         parts = partitions_of(consumer, topic)
@@ -166,33 +166,34 @@ def read_topic(
         highs = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
                  for p in parts}
         total = sum(max(0, highs[p] - starts[p]) for p in parts)
-        open_parts = set(parts)
-        consumer.assign([TopicPartition(topic, p, starts[p] if starts[p] >= 0 else OFFSET_BEGINNING)
-                         for p in parts])
         done = 0
-        finished: set[int] = set()
-        while (follow or finished != open_parts) and not should_stop():
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    if msg.offset() >= highs.get(msg.partition(), 0):
-                        finished.add(msg.partition())
+        rounds = [parts] if follow else [[p] for p in parts]
+        for group in rounds:
+            consumer.assign([TopicPartition(topic, p, starts[p]) for p in group])
+            finished: set[int] = set()
+            while (follow or finished != set(group)) and not should_stop():
+                msg = consumer.poll(0.2)
+                if msg is None:
                     continue
-                raise KafkaException(msg.error())
-            p = msg.partition()
-            if p in finished and not follow:
-                continue  # newer than the end we were asked for
-            if isinstance(stop, int) and msg.offset() > stop:
-                finished.add(p)  # offsets only grow: this partition is done
-                continue
-            if isinstance(stop, datetime) and msg.timestamp()[1] > to_ms(stop):
-                continue  # producer timestamps need not grow: keep reading to the end
-            done += 1
-            if on_progress:
-                on_progress(done, max(total, done))
-            yield Record.of(msg)
+                p = msg.partition()
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        if msg.offset() >= highs.get(p, 0):
+                            finished.add(p)
+                        continue
+                    raise KafkaException(msg.error())
+                if p in finished and not follow:
+                    continue  # newer than the end we were asked for
+                if isinstance(stop, int) and msg.offset() > stop:
+                    finished.add(p)  # offsets only grow: this partition is done
+                    continue
+                if isinstance(stop, datetime) and msg.timestamp()[1] > to_ms(stop):
+                    continue  # producer timestamps need not grow: keep reading to the end
+                done += 1
+                if on_progress:
+                    on_progress(done, max(total, done))
+                yield Record.of(msg)
+            consumer.unassign()
     finally:
         consumer.close()
 

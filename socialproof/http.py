@@ -97,6 +97,7 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the body could not be parsed (not UTF-8 JSON)"},
     413: {"model": ErrorBody, "description": "request body too large"},
     422: {"model": ErrorBody, "description": "invalid request; `fields` names each problem"},
     503: {"model": ErrorBody, "description": "a dependency is unavailable; retry after the delay"},

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import faust
@@ -26,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contracts import codec
 from contracts.events import Event
-from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, DeadLetter, topic_for
+from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, DeadLetter
 from services.social.processor.store import CounterStore
 from socialproof import logs
 from socialproof import redis as redis_client
@@ -36,6 +37,10 @@ from socialproof.metrics import DEAD_LETTERS as DEAD_LETTER_COUNT
 from socialproof.settings import SocialSettings
 
 log = logging.getLogger("socialproof.processor")
+
+#: decoded events per store call within a batch (Redis applies one chunk while Python decodes
+#: the next)
+APPLY_CHUNK = 250
 
 
 class BatchProcessor:
@@ -47,25 +52,47 @@ class BatchProcessor:
         self.consumer = consumer
 
     async def handle(self, records: list[Any]) -> None:
-        """``records`` are Faust events (``.message`` has topic, partition, offset, key, value)."""
+        """``records`` are Faust events (``.message`` has topic, partition, offset, key, value).
+
+        Decoding (Python) and applying (Redis, another core) overlap: each chunk of decoded events
+        is sent to Redis at once and the next chunk is decoded while Redis runs the script. The
+        chunks may then run in any order, which the store allows (its facts commute). The batch
+        is done, and its offsets may be committed, only when every chunk and dead letter is
+        confirmed; a failure fails the whole batch, which is retried (idempotently).
+        """
         started = time.perf_counter()
-        good: list[Event] = []
+        chunk: list[Event] = []
+        applying: list[asyncio.Future] = []
         pending_dead: list[asyncio.Future] = []
+        counts: Counter[tuple[str, str]] = Counter()
         for record in records:
             msg = record.message
             if msg.value is None:
                 continue  # a compaction tombstone (product deleted): nothing to count
             try:
-                good.append(codec.decode(msg.value))
+                event = codec.decode(msg.value)
             except codec.EventDecodeError as exc:
                 pending_dead.append(asyncio.ensure_future(self._dead_letter(msg, exc)))
-        changed = await self.store.apply(good)
-        # Offsets move on only once every dead letter is confirmed: nothing is lost.
-        if pending_dead:
-            await asyncio.gather(*pending_dead)
+                continue
+            chunk.append(event)
+            counts[(msg.topic, event.event_type)] += 1
+            if len(chunk) >= APPLY_CHUNK:
+                applying.append(asyncio.ensure_future(self.store.apply(chunk)))
+                chunk = []
+                await asyncio.sleep(0)  # let the chunk go out before decoding the next one
+        if chunk:
+            applying.append(asyncio.ensure_future(self.store.apply(chunk)))
+        # Offsets move on only once every write and dead letter is confirmed: nothing is lost.
+        outcomes = await asyncio.gather(*applying, *pending_dead, return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            raise failures[0]
+        changed: set[str] = set()
+        for outcome in outcomes[: len(applying)]:
+            changed |= outcome
         await self.store.announce(changed)
-        for event in good:
-            EVENTS_PROCESSED.labels(topic_for(event).name, event.event_type).inc()
+        for (topic, event_type), n in counts.items():
+            EVENTS_PROCESSED.labels(topic, event_type).inc(n)
         BATCH_LATENCY.observe(time.perf_counter() - started)
 
     async def _dead_letter(self, msg: Any, exc: codec.EventDecodeError) -> None:
@@ -200,7 +227,8 @@ def create_app(settings: SocialSettings, per_event: bool = False) -> faust.App:
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a content type carrying a charset; prometheus' constant has one.
+        return web.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return app
 

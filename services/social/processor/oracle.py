@@ -49,9 +49,7 @@ class Oracle:
         live = [e for e in self.events if not self._ignored(e)]
         self._orders(live)
         self._latest(live)
-        self._shares = {
-            e.payload.share_id: e for e in live if isinstance(e, ev.ProductShared)
-        }
+        self._shares = {e.payload.share_id: e for e in live if isinstance(e, ev.ProductShared)}
 
     def _ignored(self, e: ev.Event) -> bool:
         p = e.payload

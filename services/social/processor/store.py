@@ -49,12 +49,17 @@ CHUNK = 500
 
 # ARGV[1] = namespace, ARGV[2] = JSON list of operations (see CounterStore.operation).
 # Returns the product ids whose public views changed.
-APPLY_LUA = """
+_CONSTANTS = (
+    f"local HOUR = {HOUR_MS}\n"
+    f"local W_BUY, W_REVIEW, W_SHARE = {TRENDING_WEIGHTS['bought']}, "
+    f"{TRENDING_WEIGHTS['reviewed']}, {TRENDING_WEIGHTS['shared']}\n"
+    f"local FEED_KEEP = {FEED_KEEP}\n"
+)
+APPLY_LUA = (
+    _CONSTANTS
+    + """
 local ns = ARGV[1]
 local ops = cjson.decode(ARGV[2])
-local HOUR = %(hour)d
-local W_BUY, W_REVIEW, W_SHARE = %(w_buy)d, %(w_review)d, %(w_share)d
-local FEED_KEEP = %(feed_keep)d
 local changed, changed_list = {}, {}
 
 local function mark(p)
@@ -71,7 +76,7 @@ local function newer(ts, eid, key)
   return ts > ots or (ts == ots and eid > old[2])
 end
 local function trend(ts, p, delta)
-  local key = ns..':trend:'..string.format('%%d', math.floor(ts / HOUR))
+  local key = ns..':trend:'..string.format('%d', math.floor(ts / HOUR))
   local s = tonumber(redis.call('ZINCRBY', key, delta, p))
   if s <= 0 then redis.call('ZREM', key, p) else redis.call('EXPIRE', key, 172800) end
 end
@@ -311,13 +316,8 @@ for _, op in ipairs(ops) do
   end
 end
 return changed_list
-""" % {
-    "hour": HOUR_MS,
-    "w_buy": TRENDING_WEIGHTS["bought"],
-    "w_review": TRENDING_WEIGHTS["reviewed"],
-    "w_share": TRENDING_WEIGHTS["shared"],
-    "feed_keep": FEED_KEEP,
-}
+"""
+)
 
 
 def _merge_lines(lines: Iterable[ev.OrderLine | ev.RefundLine]) -> list[str | int]:

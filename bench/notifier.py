@@ -1,0 +1,362 @@
+"""Benchmark scenarios of the notifier (the storefront edge), registered with :mod:`bench.registry`.
+
+- ``sse_fanout``: one notifier process holds 5,000 SSE connections (5 per product over 1,000
+  products); its RSS is read from ``/proc``. Then 2,000 counter changes/s are made the way the
+  stream processor makes them (write the serving store, announce the changed ids on the pub/sub
+  channel, every 10 ms) and every client notes when each state arrives: the latency is from the
+  write to the client having the new state. Products change round-robin, each every 500 ms, so
+  the 4-updates/s pacing never holds a state back (pacing has its own tests): what is measured
+  is the pipeline, not the deliberate delay.
+- ``read_api``: ``GET /v1/proof/products/{id}`` with a viewer token (public counters plus
+  ``friends_bought``) from 64 concurrent keep-alive connections, closed loop; latency percentiles
+  as the client sees them, and the throughput that gives.
+
+Both use raw asyncio sockets as clients (an HTTP library would cost the 2-core machine more CPU
+than the server under test). Run: ``python -m bench --only sse_fanout,read_api``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import orjson
+import redis as redis_sync
+
+from bench.env import BenchEnv, new_namespace
+from bench.registry import Result, Target, scenario
+from contracts.views import Keys
+from socialproof.devstack import ManagedProcess, free_port, service_argv, wait_ready
+
+TOKEN = "bench-service-token-0123456789"
+
+
+@contextmanager
+def notifier(env: BenchEnv, namespace: str, **extra: str) -> Iterator[tuple[str, int, int]]:
+    """A real notifier process on a free port; yields (host, port, pid)."""
+    port = free_port()
+    proc = ManagedProcess(
+        name="notifier",
+        argv=service_argv("notifier"),
+        env={
+            "KAFKA_BOOTSTRAP_SERVERS": env.settings.kafka_bootstrap_servers,
+            "REDIS_URL": env.settings.redis_url,
+            "SOCIALPROOF_REDIS_NAMESPACE": namespace,
+            "SOCIALPROOF_SERVICE_TOKEN": TOKEN,
+            "SOCIALPROOF_NOTIFIER_PORT": str(port),
+            "SOCIALPROOF_LOG_LEVEL": "WARNING",
+            # one client address makes all the load here: not what the rate limit is for
+            "SOCIALPROOF_RATE_LIMIT_PER_S": "1000000000",
+            "SOCIALPROOF_RATE_LIMIT_BURST": "1000000000",
+            **extra,
+        },
+        echo=False,
+        log_path=env.workdir / f"notifier-{port}.log",
+    ).start()
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/readyz", 60, "the notifier", proc)
+        assert proc.proc is not None
+        yield "127.0.0.1", port, proc.proc.pid
+    finally:
+        proc.stop()
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def raise_fd_limit(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
+
+
+# --- SSE fan-out ---------------------------------------------------------------------------------
+
+
+class SseConn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+
+async def open_sse(host: str, port: int, path: str) -> SseConn:
+    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
+    await writer.drain()
+    status = await reader.readline()
+    if b" 200 " not in status:
+        raise RuntimeError(f"SSE answered {status!r}")
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass
+    return SseConn(reader, writer)
+
+
+async def read_events(conn: SseConn, on_state) -> None:
+    """Each event is one chunk (uvicorn sends one per message), so lines stay whole; chunk-size
+    lines and comments (heartbeats) are skipped."""
+    reader = conn.reader
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        if line.startswith(b"data: "):
+            on_state(orjson.loads(line[6:]), time.monotonic())
+
+
+@scenario("sse_fanout", "5,000 SSE connections: notifier RSS; change-to-client latency at 2,000/s")
+def sse_fanout(env: BenchEnv, quick: bool) -> Result:
+    connections = 200 if quick else 5_000
+    products = 100 if quick else 1_000
+    rate = 200 if quick else 2_000
+    seconds = 3 if quick else 10
+    raise_fd_limit(connections * 2 + 1_000)  # the notifier inherits the limit too
+    namespace = new_namespace()
+    keys = Keys(namespace)
+    ids = [f"bp{i}" for i in range(products)]
+    with notifier(env, namespace, SOCIALPROOF_SSE_HEARTBEAT_S="15") as (host, port, pid):
+        rss_idle = rss_mb(pid)
+        figures = asyncio.run(_fanout(env, host, port, pid, keys, ids, connections, rate, seconds))
+    figures["rss_idle_mb"] = round(rss_idle, 1)
+    return Result(
+        summary=(
+            f"{figures['connections']} SSE connections: RSS {figures['rss_connected_mb']} MB "
+            f"(peak under load {figures['rss_peak_mb']} MB); {figures['changes_per_s']:.0f} "
+            f"changes/s → {figures['deliveries']} deliveries, change→client p50 "
+            f"{figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, max {figures['max_ms']} ms; "
+            f"{figures['missed']} states never arrived"
+        ),
+        figures=figures,
+        targets=[
+            Target("rss_connected_mb", "<", 500, " MB"),
+            Target("rss_peak_mb", "<", 500, " MB"),
+            Target("p99_ms", "<", 100, " ms"),
+            Target("missed", "<", 1),
+        ],
+        notes=[
+            "connections watch one product each, 5 per product; products change round-robin "
+            "(each every products/rate s), so the 4/s pacing never delays a state",
+        ],
+    )
+
+
+async def _fanout(
+    env: BenchEnv,
+    host: str,
+    port: int,
+    pid: int,
+    keys: Keys,
+    ids: list[str],
+    connections: int,
+    rate: int,
+    seconds: int,
+) -> dict:
+    redis = redis_sync.Redis.from_url(env.settings.redis_url)
+    # change time of (product, count); a client that sees `count` for `product` got that change
+    changed_at: dict[tuple[str, int], float] = {}
+    latencies: list[float] = []
+    delivered: dict[tuple[int, str], int] = {}  # (connection, product) -> latest count seen
+
+    conns: list[SseConn] = []
+    for start in range(0, connections, 250):  # in waves: the listen backlog is finite
+        batch = await asyncio.gather(
+            *(
+                open_sse(host, port, f"/v1/proof/stream?products={ids[i % len(ids)]}")
+                for i in range(start, min(start + 250, connections))
+            )
+        )
+        conns.extend(batch)
+    readers = []
+    for n, conn in enumerate(conns):
+
+        def on_state(state: dict, now: float, n: int = n) -> None:
+            product, count = state["product_id"], state["bought"]["24h"]
+            delivered[(n, product)] = count
+            at = changed_at.get((product, count))
+            if at is not None:
+                latencies.append(now - at)
+
+        readers.append(asyncio.create_task(read_events(conn, on_state)))
+    # every connection has its initial state before the load starts
+    deadline = time.monotonic() + 60
+    while len(delivered) < connections and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    rss_connected = rss_mb(pid)
+
+    counts = dict.fromkeys(ids, 0)
+    tick = 0.01
+    per_tick = max(1, int(rate * tick))
+    total = rate * seconds
+    rss_peak = rss_connected
+    started = time.monotonic()
+    made = 0
+    cursor = 0
+    while made < total:
+        target_time = started + (made // per_tick) * tick
+        delay = target_time - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        batch = []
+        pipe = redis.pipeline(transaction=False)
+        now_ms = int(time.time() * 1000)
+        for _ in range(min(per_tick, total - made)):
+            product = ids[cursor % len(ids)]
+            cursor += 1
+            counts[product] += 1
+            pipe.zadd(keys.buyers(product), {f"u{counts[product]}": now_ms})
+            batch.append(product)
+            made += 1
+        at = time.monotonic()  # before the write: the latency is never under-counted
+        pipe.execute()
+        for product in batch:
+            changed_at[(product, counts[product])] = at
+        redis.publish(keys.changes_channel, orjson.dumps(batch))
+        if made % (rate // 2 or 1) < per_tick:
+            rss_peak = max(rss_peak, rss_mb(pid))
+        await asyncio.sleep(0)  # let the readers run between ticks
+    elapsed = time.monotonic() - started
+    # let the last states arrive, then count what never did
+    final = {(n, ids[n % len(ids)]): counts[ids[n % len(ids)]] for n in range(len(conns))}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if all(delivered.get(k, -1) >= v for k, v in final.items()):
+            break
+        await asyncio.sleep(0.05)
+    missed = sum(1 for k, v in final.items() if delivered.get(k, -1) < v)
+    rss_peak = max(rss_peak, rss_mb(pid))
+    for task in readers:
+        task.cancel()
+    for conn in conns:
+        conn.writer.close()
+    redis.close()
+    ms = [x * 1000 for x in latencies]
+    return {
+        "connections": len(conns),
+        "products": len(ids),
+        "rss_connected_mb": round(rss_connected, 1),
+        "rss_peak_mb": round(rss_peak, 1),
+        "changes": made,
+        "changes_per_s": round(made / elapsed, 1),
+        "deliveries": len(ms),
+        "p50_ms": round(percentile(ms, 0.50), 1),
+        "p99_ms": round(percentile(ms, 0.99), 1),
+        "max_ms": round(max(ms), 1) if ms else None,
+        "mean_ms": round(statistics.fmean(ms), 1) if ms else None,
+        "missed": missed,
+    }
+
+
+# --- read API ------------------------------------------------------------------------------------
+
+
+@scenario("read_api", "GET /v1/proof/products/{id} with a viewer token, 64 concurrent clients")
+def read_api(env: BenchEnv, quick: bool) -> Result:
+    concurrency = 8 if quick else 64
+    seconds = 2 if quick else 10
+    namespace = new_namespace()
+    _seed_reads(env, namespace)
+    with notifier(env, namespace) as (host, port, _pid):
+        token = _viewer_token(port)
+        figures = asyncio.run(_read_load(host, port, token, concurrency, seconds))
+    return Result(
+        summary=(
+            f"{figures['requests']} requests at concurrency {concurrency}: "
+            f"{figures['requests_per_s']:.0f} req/s, p50 {figures['p50_ms']} ms, "
+            f"p99 {figures['p99_ms']} ms (client-observed, closed loop)"
+        ),
+        figures=figures,
+        targets=[Target("p99_ms", "<", 5, " ms")],
+        notes=[
+            "closed loop: latency = concurrency / throughput (Little's law), so at concurrency 64 "
+            "a p99 under 5 ms needs about 13,000 req/s from one process",
+        ],
+    )
+
+
+def _seed_reads(env: BenchEnv, namespace: str) -> None:
+    """100 products with buyers, reviews and shares; a viewer with 500 friends, some buyers."""
+    keys = Keys(namespace)
+    redis = redis_sync.Redis.from_url(env.settings.redis_url)
+    now_ms = int(time.time() * 1000)
+    pipe = redis.pipeline(transaction=False)
+    for p in range(100):
+        product = f"rp{p}"
+        pipe.zadd(keys.buyers(product), {f"u{u}": now_ms - u * 1000 for u in range(300)})
+        pipe.sadd(f"{namespace}:cbuyers:{product}", *[f"u{u}" for u in range(0, 300, 2)])
+    pipe.sadd(f"{namespace}:friends:viewer", *[f"u{u}" for u in range(0, 1000, 2)])
+    for u in range(0, 300, 2):
+        pipe.hset(f"{namespace}:name:u{u}", "n", f"Name{u}")
+    pipe.execute()
+    redis.close()
+
+
+def _viewer_token(port: int) -> str:
+    import httpx
+
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/v1/viewer-tokens",
+        json={"viewer_id": "viewer"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=5,
+    )
+    response.raise_for_status()
+    return response.json()["token"]
+
+
+async def _read_load(host: str, port: int, token: str, concurrency: int, seconds: int) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.monotonic() + seconds
+
+    async def client(n: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, port)
+        i = n
+        while time.monotonic() < stop_at:
+            request = (
+                f"GET /v1/proof/products/rp{i % 100} HTTP/1.1\r\nHost: bench\r\n"
+                f"Authorization: Bearer {token}\r\n\r\n"
+            ).encode()
+            i += concurrency
+            sent = time.monotonic()
+            writer.write(request)
+            status = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            body = await reader.readexactly(length)
+            latencies.append(time.monotonic() - sent)
+            if b" 200 " not in status or b"friends_bought" not in body:
+                errors += 1
+        writer.close()
+
+    started = time.monotonic()
+    await asyncio.gather(*(client(n) for n in range(concurrency)))
+    elapsed = time.monotonic() - started
+    ms = [x * 1000 for x in latencies]
+    return {
+        "concurrency": concurrency,
+        "requests": len(ms),
+        "errors": errors,
+        "requests_per_s": round(len(ms) / elapsed, 1),
+        "p50_ms": round(percentile(ms, 0.50), 2),
+        "p90_ms": round(percentile(ms, 0.90), 2),
+        "p99_ms": round(percentile(ms, 0.99), 2),
+        "cpus": os.cpu_count(),
+    }

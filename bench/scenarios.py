@@ -1,0 +1,202 @@
+"""The benchmark scenarios. Add one with ``@scenario(name, description)``; see :mod:`bench.registry`.
+
+- ``throughput``: one batched worker vs the per-event baseline on the same pre-produced events
+  (purchases, shares, reviews… from :mod:`socialproof.loadgen`: 10,000 users, 1,000 products,
+  Zipf, 150 friends on average), events/s each and the ratio.
+- ``burst_lag``: a caught-up worker gets a 100,000-event burst; how long after the burst's last
+  acknowledged record until the worker has applied everything.
+- ``friends_bought``: the read for a 5,000-friend viewer on a 1,000,000-buyer product, latency
+  percentiles at the Redis call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+
+import redis.asyncio as aioredis
+
+from bench.env import BenchEnv, encode_all, new_namespace
+from bench.registry import Result, Target, scenario
+from services.notifier.proof import ProofReader
+from services.social.processor.store import CounterStore
+from socialproof.loadgen import LoadConfig, LoadGenerator
+
+THROUGHPUT_MIX = {"purchase": 0.45, "share": 0.35, "review": 0.15, "refund": 0.03, "consent": 0.02}
+
+
+def _rate(samples: list[tuple[float, int]], start_count: int = 0) -> tuple[float, float]:
+    """(events/s, seconds) from the first sample above ``start_count`` to the last sample."""
+    moving = [(t, c) for t, c in samples if c > start_count]
+    if len(moving) < 2:
+        return 0.0, 0.0
+    (t0, c0), (t1, c1) = moving[0], moving[-1]
+    return ((c1 - c0) / (t1 - t0) if t1 > t0 else 0.0), t1 - t0
+
+
+async def _seed_graph(env: BenchEnv, gen: LoadGenerator, namespace: str) -> int:
+    """First names, consent and the friendship graph, written through the store directly (the
+    graph is not what is measured; the intersection-on-read design makes writes independent of it)."""
+    redis = aioredis.Redis.from_url(env.settings.redis_url, decode_responses=True)
+    store = CounterStore(redis, namespace)
+    count, chunk = 0, []
+    for event in gen.setup_events():
+        chunk.append(event)
+        if len(chunk) == 5000:
+            await store.apply(chunk)
+            count, chunk = count + len(chunk), []
+    await store.apply(chunk)
+    await redis.aclose()
+    return count + len(chunk)
+
+
+@scenario("throughput", "events/s through one batched worker vs the per-event baseline")
+def throughput(env: BenchEnv, quick: bool) -> Result:
+    n = 2_000 if quick else 100_000
+    cfg = LoadConfig(
+        seed=11,
+        users=200 if quick else 10_000,
+        products=50 if quick else 1_000,
+        mean_friends=10 if quick else 150,
+        mix=THROUGHPUT_MIX,
+    )
+    gen = LoadGenerator(cfg)
+    records = encode_all(gen.activity_events(n))
+    env.produce(records)
+    figures: dict = {"events": n}
+    for label, per_event in (("batched", False), ("baseline", True)):
+        namespace = new_namespace()
+        t0 = time.monotonic()
+        figures["graph_events_seeded"] = asyncio.run(
+            _seed_graph(env, LoadGenerator(cfg), namespace)
+        )
+        figures["graph_seed_seconds"] = round(time.monotonic() - t0, 1)
+        worker = env.start_worker(per_event=per_event, namespace=namespace)
+        # The baseline is slow: measure it over a bounded time instead of the whole backlog.
+        limit = 60.0 if per_event and not quick else 300.0
+        samples = env.wait_processed(worker, n, timeout=limit)
+        rate, seconds = _rate(samples)
+        figures[f"{label}_events_per_s"] = round(rate)
+        figures[f"{label}_processed"] = samples[-1][1] if samples else 0
+        figures[f"{label}_seconds"] = round(seconds, 2)
+        env.stop_worker(worker)
+    base = figures["baseline_events_per_s"] or 1
+    figures["ratio"] = round(figures["batched_events_per_s"] / base, 1)
+    return Result(
+        summary=(
+            f"batched {figures['batched_events_per_s']:,} ev/s vs baseline "
+            f"{figures['baseline_events_per_s']:,} ev/s ({figures['ratio']}x) over {n:,} events"
+        ),
+        figures=figures,
+        targets=[Target("batched_events_per_s", ">=", 20_000, " ev/s")],
+    )
+
+
+@scenario("burst_lag", "time to drain a 100,000-event burst into a caught-up worker")
+def burst_lag(env: BenchEnv, quick: bool) -> Result:
+    warmup, burst = (500, 2_000) if quick else (5_000, 100_000)
+    cfg = LoadConfig(
+        seed=12, users=200 if quick else 10_000, products=50 if quick else 1_000, mix=THROUGHPUT_MIX
+    )
+    gen = LoadGenerator(cfg)
+    warm = encode_all(gen.activity_events(warmup))
+    records = encode_all(gen.activity_events(burst))
+    worker = env.start_worker()
+    env.produce(warm)
+    env.wait_processed(worker, warmup, timeout=120)
+    started = time.monotonic()
+    last_ack = env.produce(records)
+    produce_s = last_ack - started
+    samples = env.wait_processed(worker, warmup + burst, timeout=300, interval=0.02)
+    caught_up = samples[-1][0]
+    done = samples[-1][1] >= warmup + burst
+    # lag in events at the burst's end, from the sample nearest to it
+    at_end = min(samples, key=lambda s: abs(s[0] - last_ack))
+    figures = {
+        "burst_events": burst,
+        "produce_seconds": round(produce_s, 2),
+        "produce_events_per_s": round(burst / produce_s) if produce_s else None,
+        "lag_events_at_burst_end": warmup + burst - at_end[1],
+        "drain_after_burst_s": round(max(0.0, caught_up - last_ack), 2) if done else None,
+        "burst_to_caught_up_s": round(caught_up - started, 2) if done else None,
+        "worker_events_per_s_during_burst": round(burst / (caught_up - started)) if done else None,
+    }
+    return Result(
+        summary=(
+            f"{burst:,} events produced in {produce_s:.1f}s; worker caught up "
+            f"{figures['drain_after_burst_s']}s after the last ack "
+            f"({figures['worker_events_per_s_during_burst']} ev/s)"
+        ),
+        figures=figures,
+        targets=[Target("drain_after_burst_s", "<", 1.0, " s")],
+    )
+
+
+async def _friends_latency(env: BenchEnv, quick: bool) -> dict:
+    buyers_n, friends_n = (20_000, 500) if quick else (1_000_000, 5_000)
+    redis = aioredis.Redis.from_url(env.settings.redis_url, decode_responses=True)
+    reader = ProofReader(redis, "fb")
+    keys = reader.keys
+    rng = random.Random(5)
+    product, viewer = "p-hot", "viewer"
+    # 1,000,000 consenting buyers u0..u999999; the viewer's friends: 10 % of them bought it
+    for start in range(0, buyers_n, 20_000):
+        await redis.sadd(
+            keys.consenting_buyers(product), *(f"u{i}" for i in range(start, start + 20_000))
+        )
+    friends = [f"u{rng.randrange(buyers_n)}" for _ in range(friends_n // 10)]
+    friends += [f"f{i}" for i in range(friends_n - len(friends))]
+    await redis.sadd(keys.friends(viewer), *friends)
+    # a second viewer with few overlapping friends exercises the exact-intersection path
+    sparse = [f"u{rng.randrange(buyers_n)}" for _ in range(20)] + [
+        f"f{i}" for i in range(friends_n - 20)
+    ]
+    await redis.sadd(keys.friends("viewer-sparse"), *sparse)
+    async with redis.pipeline(transaction=False) as pipe:
+        for f in set(friends + sparse):
+            pipe.hset(keys.name(f), "n", "Ana")
+        await pipe.execute()
+    figures: dict = {"buyers": buyers_n, "friends": friends_n}
+    calls = 200 if quick else 2_000
+    for label, who in (("dense", viewer), ("sparse", "viewer-sparse")):
+        for _ in range(50):  # warm up (script cache, connection)
+            await reader.friends_bought(who, product)
+        times = []
+        count = 0
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            count, _names = await reader.friends_bought(who, product)
+            times.append((time.perf_counter() - t0) * 1000)
+        times.sort()
+        figures[f"{label}_count"] = count
+        figures[f"{label}_p50_ms"] = round(statistics.median(times), 3)
+        figures[f"{label}_p99_ms"] = round(times[int(len(times) * 0.99) - 1], 3)
+        figures[f"{label}_max_ms"] = round(times[-1], 3)
+    # the intersection alone, as Redis reports it (no client overhead)
+    await redis.config_resetstat()
+    for _ in range(calls):
+        await redis.execute_command(
+            "SINTERCARD", 2, keys.friends(viewer), keys.consenting_buyers(product)
+        )
+    stats = await redis.info("commandstats")
+    sinter = stats.get("cmdstat_sintercard", {})
+    figures["sintercard_server_usec_per_call"] = sinter.get("usec_per_call")
+    figures["p99_ms"] = max(figures["dense_p99_ms"], figures["sparse_p99_ms"])
+    await redis.aclose()
+    return figures
+
+
+@scenario("friends_bought", "friends_bought for a 5,000-friend viewer on a 1,000,000-buyer product")
+def friends_bought(env: BenchEnv, quick: bool) -> Result:
+    figures = asyncio.run(_friends_latency(env, quick))
+    return Result(
+        summary=(
+            f"{figures['friends']:,} friends x {figures['buyers']:,} buyers: p50 "
+            f"{figures['dense_p50_ms']} ms, p99 {figures['p99_ms']} ms (round trip incl. names); "
+            f"SINTERCARD {figures['sintercard_server_usec_per_call']} us server-side"
+        ),
+        figures=figures,
+        targets=[Target("p99_ms", "<", 2.0, " ms")],
+    )

@@ -1,0 +1,307 @@
+"""The counter store against a real Redis (no broker): every counter equals the oracle computed
+from the same events, whatever the order, however often events repeat; erasure, windows,
+refunds, reviews, consent and friendships in detail. The end-to-end path through the broker and
+the worker is in ``test_counters_e2e.py``."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis as redis_sync
+import redis.asyncio as aioredis
+
+from contracts import events as ev
+from services.notifier.proof import ProofReader, to_json
+from services.social.processor.oracle import Oracle
+from services.social.processor.store import CounterStore
+from socialproof.loadgen import LoadConfig, LoadGenerator
+from socialproof.settings import Settings
+from tests.integration.test_processor_support import dump, first_difference
+
+P = "loadgen"
+
+
+@pytest.fixture
+async def aredis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def apply_in_chunks(store: CounterStore, events: list[ev.Event], size: int) -> None:
+    for start in range(0, len(events), size):
+        await store.apply(events[start : start + size])
+
+
+async def assert_matches_oracle(reader: ProofReader, oracle: Oracle, gen: LoadGenerator) -> None:
+    now = int(gen.anchor.timestamp() * 1000)
+    for product in gen.product_ids:
+        got = to_json(await reader.read(product, now_ms=now))
+        got.pop("as_of")
+        assert got == oracle.proof(product, now), product
+        activity = [
+            (a.kind, a.first_name, int(a.occurred_at.timestamp() * 1000))
+            for a in await reader.activity(product)
+        ]
+        assert activity == oracle.activity(product), product
+        for viewer in gen.user_ids:
+            count, names = await reader.friends_bought(viewer, product)
+            expected = oracle.friends_who_bought(viewer, product)
+            assert count == len(expected), (viewer, product)
+            expected_names = sorted(
+                n for n in (oracle.first_name(u) for u in expected) if n is not None
+            )
+            assert len(names) == min(3, len(expected_names))
+            assert all(n in expected_names for n in names)
+    trending = [(t.product_id, t.score) for t in await reader.trending(now_ms=now)]
+    assert trending == oracle.trending(now)
+
+
+async def test_every_counter_matches_the_oracle_in_any_order_with_duplicates(
+    aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str
+) -> None:
+    # Given a small shop's events: names, consent, friendships, purchases, refunds, cancels,
+    # reviews with edits and deletes, shares, consent changes and three erasures
+    gen = LoadGenerator(
+        LoadConfig(seed=21, users=40, products=8, mean_friends=8, span_hours=24 * 9)
+    )
+    events = list(gen.setup_events()) + list(gen.activity_events(900)) + gen.erase_events(3)
+    oracle = Oracle(events)
+    # When one store gets them in order and another shuffled, with 300 duplicates, in batches
+    rng = random.Random(4)
+    shuffled = events + rng.sample(events, 300)
+    rng.shuffle(shuffled)
+    in_order, mixed = CounterStore(aredis, namespace), CounterStore(aredis, namespace + "x")
+    try:
+        await apply_in_chunks(in_order, events, 250)
+        await apply_in_chunks(mixed, shuffled, 97)
+        # Then both hold exactly the same state
+        a, b = dump(redis_client, namespace), dump(redis_client, namespace + "x")
+        assert a == b, first_difference(a, b)
+        # And every counter read back matches the oracle
+        await assert_matches_oracle(ProofReader(aredis, namespace), oracle, gen)
+        # And replaying everything again changes nothing
+        await apply_in_chunks(mixed, events, 500)
+        assert dump(redis_client, namespace + "x") == b
+    finally:
+        keys = list(redis_client.scan_iter(f"{namespace}x:*", count=1000))
+        if keys:
+            redis_client.delete(*keys)
+
+
+def _event(cls, payload: dict, at: datetime) -> ev.Event:
+    return cls.create(payload, producer=P, occurred_at=at)
+
+
+def purchase(order: str, user: str, product: str, at: datetime, qty: int = 1) -> ev.Event:
+    line = {"product_id": product, "quantity": qty, "unit_price": "5.00"}
+    return _event(
+        ev.PurchaseCompleted,
+        {"order_id": order, "user_id": user, "currency": "EUR", "lines": [line]},
+        at,
+    )
+
+
+def refund(rid: str, order: str, user: str, product: str, qty: int, at: datetime) -> ev.Event:
+    return _event(
+        ev.OrderRefunded,
+        {
+            "refund_id": rid,
+            "order_id": order,
+            "user_id": user,
+            "lines": [{"product_id": product, "quantity": qty}],
+        },
+        at,
+    )
+
+
+def consent(user: str, share: bool, feed: bool, at: datetime) -> ev.Event:
+    return _event(
+        ev.PrivacySettingsChanged,
+        {"user_id": user, "share_purchases_with_friends": share, "show_in_activity_feed": feed},
+        at,
+    )
+
+
+def name(user: str, first: str, at: datetime) -> ev.Event:
+    return _event(ev.UserProfileUpdated, {"user_id": user, "first_name": first}, at)
+
+
+def friends(a: str, b: str, at: datetime, added: bool = True) -> ev.Event:
+    cls = ev.FriendshipAdded if added else ev.FriendshipRemoved
+    return _event(cls, {"user_id": a, "friend_id": b}, at)
+
+
+def review(cls, user: str, product: str, rating: int, at: datetime) -> ev.Event:
+    payload = {"review_id": f"r-{user}-{product}", "user_id": user, "product_id": product}
+    if cls is not ev.ReviewDeleted:
+        payload["rating"] = rating
+    return _event(cls, payload, at)
+
+
+def share(sid: str, user: str, product: str, channel: str, at: datetime) -> ev.Event:
+    payload = {"share_id": sid, "user_id": user, "product_id": product, "channel": channel}
+    return _event(ev.ProductShared, payload, at)
+
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+
+
+async def test_an_erased_user_leaves_no_trace_and_replays_stay_ignored(
+    aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str
+) -> None:
+    t = NOW - timedelta(minutes=30)
+    ana, ben, product = "ana-7f3", "ben", "p1"
+    history = [
+        name(ana, "Ana", t),
+        consent(ana, True, True, t),
+        friends(ana, ben, t),
+        purchase("o1", ana, product, t),
+        refund("rf1", "o1", ana, product, 1, t + timedelta(minutes=1)),
+        purchase("o2", ana, product, t + timedelta(minutes=2)),
+        ev.OrderCancelled.create({"order_id": "o3", "user_id": ana}, producer=P, occurred_at=t),
+        review(ev.ReviewPosted, ana, product, 5, t),
+        share("s1", ana, product, "x", t),
+        purchase("o9", ben, product, t),
+    ]
+    store, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
+    await store.apply(history)
+    assert (await reader.read(product, now_ms=NOW_MS)).bought.h24 == 2
+    # When Ana is erased
+    erased = ev.UserErased.create({"user_id": ana}, producer=P, occurred_at=NOW)
+    await store.apply([erased])
+    # Then she is in no counter, friend list or feed, and her id is nowhere but the erased set
+    proof = to_json(await reader.read(product, now_ms=NOW_MS))
+    assert proof["bought"] == {"1h": 1, "24h": 1, "7d": 1}
+    assert proof["reviews"]["count"] == 0 and proof["shares"]["total"] == 0
+    assert await reader.friends_bought(ben, product) == (0, [])
+    assert await reader.activity(product) == []
+
+    def traces() -> list[str]:
+        state = dump(redis_client, namespace)
+        return [k for k, v in state.items() if ana in k or ana in repr(v) and k != "erased"]
+
+    assert traces() == []
+    # And a replay of all her events (after the erasure) changes nothing
+    before = dump(redis_client, namespace)
+    await store.apply(history)
+    assert dump(redis_client, namespace) == before
+
+
+async def test_windows_expire_without_events_and_late_events_count_only_where_they_fall(
+    aredis: aioredis.Redis, namespace: str
+) -> None:
+    store, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
+    product = "p-win"
+    await store.apply(
+        [
+            purchase("o1", "u1", product, NOW - timedelta(minutes=30)),
+            share("s1", "u1", product, "link", NOW - timedelta(minutes=10)),
+        ]
+    )
+    # a late purchase from three days ago and a late share from five hours ago arrive now
+    await store.apply(
+        [
+            purchase("o2", "u2", product, NOW - timedelta(days=3)),
+            share("s2", "u2", product, "email", NOW - timedelta(hours=5)),
+        ]
+    )
+
+    async def counts(at: datetime) -> tuple[dict, dict]:
+        body = to_json(await reader.read(product, now_ms=int(at.timestamp() * 1000)))
+        return body["bought"], {k: body["shares"][k] for k in ("1h", "24h", "total")}
+
+    assert await counts(NOW) == ({"1h": 1, "24h": 1, "7d": 2}, {"1h": 1, "24h": 2, "total": 2})
+    # no event arrives; time passes
+    assert await counts(NOW + timedelta(hours=2)) == (
+        {"1h": 0, "24h": 1, "7d": 2},
+        {"1h": 0, "24h": 2, "total": 2},
+    )
+    assert await counts(NOW + timedelta(hours=25)) == (
+        {"1h": 0, "24h": 0, "7d": 2},
+        {"1h": 0, "24h": 0, "total": 2},
+    )
+    assert await counts(NOW + timedelta(days=8)) == (
+        {"1h": 0, "24h": 0, "7d": 0},
+        {"1h": 0, "24h": 0, "total": 2},
+    )
+    assert [t.product_id for t in await reader.trending(now_ms=NOW_MS)] == [product]
+    assert await reader.trending(now_ms=NOW_MS + 25 * 3_600_000) == []
+
+
+async def test_refunds_and_cancellations_in_any_order(
+    aredis: aioredis.Redis, namespace: str
+) -> None:
+    store, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
+    t = NOW - timedelta(minutes=5)
+
+    async def buyers() -> int:
+        return (await reader.read("p", now_ms=NOW_MS)).bought.h24
+
+    # a partial refund keeps the buyer; the refund of the rest removes them
+    await store.apply([purchase("o1", "u1", "p", t, qty=2), refund("r1", "o1", "u1", "p", 1, t)])
+    assert await buyers() == 1
+    await store.apply([refund("r1", "o1", "u1", "p", 1, t)])  # the same refund again
+    assert await buyers() == 1
+    await store.apply([refund("r2", "o1", "u1", "p", 1, t)])
+    assert await buyers() == 0
+    # a refund or a cancellation that arrives before its purchase still applies
+    cancel = ev.OrderCancelled.create({"order_id": "o3", "user_id": "u3"}, producer=P)
+    await store.apply([refund("r3", "o2", "u2", "p", 1, t), cancel])
+    await store.apply([purchase("o2", "u2", "p", t), purchase("o3", "u3", "p", t)])
+    assert await buyers() == 0
+    # another kept order of the same user keeps them counted once
+    await store.apply([purchase("o4", "u2", "p", t), purchase("o5", "u2", "p", t)])
+    assert await buyers() == 1
+
+
+async def test_reviews_apply_edits_and_deletes_newest_first(
+    aredis: aioredis.Redis, namespace: str
+) -> None:
+    store, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
+    t = NOW - timedelta(hours=1)
+    await store.apply(
+        [
+            review(ev.ReviewEdited, "u1", "p", 4, t + timedelta(minutes=2)),
+            review(ev.ReviewPosted, "u1", "p", 1, t),  # older than the edit: ignored
+            review(ev.ReviewPosted, "u2", "p", 5, t),
+            review(ev.ReviewPosted, "u3", "p", 4, t),
+            review(ev.ReviewPosted, "u4", "p", 2, t),
+            review(ev.ReviewDeleted, "u4", "p", 0, t + timedelta(minutes=1)),
+        ]
+    )
+    summary = (await reader.read("p", now_ms=NOW_MS)).reviews
+    assert summary.count == 3 and summary.average == 4.33
+    assert summary.histogram == {"1": 0, "2": 0, "3": 0, "4": 2, "5": 1}
+
+
+async def test_friends_bought_counts_consenting_friends_with_kept_purchases_only(
+    aredis: aioredis.Redis, namespace: str
+) -> None:
+    store, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
+    t = NOW - timedelta(hours=1)
+    viewer, product = "viewer", "p"
+    people = {"f1": "Ana", "f2": "Ben", "f3": "Chloe", "f4": "Dan", "f5": "Eve", "stranger": "Zed"}
+    setup = [name(u, n, t) for u, n in people.items()] + [name(viewer, "Vic", t)]
+    setup += [friends(viewer, f, t) for f in ("f1", "f2", "f3", "f4", "f5")]
+    setup += [consent(u, True, True, t) for u in people] + [consent(viewer, True, True, t)]
+    # f4 does not share purchases; f5 refunds; the stranger and the viewer are not friends
+    setup += [consent("f4", False, True, t + timedelta(minutes=1))]
+    buys = [purchase(f"o-{u}", u, product, t) for u in [*people, viewer]]
+    buys += [refund("r5", "o-f5", "f5", product, 1, t)]
+    await store.apply(buys)  # purchases first; friendships and consent arrive later
+    assert await reader.friends_bought(viewer, product) == (0, [])
+    await store.apply(setup)
+    count, names = await reader.friends_bought(viewer, product)
+    assert count == 3 and names == ["Ana", "Ben", "Chloe"]
+    # friendship removal and consent withdrawal take effect on the next read
+    await store.apply([friends("f1", viewer, t + timedelta(minutes=5), added=False)])
+    await store.apply([consent("f2", False, True, t + timedelta(minutes=5))])
+    assert await reader.friends_bought(viewer, product) == (1, ["Chloe"])
+    # an older friendship event (a replay) does not undo the newer removal
+    await store.apply([friends(viewer, "f1", t)])
+    assert await reader.friends_bought(viewer, product) == (1, ["Chloe"])

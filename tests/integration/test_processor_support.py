@@ -1,0 +1,137 @@
+"""Helpers for the stream processor's tests (no tests here): store dumps, publishing event lists,
+waiting for the worker to have applied them, and extra worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import redis as redis_sync
+
+from contracts.events import Event
+from socialproof.devstack import (
+    EMBEDDED_GROUP_ENV,
+    ManagedProcess,
+    free_port,
+    wait_worker_assigned,
+)
+from socialproof.kafka import Delivered, EventPublisher
+from socialproof.settings import Settings
+from tests.support.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "processor"
+
+
+def ago(**delta: float) -> datetime:
+    return datetime.now(UTC) - timedelta(**delta)
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def dump(client: redis_sync.Redis, namespace: str) -> dict[str, object]:
+    """Every key of a namespace with its value (TTLs aside), for state comparisons."""
+    out: dict[str, object] = {}
+    for key in client.scan_iter(f"{namespace}:*", count=1000):
+        kind = client.type(key)
+        short = key[len(namespace) + 1 :]
+        if kind == "hash":
+            out[short] = client.hgetall(key)
+        elif kind == "set":
+            out[short] = sorted(client.smembers(key))
+        elif kind == "zset":
+            out[short] = client.zrange(key, 0, -1, withscores=True)
+        else:
+            out[short] = client.get(key)
+    return out
+
+
+def first_difference(a: dict, b: dict) -> str:
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            return f"{key}: {a.get(key)!r} != {b.get(key)!r}"
+    return "none"
+
+
+async def publish(
+    settings: Settings, events: Iterable[Event], concurrently: bool = False
+) -> list[Delivered]:
+    """Publish with the real publisher, each acknowledged by the broker; in the given order,
+    or all at once (``concurrently``) so that they reach the worker in few batches."""
+    publisher = EventPublisher(settings, client_id="test-processor")
+    try:
+        if concurrently:
+            return list(await asyncio.gather(*(publisher.publish(e) for e in events)))
+        return [await publisher.publish(event) for event in events]
+    finally:
+        publisher.close()
+
+
+def publish_all(settings: Settings, events: Iterable[Event]) -> list[Delivered]:
+    return asyncio.run(publish(settings, events))
+
+
+def processed_count(worker_url: str) -> int:
+    """The worker's ``socialproof_events_processed_total`` (every decoded event, duplicates too)."""
+    total = 0.0
+    for line in httpx.get(f"{worker_url}/metrics", timeout=5).text.splitlines():
+        if line.startswith("socialproof_events_processed_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def wait_processed(worker_url: str, at_least: int, timeout: float = 30.0) -> None:
+    wait_for(
+        lambda: processed_count(worker_url) >= at_least,
+        timeout,
+        f"the worker at {worker_url} to have processed {at_least} events",
+        interval=0.05,
+    )
+
+
+@dataclass
+class ExtraWorker:
+    proc: ManagedProcess
+    url: str
+    namespace: str
+    group: str
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def start_worker(
+    settings: Settings, namespace: str, group: str, name: str = "worker", wait: bool = True
+) -> ExtraWorker:
+    """A real ``socialproof worker`` process with its own namespace, group and web port."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "REDIS_URL": settings.redis_url,
+        "SOCIALPROOF_REDIS_NAMESPACE": namespace,
+        "SOCIALPROOF_WORKER_CONSUMER_GROUP": group,
+        "SOCIALPROOF_WORKER_WEB_PORT": str(port),
+        "SOCIALPROOF_LOG_FORMAT": "json",
+        **EMBEDDED_GROUP_ENV,
+    }
+    proc = ManagedProcess(
+        name=name,
+        argv=[sys.executable, "-m", "socialproof.cli", "worker"],
+        env=env,
+        cwd=str(ROOT),
+        echo=False,
+        log_path=ARTIFACTS / f"{name}-{namespace}-{uuid.uuid4().hex[:6]}.log",
+    ).start()
+    worker = ExtraWorker(proc, f"http://127.0.0.1:{port}", namespace, group)
+    if wait:
+        wait_worker_assigned(f"{worker.url}/readyz", 90, proc)
+    return worker

@@ -37,6 +37,8 @@ out = Console()
 dlq_app = typer.Typer(help="Dead letters: inspect them, replay them after a fix.",
                       no_args_is_help=True)
 groups_app = typer.Typer(help="Consumer groups: lag and offset resets.", no_args_is_help=True)
+replay_app = typer.Typer(help="Rebuild every counter from the event log, without downtime.",
+                         no_args_is_help=True)
 
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
@@ -360,10 +362,111 @@ def groups_reset(
     err.print(f"moved {len(moved)} partition offset(s) of {group}")
 
 
+# --- replay ------------------------------------------------------------------------------------
+
+
+def _social_settings():
+    from pydantic import ValidationError
+
+    from socialproof.settings import SocialSettings
+
+    try:
+        return SocialSettings()
+    except ValidationError as exc:
+        err.print(f"[red]error:[/] invalid settings: {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from None
+
+
+def _interrupt_on_sigterm() -> None:
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+@replay_app.command("rebuild")
+def replay_rebuild(
+    start: Annotated[str, typer.Option("--from", help="earliest or an ISO time")] = "earliest",
+    switch: Annotated[bool, typer.Option(help="move readers to the rebuilt namespace")] = False,
+    dry_run: Annotated[bool, typer.Option(help="only say what would be done")] = False,
+    grace: Annotated[float, typer.Option(help="seconds before the old namespace is deleted")] = 60,
+    handover: Annotated[float, typer.Option(help="seconds for live batches in flight")] = 5,
+    yes: Yes = False,
+    as_json: AsJson = False,
+) -> None:
+    """Recompute every counter into a new namespace while live processing continues."""
+    from socialproof import rebuild
+
+    settings = _social_settings()
+    begin = _time(None if start == "earliest" else start, "--from")
+    try:
+        the_plan = rebuild.plan(settings, begin)
+    except (rebuild.RebuildError, ops.OpsError) as exc:
+        raise _fail(exc) from None
+    for line in the_plan.describe():
+        err.print(line)
+    if switch:
+        err.print(f"then switch readers to {the_plan.new} and delete {the_plan.old} after "
+                  f"{grace:.0f}s")
+    if dry_run:
+        err.print("dry run: nothing done")
+        return
+    _confirm(f"rebuild into {the_plan.new}{' and switch' if switch else ''}?", yes)
+    _interrupt_on_sigterm()  # a Kubernetes Job being stopped must undo like Ctrl-C does
+    with _progress("replay", the_plan.events) as update:
+        job = rebuild.Rebuild(settings, the_plan, report=lambda m: err.print(m), progress=update,
+                              handover_s=handover, grace_s=grace)
+        try:
+            result = job.run(switch=switch)
+        except KeyboardInterrupt:
+            err.print("interrupted: undone, nothing switched")
+            raise typer.Exit(130) from None
+        except (rebuild.RebuildError, ops.OpsError, Exception) as exc:
+            raise _fail(exc) from None
+    summary = {"namespace": the_plan.new, "previous": the_plan.old, "switched": result.switched,
+               "replayed": result.replayed, "seconds": round(result.seconds, 2),
+               "events_per_second": round(result.rate, 1),
+               "old_keys_deleted": result.old_keys_deleted}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        err.print(f"rebuilt {result.replayed} record(s) in {result.seconds:.1f}s "
+                  f"({result.rate:,.0f} events/s)")
+
+
+@replay_app.command("status")
+def replay_status(as_json: AsJson = False) -> None:
+    """The active namespace, a hand-over in progress, and every namespace with its key count."""
+    from socialproof import rebuild
+
+    state = rebuild.status(_social_settings())
+    if as_json:
+        print(json.dumps(state, indent=2))
+        return
+    for key, value in state.items():
+        out.print(f"{key}: {value}")
+
+
+@replay_app.command("drop")
+def replay_drop(namespace: str, yes: Yes = False) -> None:
+    """Delete a namespace that is not active (a finished or abandoned rebuild's leftovers)."""
+    from socialproof import rebuild
+
+    _confirm(f"delete every key of namespace {namespace!r}?", yes)
+    try:
+        deleted = rebuild.drop(_social_settings(), namespace)
+    except rebuild.RebuildError as exc:
+        raise _fail(exc) from None
+    err.print(f"deleted {deleted} key(s)")
+
+
 def register(app: typer.Typer, topics_app: typer.Typer) -> None:
     register_topic_commands(topics_app)
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(groups_app, name="groups")
+    app.add_typer(replay_app, name="replay")
 
 
 ProgressFn = Callable[[int, int], None]

@@ -1,0 +1,302 @@
+"""Rebuilding every counter from the event log into a fresh Redis namespace, without downtime.
+
+``socialproof replay rebuild [--from earliest|TIME] [--switch]`` runs these steps:
+
+1. **replay**: a stream worker with its own consumer group and a new namespace reads the event
+   topics from the start (or TIME) while the live workers keep serving the active namespace.
+2. **catch up**: wait until that group has consumed every partition to its real end.
+3. **hand over** (``--switch``): set the new namespace as *shadow*; live workers then write every
+   batch to both namespaces (writes are idempotent facts, so twice is harmless). Once the live
+   group has committed past a batch written after that moment and the replay group has reached
+   the same offsets, the new namespace is complete and kept complete by the live workers.
+4. **switch**: one HSET moves ``active`` to the new namespace and drops the shadow; readers move
+   over atomically. The replay worker stops and its consumer group is deleted.
+5. **clean up**: after a grace period the old namespace's keys are deleted.
+
+Interrupted before the switch (Ctrl-C, an error), it undoes itself: shadow cleared, replay worker
+stopped, partial namespace and consumer group deleted. After the switch only the clean-up is
+left; ``socialproof replay drop NS`` finishes it. Nothing is ever half-switched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis as redis_sync
+
+from contracts import namespaces
+from contracts.topics import EVENT_TOPICS
+from socialproof import topicops
+from socialproof.devstack import ManagedProcess, free_port, worker_argv
+from socialproof.settings import SocialSettings
+
+Report = Callable[[str], None]
+Progress = Callable[[int, int], None]
+
+
+class RebuildError(RuntimeError):
+    pass
+
+
+def connect(settings: SocialSettings) -> redis_sync.Redis:
+    return redis_sync.Redis.from_url(settings.redis_url, decode_responses=True,
+                                     socket_timeout=10)
+
+
+def current(settings: SocialSettings, client: redis_sync.Redis) -> namespaces.Namespaces:
+    return namespaces.parse(client.hgetall(namespaces.POINTER_KEY), settings.redis_namespace)
+
+
+def new_namespace_name(base: str, now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(UTC)).strftime("%y%m%d%H%M%S")
+    root = base.split("-r")[0][:16]
+    return f"{root}-r{stamp}"
+
+
+def namespace_keys(client: redis_sync.Redis, ns: str) -> Iterator[str]:
+    return client.scan_iter(match=f"{ns}:*", count=2000)
+
+
+def drop_namespace(client: redis_sync.Redis, ns: str, progress: Progress | None = None) -> int:
+    """Delete every key of a namespace (UNLINK, in chunks); returns how many."""
+    deleted = 0
+    chunk: list[str] = []
+    for key in namespace_keys(client, ns):
+        chunk.append(key)
+        if len(chunk) >= 1000:
+            deleted += client.unlink(*chunk)
+            chunk.clear()
+            if progress:
+                progress(deleted, deleted)
+    if chunk:
+        deleted += client.unlink(*chunk)
+    return deleted
+
+
+@dataclass
+class Plan:
+    old: str
+    new: str
+    group: str
+    live_group: str
+    start: datetime | None  # None: from the earliest offsets
+    ends: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    @property
+    def events(self) -> int:
+        return sum(sum(parts.values()) for parts in self.ends.values())
+
+    def describe(self) -> list[str]:
+        origin = "the earliest offsets" if self.start is None else self.start.isoformat()
+        return [
+            f"replay {self.events} record(s) of {len(self.ends)} event topics from {origin}",
+            f"into the new namespace {self.new!r} with consumer group {self.group!r}",
+            f"while live workers ({self.live_group!r}) keep serving {self.old!r}",
+        ]
+
+
+def plan(settings: SocialSettings, start: datetime | None = None,
+         client: redis_sync.Redis | None = None) -> Plan:
+    client = client or connect(settings)
+    pointer = current(settings, client)
+    if pointer.shadow:
+        raise RebuildError(
+            f"a rebuild into {pointer.shadow!r} is handing over right now (or was interrupted "
+            f"hard): check `socialproof replay status`; clear it with `socialproof replay drop "
+            f"{pointer.shadow}`")
+    new = new_namespace_name(pointer.active)
+    if next(iter(namespace_keys(client, new)), None) is not None:
+        raise RebuildError(f"namespace {new!r} is not empty")
+    ends = {t.name: topicops.true_end_offsets(settings, t.name) for t in EVENT_TOPICS}
+    return Plan(old=pointer.active, new=new, group=f"{settings.worker_consumer_group}-{new}",
+                live_group=settings.worker_consumer_group, start=start, ends=ends)
+
+
+def group_offsets(settings: SocialSettings, group: str) -> dict[tuple[str, int], int]:
+    """A group's committed offsets on the event topics (0 where it committed nothing)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    names = {t.name for t in EVENT_TOPICS}
+    adm = topicops.admin(settings)  # kept alive until the future resolves
+    result = adm.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)], request_timeout=10)[group].result()
+    return {(tp.topic, tp.partition): max(tp.offset, 0)
+            for tp in result.topic_partitions or [] if tp.topic in names}
+
+
+def _reached(settings: SocialSettings, group: str, targets: dict[tuple[str, int], int]) -> int:
+    """How many records of ``targets`` the group has passed (committed offsets)."""
+    offsets = group_offsets(settings, group)
+    return sum(min(offsets.get(tp, 0), end) for tp, end in targets.items())
+
+
+@dataclass
+class Result:
+    plan: Plan
+    switched: bool
+    replayed: int
+    seconds: float
+    old_keys_deleted: int | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.replayed / self.seconds if self.seconds > 0 else 0.0
+
+
+class Rebuild:
+    """One rebuild run; ``run`` is the whole procedure, with undo on interruption."""
+
+    def __init__(self, settings: SocialSettings, the_plan: Plan, *, report: Report = print,
+                 progress: Progress | None = None, handover_s: float = 5.0,
+                 grace_s: float = 60.0, worker_log: str | None = None) -> None:
+        self.settings = settings
+        self.plan = the_plan
+        self.report = report
+        self.progress = progress
+        self.handover_s = handover_s
+        self.grace_s = grace_s
+        self.worker_log = worker_log
+        self.client = connect(settings)
+        self.worker: ManagedProcess | None = None
+        self.switched = False
+
+    def _start_worker(self) -> None:
+        from pathlib import Path
+
+        if self.plan.start is not None:
+            # A new group starts where we put it: at the first record at or after --from.
+            topicops.reset_group(self.settings, self.plan.group,
+                                 [t.name for t in EVENT_TOPICS], self.plan.start)
+        env = {
+            "SOCIALPROOF_REDIS_NAMESPACE": self.plan.new,
+            "SOCIALPROOF_WORKER_CONSUMER_GROUP": self.plan.group,
+            "SOCIALPROOF_WORKER_WEB_PORT": str(free_port()),
+            # The replay writes its own namespace only and announces nothing to readers.
+            "SOCIALPROOF_WORKER_FOLLOW_ACTIVE": "false",
+        }
+        self.worker = ManagedProcess(
+            "replay-worker", worker_argv(), env=env, echo=False,
+            log_path=Path(self.worker_log) if self.worker_log else None,
+        ).start()
+
+    def _wait_for(self, targets: dict[tuple[str, int], int], what: str,
+                  timeout: float | None = None) -> None:
+        total = sum(targets.values())
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            assert self.worker is not None
+            self.worker.ensure_alive()
+            done = _reached(self.settings, self.plan.group, targets)
+            if self.progress:
+                self.progress(done, total)
+            if done >= total:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise RebuildError(f"timed out waiting for {what}")
+            time.sleep(0.5)
+
+    def run(self, switch: bool) -> Result:
+        started = time.monotonic()
+        try:
+            self._start_worker()
+            targets = {(topic, p): end for topic, parts in self.plan.ends.items()
+                       for p, end in parts.items()}
+            self.report(f"replaying into {self.plan.new} …")
+            self._wait_for(targets, "the replay to catch up")
+            replayed = sum(targets.values())
+            seconds = time.monotonic() - started
+            self.report(f"caught up: {replayed} record(s) in {seconds:.1f}s "
+                        f"({replayed / max(seconds, 1e-9):,.0f}/s)")
+            if switch:
+                self._hand_over_and_switch()
+            self._stop_worker()
+            if switch:
+                deleted = self._cleanup_old()
+                return Result(self.plan, True, replayed, seconds, deleted)
+            self.report(f"namespace {self.plan.new} is ready and NOT live; switch by running "
+                        f"the rebuild with --switch, or remove it with `socialproof replay drop "
+                        f"{self.plan.new}`")
+            return Result(self.plan, False, replayed, seconds)
+        except BaseException:
+            if not self.switched:
+                self._undo()
+            raise
+
+    def _hand_over_and_switch(self) -> None:
+        self.client.hset(namespaces.POINTER_KEY, "shadow", self.plan.new)
+        self.report(f"live workers now also write {self.plan.new}; waiting {self.handover_s}s "
+                    "for batches in flight")
+        time.sleep(self.handover_s)  # batches that began before the shadow was set finish
+        live = group_offsets(self.settings, self.plan.live_group)
+        self.report("waiting for the replay to reach the live workers' offsets")
+        self._wait_for(live, "the replay to reach the live offsets")
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(namespaces.POINTER_KEY, mapping={
+            "active": self.plan.new, "previous": self.plan.old,
+            "switched_at": datetime.now(UTC).isoformat()})
+        pipe.hdel(namespaces.POINTER_KEY, "shadow")
+        pipe.execute()
+        self.switched = True
+        self.report(f"switched: readers now use {self.plan.new} (was {self.plan.old})")
+
+    def _stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        with contextlib.suppress(Exception):
+            adm = topicops.admin(self.settings)
+            adm.delete_consumer_groups([self.plan.group], request_timeout=10)[
+                self.plan.group].result()
+
+    def _cleanup_old(self) -> int | None:
+        self.report(f"old namespace {self.plan.old} is deleted in {self.grace_s:.0f}s "
+                    "(readers may still hold it until then)")
+        try:
+            time.sleep(self.grace_s)
+        except KeyboardInterrupt:
+            self.report(f"interrupted: {self.plan.old} kept; remove it with "
+                        f"`socialproof replay drop {self.plan.old}`")
+            return None
+        deleted = drop_namespace(self.client, self.plan.old)
+        self.report(f"deleted {deleted} key(s) of {self.plan.old}")
+        return deleted
+
+    def _undo(self) -> None:
+        print("rebuild interrupted: undoing (nothing was switched)", file=sys.stderr)
+        with contextlib.suppress(Exception):
+            pointer = current(self.settings, self.client)
+            if pointer.shadow == self.plan.new:
+                self.client.hdel(namespaces.POINTER_KEY, "shadow")
+        with contextlib.suppress(Exception):
+            self._stop_worker()
+        with contextlib.suppress(Exception):
+            drop_namespace(self.client, self.plan.new)
+
+
+def status(settings: SocialSettings) -> dict[str, object]:
+    client = connect(settings)
+    raw = client.hgetall(namespaces.POINTER_KEY)
+    pointer = namespaces.parse(raw, settings.redis_namespace)
+    found: dict[str, int] = {}
+    for key in client.scan_iter(count=5000):
+        ns = key.split(":", 1)[0]
+        if ns != "socialproof":
+            found[ns] = found.get(ns, 0) + 1
+    return {"active": pointer.active, "shadow": pointer.shadow,
+            "previous": raw.get("previous"), "switched_at": raw.get("switched_at"),
+            "namespaces": found}
+
+
+def drop(settings: SocialSettings, ns: str) -> int:
+    client = connect(settings)
+    pointer = current(settings, client)
+    if ns == pointer.active:
+        raise RebuildError(f"{ns!r} is the active namespace: switch away from it first")
+    if ns == pointer.shadow:
+        client.hdel(namespaces.POINTER_KEY, "shadow")
+    return drop_namespace(client, ns)

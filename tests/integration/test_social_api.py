@@ -11,7 +11,7 @@ import pytest
 
 from contracts.events import FriendshipAdded, FriendshipRemoved, ProductShared
 from contracts.topics import FRIENDSHIPS, SHARES, USERS
-from socialproof.devstack import Stack
+from socialproof.devstack import ManagedProcess, Stack, free_port, service_argv, wait_ready
 from socialproof.settings import Settings
 from tests.support.services import api, restart_service, topic_events, topic_records
 
@@ -152,6 +152,37 @@ def test_privacy_is_off_by_default_and_set_per_user(social: httpx.Client, uid) -
     assert social.get(f"/v1/users/{ana}/privacy").json() == put.json()
     partial = social.put(f"/v1/users/{ana}/privacy", json={"show_in_activity_feed": True})
     assert partial.status_code == 422 and fields_of(partial) == ["share_purchases_with_friends"]
+
+
+def test_the_shop_may_configure_other_privacy_defaults(
+    stack: Stack, service_token: str, uid
+) -> None:
+    # Given a social service of a shop that opts users in to sharing purchases by default
+    port = free_port()
+    proc = ManagedProcess(
+        name=f"social-{port}",
+        argv=service_argv("social"),
+        env={
+            **stack.env,
+            "SOCIALPROOF_SOCIAL_PORT": str(port),
+            "SOCIALPROOF_DEFAULT_SHARE_PURCHASES": "true",
+        },
+        echo=False,
+    ).start()
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/readyz", 60, "the extra social service", proc)
+        # When a user who never chose is looked up
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/v1/users/{uid('ana')}/privacy",
+            headers={"Authorization": f"Bearer {service_token}"},
+        )
+        # Then the shop's defaults apply
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["share_purchases_with_friends"] is True
+        assert body["show_in_activity_feed"] is False and body["chosen"] is False
+    finally:
+        proc.stop()
 
 
 def test_profiles_hold_a_first_name(social: httpx.Client, uid) -> None:

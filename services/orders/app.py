@@ -133,7 +133,29 @@ class OrderLineOut(BaseModel):
     unit_price: MoneyOut
 
 
+ORDER_EXAMPLE = {
+    "order_id": "o-3f0c9a",
+    "status": "accepted",
+    "user_id": "u1",
+    "currency": "EUR",
+    "lines": [{"product_id": "p1", "quantity": 2, "unit_price": "19.99"}],
+    "total": "39.98",
+    "event_id": "5b0e8f1c-3a8e-4d5e-9a51-2f1de1f0c001",
+    "occurred_at": "2026-11-24T10:00:00Z",
+}
+REFUND_EXAMPLE = {
+    "refund_id": "r-8d2e",
+    "order_id": "o-3f0c9a",
+    "lines": [{"product_id": "p1", "quantity": 1}],
+    "reason": "damaged in transit",
+    "event_id": "0f6b7f2e-9c1d-4c61-8f0e-7b3d7f7a1c02",
+    "occurred_at": "2026-11-24T11:00:00Z",
+}
+
+
 class OrderAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [ORDER_EXAMPLE]})
+
     order_id: str
     status: str = Field(examples=["accepted"])
     user_id: str
@@ -150,6 +172,8 @@ class RefundLineOut(BaseModel):
 
 
 class RefundOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [REFUND_EXAMPLE]})
+
     refund_id: str
     order_id: str
     lines: list[RefundLineOut]
@@ -163,6 +187,22 @@ class OrderLineView(OrderLineOut):
 
 
 class OrderView(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **{k: ORDER_EXAMPLE[k] for k in ("order_id", "user_id", "currency", "total")},
+                    "status": "partially_refunded",
+                    "lines": [{**ORDER_EXAMPLE["lines"][0], "refunded_quantity": 1}],
+                    "occurred_at": ORDER_EXAMPLE["occurred_at"],
+                    "refunds": [REFUND_EXAMPLE],
+                    "cancelled_at": None,
+                    "cancel_reason": None,
+                }
+            ]
+        }
+    )
+
     order_id: str
     user_id: str
     currency: str

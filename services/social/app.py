@@ -93,12 +93,22 @@ NOT_FOUND_REVIEW = {404: {"model": ErrorBody, "description": "no such review"}}
 
 
 class Friendship(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"user_id": "u-ana", "friend_id": "u-ben", "friends": True}]
+        }
+    )
+
     user_id: str
     friend_id: str
     friends: bool = Field(description="true after PUT, false after DELETE")
 
 
 class Friend(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"user_id": "u-ben", "first_name": "Ben"}]}
+    )
+
     user_id: str
     first_name: str | None = Field(description="from the user's profile, if they set one")
 
@@ -127,6 +137,22 @@ class ReviewEdit(BaseModel):
 
 
 class Review(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "review_id": "rv-5d1e",
+                    "user_id": "u-ana",
+                    "product_id": "cup-espresso",
+                    "rating": 5,
+                    "text": "Lovely cup, keeps it hot.",
+                    "created_at": "2026-11-24T10:00:00Z",
+                    "updated_at": "2026-11-24T10:05:00Z",
+                }
+            ]
+        }
+    )
+
     review_id: str
     user_id: str
     product_id: str
@@ -153,6 +179,21 @@ class ShareIn(BaseModel):
 
 
 class Share(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "share_id": "s-77aa",
+                    "user_id": "u-ana",
+                    "product_id": "cup-espresso",
+                    "channel": "whatsapp",
+                    "event_id": "9e3c1b7a-2f4d-4e8a-b1c2-d3e4f5a6b7c8",
+                    "occurred_at": "2026-11-24T10:00:00Z",
+                }
+            ]
+        }
+    )
+
     share_id: str
     user_id: str
     product_id: str
@@ -173,7 +214,18 @@ class PrivacyIn(BaseModel):
 
 
 class Privacy(PrivacyIn):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "u-ana",
+                    "share_purchases_with_friends": True,
+                    "show_in_activity_feed": False,
+                    "chosen": True,
+                }
+            ]
+        }
+    )
     user_id: str
     chosen: bool = Field(description="false: the shop's defaults apply (the user never chose)")
 
@@ -186,10 +238,18 @@ class ProfileIn(BaseModel):
 
 
 class Profile(ProfileIn):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"user_id": "u-ana", "first_name": "Ana"}]}
+    )
+
     user_id: str
 
 
 class Erased(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"user_id": "u-ana", "erased": True}]}
+    )
+
     user_id: str
     erased: bool = True
 

@@ -63,6 +63,8 @@ class LoadConfig:
     consent_feed_rate: float = 0.6
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     producer: str = "loadgen"
+    #: prepended to every generated id, so several runs can share topics without colliding
+    id_prefix: str = ""
 
 
 class LoadGenerator:
@@ -72,8 +74,8 @@ class LoadGenerator:
         anchor = cfg.anchor or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         self.anchor = anchor.astimezone(UTC)
         self.rng = random.Random(cfg.seed)
-        self.user_ids = [f"u{i}" for i in range(cfg.users)]
-        self.product_ids = [f"p{i}" for i in range(cfg.products)]
+        self.user_ids = [f"{cfg.id_prefix}u{i}" for i in range(cfg.users)]
+        self.product_ids = [f"{cfg.id_prefix}p{i}" for i in range(cfg.products)]
         self.first_names = {u: self.rng.choice(FIRST_NAMES) for u in self.user_ids}
         zipf = [1.0 / (rank**cfg.zipf_s) for rank in range(1, cfg.products + 1)]
         self._product_cum = list(itertools.accumulate(zipf))
@@ -159,7 +161,7 @@ class LoadGenerator:
 
     def _purchase(self) -> ev.Event:
         n = next(self._counter)
-        order_id, user = f"o{self.config.seed}-{n}", self.user()
+        order_id, user = f"{self.config.id_prefix}o{self.config.seed}-{n}", self.user()
         products = list(dict.fromkeys(self.product() for _ in range(1 + (self.rng.random() < 0.2))))
         self._orders.append((order_id, user, products))
         lines = [
@@ -179,7 +181,7 @@ class LoadGenerator:
         lines = [{"product_id": p, "quantity": 3} for p in products]  # quantities are 1..3
         return ev.OrderRefunded.create(
             {
-                "refund_id": f"r{next(self._counter)}",
+                "refund_id": f"{self.config.id_prefix}r{next(self._counter)}",
                 "order_id": order_id,
                 "user_id": user,
                 "lines": lines,
@@ -199,7 +201,8 @@ class LoadGenerator:
         )
 
     def _review(self) -> ev.Event:
-        review_id, user, product = f"rv{next(self._counter)}", self.user(), self.product()
+        review_id = f"{self.config.id_prefix}rv{next(self._counter)}"
+        user, product = self.user(), self.product()
         self._reviews.append((review_id, user, product))
         return ev.ReviewPosted.create(
             {
@@ -240,7 +243,7 @@ class LoadGenerator:
     def _share(self) -> ev.Event:
         return ev.ProductShared.create(
             {
-                "share_id": f"s{self.config.seed}-{next(self._counter)}",
+                "share_id": f"{self.config.id_prefix}s{self.config.seed}-{next(self._counter)}",
                 "user_id": self.user(),
                 "product_id": self.product(),
                 "channel": self.rng.choice(["link", "facebook", "x", "whatsapp", "email"]),

@@ -1,0 +1,104 @@
+"""Replicas: two workers splitting the partitions, one of them crashing mid-stream (its
+uncommitted batches are redelivered to the other), end with exactly the same Redis state as a
+single worker on the same input, and that state matches the oracle."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+
+import httpx
+import redis as redis_sync
+import redis.asyncio as aioredis
+
+from services.notifier.proof import ProofReader, to_json
+from services.social.processor.oracle import Oracle
+from socialproof.loadgen import LoadConfig, LoadGenerator
+from socialproof.settings import Settings
+from tests.integration.test_processor_support import (
+    dump,
+    first_difference,
+    publish,
+    start_worker,
+)
+
+
+def assigned(url: str) -> int:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).json().get("assigned_partitions", 0)
+    except httpx.HTTPError:
+        return 0
+
+
+async def matches_oracle(reader: ProofReader, oracle: Oracle, gen: LoadGenerator) -> bool:
+    now = int(gen.anchor.timestamp() * 1000)
+    for product in gen.product_ids:
+        got = to_json(await reader.read(product, now_ms=now))
+        got.pop("as_of")
+        if got != oracle.proof(product, now):
+            return False
+    for viewer in gen.user_ids[:10]:
+        count, _ = await reader.friends_bought(viewer, gen.product_ids[0])
+        if count != len(oracle.friends_who_bought(viewer, gen.product_ids[0])):
+            return False
+    return True
+
+
+async def test_two_workers_with_a_crash_end_in_the_same_state_as_one(
+    settings: Settings, topics: None, redis_client: redis_sync.Redis
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    gen = LoadGenerator(
+        LoadConfig(seed=5, users=30, products=6, mean_friends=6, id_prefix=f"w{run}-")
+    )
+    events = list(gen.setup_events()) + list(gen.activity_events(600)) + gen.erase_events(2)
+    rng = random.Random(run)
+    rng.shuffle(events)
+    oracle = Oracle(events)
+    ns_one, ns_two = f"one{run}", f"two{run}"
+    # Given one worker in its own group and two workers sharing another group
+    workers = [
+        start_worker(settings, ns_one, f"g-one-{run}", "solo", wait=False),
+        start_worker(settings, ns_two, f"g-two-{run}", "pair-a", wait=False),
+        start_worker(settings, ns_two, f"g-two-{run}", "pair-b", wait=False),
+    ]
+    solo, pair_a, pair_b = workers
+    redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not all(assigned(w.url) > 0 for w in workers):
+            for w in workers:
+                w.proc.ensure_alive()
+            assert time.monotonic() < deadline, "workers did not all get partitions"
+            await asyncio.sleep(0.2)
+        # When the first half of the events arrives, then one of the pair crashes (SIGKILL),
+        # then the second half arrives
+        half = len(events) // 2
+        await publish(settings, events[:half], concurrently=True)
+        await asyncio.sleep(0.3)  # let the pair be mid-stream, not idle, when one dies
+        pair_a.proc.kill()
+        await publish(settings, events[half:], concurrently=True)
+        # Then both namespaces converge to the oracle and to each other, key for key
+        readers = [ProofReader(redis, ns_one), ProofReader(redis, ns_two)]
+        deadline = time.monotonic() + 90
+        while True:
+            ok = all([await matches_oracle(r, oracle, gen) for r in readers])
+            a, b = dump(redis_client, ns_one), dump(redis_client, ns_two)
+            if ok and a == b:
+                break
+            solo.proc.ensure_alive()
+            pair_b.proc.ensure_alive()
+            assert time.monotonic() < deadline, (
+                f"no convergence: oracle={ok}, first difference: {first_difference(a, b)}"
+            )
+            await asyncio.sleep(0.5)
+    finally:
+        await redis.aclose()
+        for w in workers:
+            w.stop()
+        for ns in (ns_one, ns_two):
+            keys = list(redis_client.scan_iter(f"{ns}:*", count=1000))
+            for start in range(0, len(keys), 1000):
+                redis_client.delete(*keys[start : start + 1000])

@@ -72,6 +72,10 @@ class ViewNotReady(RuntimeError):
     """Raised by :meth:`TopicView.check` while the view is still replaying its topics."""
 
 
+class ViewUnavailable(RuntimeError):
+    """Raised by :meth:`TopicView.sync` when the broker cannot say where the topics end."""
+
+
 class TopicView:
     """Reads ``topics`` from the beginning into ``apply`` (called on the event loop), then tails.
 
@@ -177,7 +181,12 @@ class TopicView:
             lambda: self._targets is not None, timeout
         ):
             return False
-        targets = await asyncio.to_thread(self._end_offsets)
+        try:
+            targets = await asyncio.wait_for(
+                asyncio.to_thread(self._end_offsets), max(deadline - loop.time(), 0.1)
+            )
+        except Exception as exc:  # the broker does not answer: the caller says 503, not "unknown"
+            raise ViewUnavailable(f"cannot read the end of {self._topics}: {exc!r}") from exc
         return await self._reach(targets, deadline - loop.time())
 
     async def _reach(self, targets: dict[tuple[str, int], int], timeout: float) -> bool:
@@ -248,7 +257,7 @@ class TopicView:
                 self._offsets_client = self._consumer()
             for tp in self._assignment_list:
                 low, high = self._offsets_client.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), timeout=10, cached=False
+                    TopicPartition(tp.topic, tp.partition), timeout=5, cached=False
                 )
                 if high > low:
                     targets[(tp.topic, tp.partition)] = high - 1

@@ -44,6 +44,7 @@ from services.orders.book import OrderBook, OrderState, Refund
 from socialproof.http import (
     AUTH_RESPONSES,
     ERROR_RESPONSES,
+    RETRY_AFTER_S,
     ApiError,
     ErrorBody,
     FieldError,
@@ -54,7 +55,7 @@ from socialproof.idempotency import Idempotency, IdempotencyKey
 from socialproof.kafka import EventPublisher
 from socialproof.money import DecimalString, IsoCurrency
 from socialproof.settings import OrdersSettings
-from socialproof.topicview import TopicView, lifespan_with_view, view_readiness
+from socialproof.topicview import TopicView, ViewUnavailable, lifespan_with_view, view_readiness
 
 SERVICE = "orders"
 
@@ -336,7 +337,16 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
 
         if problems():
             # The product may have been created a moment ago: let the view reach the topic's end.
-            await view(request).sync(settings.product_wait_s)
+            try:
+                await view(request).sync(settings.product_wait_s)
+            except ViewUnavailable as exc:
+                raise ApiError(
+                    503,
+                    "broker_unavailable",
+                    "the event broker does not answer, so the products cannot be checked; "
+                    "nothing was accepted",
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                ) from exc
         if found := problems():
             raise _unprocessable(f"cannot order: {found[0].message}", found)
 

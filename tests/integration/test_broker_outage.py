@@ -33,9 +33,11 @@ from socialproof.kafka import ensure_topics
 from socialproof.settings import Settings
 from tests.conftest import ARTIFACTS, SERVICE_TOKEN
 from tests.support.backends import Backend
+from tests.support.storefront import product, publish
 from tests.support.waiting import wait_for
 
 PRODUCE_TIMEOUT_MS = 1500
+PRODUCTS_USED = ("p-before", "p-during", "p-after", "p-1", "p-2", "p-3")
 
 
 class PrivateOrders:
@@ -68,6 +70,8 @@ class PrivateOrders:
                                       log_path=self.workdir / "broker-outage.log").start()
         wait_for_broker(self.bootstrap)
         ensure_topics(self.settings)
+        # orders only accept products the catalog published on the product topic
+        publish(self.settings, *(product(p) for p in PRODUCTS_USED))
 
     def order(self, client: httpx.Client, product: str) -> httpx.Response:
         return client.post(

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES      := redis-server
 TEST_SYSTEM_PACKAGES := redis-server kcat chromium
 
-.PHONY: help setup run test deploy-check test-fast schemas check-schemas lint clean
+.PHONY: help setup run test deploy-check test-fast bench schemas check-schemas lint clean
 
 help:
 	@echo "make run    - start the whole stack (embedded broker, Redis, every service)"
@@ -31,6 +31,12 @@ run: setup
 test: $(STAMP) deploy-check
 	@scripts/ensure-system-packages.sh $(TEST_SYSTEM_PACKAGES)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Performance of the stream processor and the serving store (results in bench/results/);
+# BENCH_ARGS="--only throughput" runs one scenario, "--list" lists them.
+bench: $(STAMP)
+	@scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
+	$(PY) -m bench $(BENCH_ARGS)
 
 # Unit tests only: no broker, no Redis.
 test-fast: $(STAMP)

@@ -23,7 +23,7 @@ Facts (what events said; written idempotently, newest-wins by ``(occurred_at, ev
                                                 announcements: ``products`` (bought), ``orders``,
                                                 ``refunds`` (``order|product``),
                                                 ``reviews`` (products), ``shares`` (share ids),
-                                                ``fr`` (users ever befriended), ``touched``
+                                                ``fr`` (users ever befriended)
 
 Views (derived from the facts inside the same atomic script):
 

@@ -61,12 +61,22 @@ APPLY_LUA = (
 local ns = ARGV[1]
 local ops = cjson.decode(ARGV[2])
 local changed, changed_list = {}, {}
+-- housekeeping done once per call, not per event: feed trims and bucket expiries
+local grown_feeds, touched_buckets = {}, {}
 
 local function mark(p)
   if not changed[p] then changed[p] = true; table.insert(changed_list, p) end
 end
+-- every product a user's activity shows on (purchases, reviews, shares): their feed entries,
+-- names and friend counts change with the user's consent, name or erasure
 local function mark_user(u)
-  for _, p in ipairs(redis.call('SMEMBERS', ns..':user:'..u..':touched')) do mark(p) end
+  local ukey = ns..':user:'..u
+  for _, p in ipairs(redis.call('SMEMBERS', ukey..':products')) do mark(p) end
+  for _, p in ipairs(redis.call('SMEMBERS', ukey..':reviews')) do mark(p) end
+  for _, sid in ipairs(redis.call('SMEMBERS', ukey..':shares')) do
+    local p = redis.call('HGET', ns..':share:'..sid, 'p')
+    if p then mark(p) end
+  end
 end
 local function erased(u) return redis.call('SISMEMBER', ns..':erased', u) == 1 end
 local function newer(ts, eid, key)
@@ -78,14 +88,12 @@ end
 local function trend(ts, p, delta)
   local key = ns..':trend:'..string.format('%d', math.floor(ts / HOUR))
   local s = tonumber(redis.call('ZINCRBY', key, delta, p))
-  if s <= 0 then redis.call('ZREM', key, p) else redis.call('EXPIRE', key, 172800) end
+  if s <= 0 then redis.call('ZREM', key, p) else touched_buckets[key] = true end
 end
 local function feed_add(p, ts, member)
   local key = ns..':feed:'..p
   redis.call('ZADD', key, ts, member)
-  if redis.call('ZCARD', key) > FEED_KEEP then
-    redis.call('ZREMRANGEBYRANK', key, 0, -(FEED_KEEP + 1))
-  end
+  grown_feeds[key] = true
 end
 local function shares_with_friends(u)
   return redis.call('HGET', ns..':consent:'..u, 's') == '1'
@@ -94,14 +102,14 @@ end
 local function hincr(key, field, delta)
   if redis.call('HINCRBY', key, field, delta) == 0 then redis.call('HDEL', key, field) end
 end
-local function touch(u, p) redis.call('SADD', ns..':user:'..u..':touched', p) end
 
 -- one user's standing as a buyer of one product, from the facts of one order line
 local function recompute(o, p, u, ts)
   local order = ns..':order:'..o
   local kept = 0
-  if redis.call('HEXISTS', order, 'cancelled') == 0 then
-    kept = tonumber(redis.call('HGET', order, 'q:'..p) or '0')
+  local facts = redis.call('HMGET', order, 'cancelled', 'q:'..p)
+  if not facts[1] then
+    kept = tonumber(facts[2] or '0')
     for _, q in ipairs(redis.call('HVALS', ns..':refund:'..o..'|'..p)) do
       kept = kept - tonumber(q)
     end
@@ -210,8 +218,7 @@ local function erase(u)
     redis.call('DEL', ns..':fr:'..a..'|'..b)
   end
   redis.call('DEL', ns..':friends:'..u, ns..':consent:'..u, ns..':name:'..u,
-    ukey..':products', ukey..':orders', ukey..':refunds', ukey..':reviews', ukey..':shares', ukey..':fr',
-    ukey..':touched')
+    ukey..':products', ukey..':orders', ukey..':refunds', ukey..':reviews', ukey..':shares', ukey..':fr')
 end
 
 for _, op in ipairs(ops) do
@@ -219,15 +226,16 @@ for _, op in ipairs(ops) do
   if kind == 'P' then -- purchase: order, user, ts, {product, qty, ...}
     local o, u, ts, lines = op[2], op[3], op[4], op[5]
     if not erased(u) then
-      local order = ns..':order:'..o
-      redis.call('HSET', order, 'user', u, 'ts', ts)
-      redis.call('SADD', ns..':user:'..u..':orders', o)
+      local fields = {'HSET', ns..':order:'..o, 'user', u, 'ts', ts}
+      local products = {'SADD', ns..':user:'..u..':products'}
       for i = 1, #lines, 2 do
-        redis.call('HSET', order, 'q:'..lines[i], lines[i + 1])
-        redis.call('SADD', ns..':user:'..u..':products', lines[i])
-        touch(u, lines[i])
-        recompute(o, lines[i], u, ts)
+        table.insert(fields, 'q:'..lines[i]); table.insert(fields, lines[i + 1])
+        table.insert(products, lines[i])
       end
+      redis.call(unpack(fields))
+      redis.call(unpack(products))
+      redis.call('SADD', ns..':user:'..u..':orders', o)
+      for i = 1, #lines, 2 do recompute(o, lines[i], u, ts) end
     end
   elseif kind == 'R' then -- refund: order, refund id, user, {product, qty, ...}
     local o, rid, u, lines = op[2], op[3], op[4], op[5]
@@ -255,7 +263,6 @@ for _, op in ipairs(ops) do
       redis.call('HSET', rkey, 'live', live, 'rating', rating, 'ts', ts, 'eid', eid)
       if live == 1 then review_effect(p, u, rating, ts, 1) end
       redis.call('SADD', ns..':user:'..u..':reviews', p)
-      touch(u, p)
       mark(p)
     end
   elseif kind == 'S' then -- share: share id, user, product, channel, ts
@@ -264,7 +271,6 @@ for _, op in ipairs(ops) do
     if not erased(u) and redis.call('EXISTS', skey) == 0 then
       redis.call('HSET', skey, 'p', p, 'u', u, 'ch', ch, 'ts', ts)
       redis.call('SADD', ns..':user:'..u..':shares', sid)
-      touch(u, p)
       share_effect(sid, p, u, ch, ts, 1)
       mark(p)
     end
@@ -315,6 +321,9 @@ for _, op in ipairs(ops) do
     if not erased(op[2]) then erase(op[2]) end
   end
 end
+for key in pairs(grown_feeds) do redis.call('ZREMRANGEBYRANK', key, 0, -(FEED_KEEP + 1)) end
+-- hourly buckets go two days after their last change
+for key in pairs(touched_buckets) do redis.call('EXPIRE', key, 172800) end
 return changed_list
 """
 )

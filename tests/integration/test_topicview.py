@@ -14,6 +14,7 @@ from socialproof import topicview
 from socialproof.kafka import EventPublisher, ensure_topics
 from socialproof.settings import Settings
 from socialproof.topicview import Record, TopicView, ViewNotReady
+from tests.support.services import run_async
 
 
 @pytest.fixture
@@ -46,6 +47,7 @@ def test_caught_up_and_synced_views_hold_every_record_written_before(
     # Hand records over in small slices, so that a batch's tail is often still queued when the
     # record at hw - 1 is applied (what the embedded broker's low watermark report leads to).
     monkeypatch.setattr(topicview, "POLL_BATCH", 7)
+
     async def scenario() -> None:
         publisher = EventPublisher(settings, client_id="tests-view")
         seen: set[int] = set()
@@ -78,7 +80,7 @@ def test_caught_up_and_synced_views_hold_every_record_written_before(
         finally:
             publisher.close()
 
-    asyncio.run(scenario())
+    run_async(scenario)
 
 
 def test_an_empty_topic_is_caught_up_at_once(settings: Settings, topic: Topic) -> None:
@@ -89,4 +91,4 @@ def test_an_empty_topic_is_caught_up_at_once(settings: Settings, topic: Topic) -
         assert await view.sync(2)
         await view.stop()
 
-    asyncio.run(scenario())
+    run_async(scenario)

@@ -4,8 +4,10 @@ the session stack, and reading back what a service published to its topic."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TypeVar
 
 import httpx
 
@@ -15,6 +17,19 @@ from contracts.topics import Topic
 from socialproof.devstack import Stack, service_argv, wait_ready
 from socialproof.settings import Settings
 from socialproof.topicview import Record, TopicView
+
+T = TypeVar("T")
+
+
+def run_async(scenario: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from a sync test, on a thread of its own: the calling thread
+    may already run an event loop (Playwright's sync API keeps one for the whole session)."""
+
+    async def main() -> T:
+        return await scenario()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main()).result()
 
 
 @contextmanager
@@ -50,7 +65,7 @@ def topic_records(settings: Settings, topic: Topic, key: str) -> list[Record]:
         finally:
             await view.stop()
 
-    asyncio.run(read())
+    run_async(read)
     return found
 
 

@@ -3,7 +3,6 @@ they must end in the right state, and replays or duplicates must change nothing.
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 import pytest
@@ -20,6 +19,7 @@ from socialproof.money import DecimalString, IsoCurrency
 from socialproof.paging import paginate
 from socialproof.productview import ProductTable
 from socialproof.topicview import Record
+from tests.support.services import run_async
 
 
 class Log:
@@ -251,4 +251,4 @@ def test_idempotency_reuses_reserved_ids_replays_answers_and_refuses_other_bodie
             {"b": 2, "a": 1}
         )
 
-    asyncio.run(scenario())
+    run_async(scenario)

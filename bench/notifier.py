@@ -74,6 +74,17 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def raise_fd_limit(wanted: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < wanted:
@@ -121,9 +132,21 @@ async def read_events(conn: SseConn, on_state) -> None:
 
 @scenario("sse_fanout", "5,000 SSE connections: notifier RSS; change-to-client latency at 2,000/s")
 def sse_fanout(env: BenchEnv, quick: bool) -> Result:
+    """Each connection watches its own product: every change is delivered to one client."""
+    return _fanout_scenario(env, quick, watchers_per_product=1)
+
+
+@scenario("sse_fanout_x5", "as sse_fanout, but 5 connections watch each product (10,000 sends/s)")
+def sse_fanout_x5(env: BenchEnv, quick: bool) -> Result:
+    """The same load with every change delivered to five clients: a fan-out stress figure."""
+    return _fanout_scenario(env, quick, watchers_per_product=5)
+
+
+def _fanout_scenario(env: BenchEnv, quick: bool, watchers_per_product: int) -> Result:
     connections = 200 if quick else 5_000
-    products = 100 if quick else 1_000
-    rate = 200 if quick else 2_000
+    products = connections // watchers_per_product
+    # each product changes at most twice a second, so pacing (4/s) never holds a state back
+    rate = min(200 if quick else 2_000, products * 2)
     seconds = 3 if quick else 10
     raise_fd_limit(connections * 2 + 1_000)  # the notifier inherits the limit too
     namespace = new_namespace()
@@ -133,13 +156,15 @@ def sse_fanout(env: BenchEnv, quick: bool) -> Result:
         rss_idle = rss_mb(pid)
         figures = asyncio.run(_fanout(env, host, port, pid, keys, ids, connections, rate, seconds))
     figures["rss_idle_mb"] = round(rss_idle, 1)
+    figures["watchers_per_product"] = watchers_per_product
     return Result(
         summary=(
-            f"{figures['connections']} SSE connections: RSS {figures['rss_connected_mb']} MB "
-            f"(peak under load {figures['rss_peak_mb']} MB); {figures['changes_per_s']:.0f} "
-            f"changes/s → {figures['deliveries']} deliveries, change→client p50 "
-            f"{figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, max {figures['max_ms']} ms; "
-            f"{figures['missed']} states never arrived"
+            f"{figures['connections']} SSE connections ({watchers_per_product} per product): RSS "
+            f"{figures['rss_connected_mb']} MB (peak under load {figures['rss_peak_mb']} MB); "
+            f"{figures['changes_per_s']:.0f} changes/s → {figures['deliveries']} deliveries, "
+            f"change→client p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, max "
+            f"{figures['max_ms']} ms; notifier CPU {figures['notifier_cpu']:.0%}, bench client "
+            f"CPU {figures['client_cpu']:.0%}; {figures['missed']} final states not delivered"
         ),
         figures=figures,
         targets=[
@@ -149,8 +174,9 @@ def sse_fanout(env: BenchEnv, quick: bool) -> Result:
             Target("missed", "<", 1),
         ],
         notes=[
-            "connections watch one product each, 5 per product; products change round-robin "
-            "(each every products/rate s), so the 4/s pacing never delays a state",
+            "products change round-robin (each every products/rate s, never faster than the "
+            "4/s pacing), so pacing never delays a state: the pipeline is what is measured",
+            "the clients run in the bench process on the same 2 cores as the notifier and Redis",
         ],
     )
 
@@ -198,6 +224,7 @@ async def _fanout(
         await asyncio.sleep(0.05)
     rss_connected = rss_mb(pid)
 
+    cpu_notifier_0, cpu_client_0, wall_0 = cpu_seconds(pid), _own_cpu(), time.monotonic()
     counts = dict.fromkeys(ids, 0)
     tick = 0.01
     per_tick = max(1, int(rate * tick))
@@ -230,6 +257,9 @@ async def _fanout(
             rss_peak = max(rss_peak, rss_mb(pid))
         await asyncio.sleep(0)  # let the readers run between ticks
     elapsed = time.monotonic() - started
+    wall = time.monotonic() - wall_0
+    notifier_cpu = (cpu_seconds(pid) - cpu_notifier_0) / wall
+    client_cpu = (_own_cpu() - cpu_client_0) / wall
     # let the last states arrive, then count what never did
     final = {(n, ids[n % len(ids)]): counts[ids[n % len(ids)]] for n in range(len(conns))}
     deadline = time.monotonic() + 10
@@ -258,6 +288,8 @@ async def _fanout(
         "max_ms": round(max(ms), 1) if ms else None,
         "mean_ms": round(statistics.fmean(ms), 1) if ms else None,
         "missed": missed,
+        "notifier_cpu": round(notifier_cpu, 2),
+        "client_cpu": round(client_cpu, 2),
     }
 
 
@@ -272,12 +304,17 @@ def read_api(env: BenchEnv, quick: bool) -> Result:
     _seed_reads(env, namespace)
     with notifier(env, namespace) as (host, port, _pid):
         token = _viewer_token(port)
+        alone = asyncio.run(_read_load(host, port, token, 1, max(1, seconds // 3)))
         figures = asyncio.run(_read_load(host, port, token, concurrency, seconds))
+    figures["single_client_p50_ms"] = alone["p50_ms"]
+    figures["single_client_p99_ms"] = alone["p99_ms"]
+    figures["single_client_requests_per_s"] = alone["requests_per_s"]
     return Result(
         summary=(
             f"{figures['requests']} requests at concurrency {concurrency}: "
             f"{figures['requests_per_s']:.0f} req/s, p50 {figures['p50_ms']} ms, "
-            f"p99 {figures['p99_ms']} ms (client-observed, closed loop)"
+            f"p99 {figures['p99_ms']} ms (client-observed, closed loop); one client alone: "
+            f"p50 {figures['single_client_p50_ms']} ms, p99 {figures['single_client_p99_ms']} ms"
         ),
         figures=figures,
         targets=[Target("p99_ms", "<", 5, " ms")],

@@ -29,6 +29,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
@@ -139,6 +140,20 @@ def trending_json(entries: Any) -> list[dict]:
 # --- the app -------------------------------------------------------------------------------------
 
 
+def connect_waiting(settings: NotifierSettings) -> aioredis.Redis:
+    """The shared client settings, with a pool that waits (up to the socket timeout) for a free
+    connection: a burst of new streams, each reading its initial state, must queue for one
+    rather than fail with "too many connections"."""
+    shared = redis_client.connect(settings).connection_pool
+    pool = aioredis.BlockingConnectionPool(
+        connection_class=shared.connection_class,
+        max_connections=shared.max_connections,
+        timeout=shared.connection_kwargs.get("socket_timeout") or 2.0,
+        **shared.connection_kwargs,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
 def viewer_tokens(settings: NotifierSettings) -> ViewerTokens:
     if settings.viewer_token_secret is not None:
         secret = settings.viewer_token_secret.get_secret_value().encode()
@@ -152,7 +167,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = redis_client.connect(settings)
+        redis = connect_waiting(settings)
         reader = ProofReader(redis, settings.redis_namespace)
 
         async def read_states(product_ids: list[str]) -> list[dict]:

@@ -20,7 +20,7 @@ MAX_PRODUCTS = 100
 _ids = TypeAdapter(list[Identifier])
 
 
-def get_reader(request: Request) -> ProofReader:
+async def get_reader(request: Request) -> ProofReader:
     return request.app.state.reader
 
 
@@ -97,9 +97,12 @@ async def with_friends(reader: ProofReader, states: list[dict], viewer: str | No
     ones: the hub hands the same dict to every connection)."""
     if viewer is None or not states:
         return states
-    friends = await asyncio.gather(
-        *(reader.friends_bought(viewer, state["product_id"]) for state in states)
-    )
+    if len(states) == 1:  # the common case (one product page): no task to schedule
+        friends = [await reader.friends_bought(viewer, states[0]["product_id"])]
+    else:
+        friends = await asyncio.gather(
+            *(reader.friends_bought(viewer, state["product_id"]) for state in states)
+        )
     return [
         {**state, "friends_bought": {"count": count, "names": list(names)}}
         for state, (count, names) in zip(states, friends, strict=True)

@@ -167,5 +167,6 @@ class Hub:
         if not watched:
             return
         for state in await self.read_states(watched):
+            offered = (state, orjson.dumps(state))  # encoded once for every watcher
             for box in list(self.watchers.get(state["product_id"], ())):
-                box.offer(state["product_id"], state)
+                box.offer(state["product_id"], offered)

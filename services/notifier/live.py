@@ -21,12 +21,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 import orjson
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
-from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from redis.exceptions import RedisError
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from services.notifier.deps import (
     RateLimited,
@@ -37,7 +38,9 @@ from services.notifier.deps import (
     viewer_from,
     with_friends,
 )
-from socialproof.http import ApiError
+from services.notifier.hub import Hub
+from services.notifier.proof import ProofReader
+from socialproof.http import RETRY_AFTER_S, ApiError, error_response
 from socialproof.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,116 @@ def _first_id(raw: str | None) -> int:
         return 1
 
 
+class Feed:
+    """One live connection's view: its mailbox, its viewer, and its message ids.
+
+    The hub offers ``(state, encoded JSON)`` pairs, encoded once per change for every watcher;
+    only a connection with a viewer token encodes its own copy (with ``friends_bought``)."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        reader: ProofReader,
+        read_states,
+        ids: list[str],
+        viewer: str | None,
+        min_interval_s: float,
+        first_id: int,
+    ) -> None:
+        self.hub, self.reader, self.read_states = hub, reader, read_states
+        self.ids, self.viewer = ids, viewer
+        self.sequence = itertools.count(first_id)
+        # Subscribed before the first read, so no change between the two can be missed.
+        self.box = hub.subscribe(frozenset(ids), min_interval_s)
+
+    @property
+    def closed(self) -> bool:
+        return self.box.closed
+
+    async def initial(self) -> list[tuple[int, bytes]]:
+        """The current state of every product, at once."""
+        states = await self.read_states(self.ids)
+        self.box.mark_sent(self.ids)
+        return await self._messages([(state, None) for state in states])
+
+    async def changes(self, timeout: float) -> list[tuple[int, bytes]]:
+        """What changed (latest states, paced); nothing after ``timeout`` (time to heartbeat)."""
+        return await self._messages(list((await self.box.take(timeout)).values()))
+
+    async def _messages(self, items: list[tuple[dict, bytes | None]]) -> list[tuple[int, bytes]]:
+        if self.viewer is None:
+            return [(next(self.sequence), data or orjson.dumps(state)) for state, data in items]
+        personal = await with_friends(self.reader, [state for state, _ in items], self.viewer)
+        return [(next(self.sequence), orjson.dumps(state)) for state in personal]
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self.box)
+
+
+class SseResponse(Response):
+    """A lean Server-Sent Events response written straight to ASGI: one body chunk per batch of
+    due states, ``: ping`` comments as heartbeats, a 30 s limit on every send."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, feed: Feed, heartbeat_s: float) -> None:
+        self.feed, self.heartbeat = feed, heartbeat_s
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+            (b"x-accel-buffering", b"no"),  # proxies must not buffer the stream
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        feed = self.feed
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            feed.box.close()
+
+        async def write(body: bytes) -> None:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        try:
+            initial = await feed.initial()
+        except RedisError as exc:  # before anything was sent: a proper 503, the browser retries
+            feed.close()
+            await store_unavailable(exc)(scope, receive, send)
+            return
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await write(_sse(initial))
+            while not feed.closed:
+                messages = await feed.changes(self.heartbeat)
+                if not feed.closed:
+                    await write(_sse(messages) if messages else b": ping\n\n")
+        except (TimeoutError, OSError, RedisError):
+            pass  # too slow, gone, or the store failed: the browser reconnects for a fresh state
+        finally:
+            watcher.cancel()
+            feed.close()
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def store_unavailable(exc: Exception) -> Response:
+    return error_response(
+        503,
+        "store_unavailable",
+        f"the serving store is unavailable ({type(exc).__name__})",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def _sse(messages: list[tuple[int, bytes]]) -> bytes:
+    return b"".join(b"id: %d\nevent: proof\ndata: %s\n\n" % (n, data) for n, data in messages)
+
+
 def install(app: FastAPI, settings: NotifierSettings) -> None:
     heartbeat = settings.sse_heartbeat_s
     min_interval = 1.0 / settings.stream_max_updates_per_s
@@ -60,7 +173,7 @@ def install(app: FastAPI, settings: NotifierSettings) -> None:
         "/v1/proof/stream",
         tags=["live"],
         summary="Server-Sent Events: `event: proof` with the proof JSON, now and on every change",
-        response_class=EventSourceResponse,
+        response_class=SseResponse,
         responses={200: {"content": {"text/event-stream": {}}}},
     )
     async def proof_stream(
@@ -72,33 +185,12 @@ def install(app: FastAPI, settings: NotifierSettings) -> None:
         last_event_id: Annotated[
             str | None, Query(description="like the Last-Event-ID header, for clients without it")
         ] = None,
-    ) -> EventSourceResponse:
+    ) -> SseResponse:
         ids = parse_product_list(products)
-        hub = request.app.state.hub
-        read_states = request.app.state.read_states
-        sequence = itertools.count(_first_id(request.headers.get("last-event-id") or last_event_id))
-        # Subscribed before reading, so no change between the two can be missed.
-        box = hub.subscribe(frozenset(ids), min_interval)
-
-        async def events() -> AsyncIterator[ServerSentEvent]:
-            try:
-                states = await with_friends(reader, await read_states(ids), viewer)
-                box.mark_sent(ids)
-                for state in states:
-                    yield _sse(state, next(sequence))
-                while not box.closed:
-                    due = await box.take(timeout=heartbeat)
-                    for state in await with_friends(reader, list(due.values()), viewer):
-                        yield _sse(state, next(sequence))
-            finally:
-                hub.unsubscribe(box)
-
-        return EventSourceResponse(
-            events(),
-            ping=heartbeat,
-            send_timeout=SEND_TIMEOUT_S,
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
+        state = request.app.state
+        first_id = _first_id(request.headers.get("last-event-id") or last_event_id)
+        feed = Feed(state.hub, reader, state.read_states, ids, viewer, min_interval, first_id)
+        return SseResponse(feed, heartbeat)
 
     @app.websocket("/v1/proof/ws")
     async def proof_ws(
@@ -121,44 +213,47 @@ def install(app: FastAPI, settings: NotifierSettings) -> None:
             await websocket.close(code=4000 + exc.status, reason=exc.code)
             return
         state = websocket.app.state
-        reader, hub = state.reader, state.hub
-        sequence = itertools.count(_first_id(last_event_id))
-        box = hub.subscribe(frozenset(ids), min_interval)
+        feed = Feed(
+            state.hub,
+            state.reader,
+            state.read_states,
+            ids,
+            viewer,
+            min_interval,
+            _first_id(last_event_id),
+        )
 
         async def drain() -> None:
             # Incoming messages are not part of the protocol; reading notices the disconnect.
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
                 while True:
                     await websocket.receive_text()
-            box.close()
+            feed.box.close()
 
-        async def send(message: dict) -> None:
-            await asyncio.wait_for(
-                websocket.send_text(orjson.dumps(message).decode()), SEND_TIMEOUT_S
-            )
+        async def send(text: bytes) -> None:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await websocket.send_text(text.decode())
 
         receiver = asyncio.create_task(drain())
         try:
-            states = await with_friends(reader, await state.read_states(ids), viewer)
-            box.mark_sent(ids)
-            for proof in states:
-                await send({"type": "proof", "id": str(next(sequence)), "data": proof})
-            while not box.closed:
-                due = await box.take(timeout=heartbeat)
-                if not due:
-                    if not box.closed:
-                        await send({"type": "heartbeat"})
-                    continue
-                for proof in await with_friends(reader, list(due.values()), viewer):
-                    await send({"type": "proof", "id": str(next(sequence)), "data": proof})
-        except (WebSocketDisconnect, TimeoutError, RuntimeError):
-            pass  # gone, or too slow: the client reconnects and gets the current state
+            for n, data in await feed.initial():
+                await send(_ws(n, data))
+            while not feed.closed:
+                messages = await feed.changes(heartbeat)
+                if feed.closed:
+                    break
+                if not messages:
+                    await send(b'{"type":"heartbeat"}')
+                for n, data in messages:
+                    await send(_ws(n, data))
+        except (WebSocketDisconnect, TimeoutError, RuntimeError, RedisError):
+            pass  # gone, too slow, or the store failed: the client reconnects for a fresh state
         finally:
-            hub.unsubscribe(box)
+            feed.close()
             receiver.cancel()
             with contextlib.suppress(Exception):
                 await websocket.close()
 
 
-def _sse(state: dict, seq: int) -> ServerSentEvent:
-    return ServerSentEvent(data=orjson.dumps(state).decode(), event="proof", id=str(seq))
+def _ws(n: int, data: bytes) -> bytes:
+    return b'{"type":"proof","id":"%d","data":%s}' % (n, data)

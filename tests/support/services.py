@@ -49,12 +49,13 @@ def restart_service(stack: Stack, service: str) -> None:
     wait_ready(f"{stack.url(service)}/readyz", 60, f"the restarted {service} service", new)
 
 
-def topic_records(settings: Settings, topic: Topic, key: str) -> list[Record]:
-    """Every record with ``key`` on ``topic``, from the beginning up to now, in log order."""
+def topic_records(settings: Settings, topic: Topic, key: str | None) -> list[Record]:
+    """Every record with ``key`` (None: every record) on ``topic``, from the beginning up to
+    now, in log order (per partition)."""
     found: list[Record] = []
 
     def keep(record: Record) -> None:
-        if record.key_str == key:
+        if key is None or record.key_str == key:
             found.append(record)
 
     async def read() -> None:

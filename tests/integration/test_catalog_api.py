@@ -171,7 +171,9 @@ def test_a_restarted_catalog_rebuilds_its_products_from_the_topic(
     assert [p["id"] for p in before["items"]] == sorted([kept, changed])
     # When the catalog process restarts
     restart_service(stack, "catalog")
-    # Then it answers exactly as before
+    # Then it is ready only with its view caught up, and answers exactly as before
+    ready = catalog.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["checks"]["view"] == "ok"
     assert catalog.get("/v1/products", params={"category": category}).json() == before
     assert catalog.get(f"/v1/products/{changed}").json()["active"] is False
     assert catalog.get(f"/v1/products/{deleted}").status_code == 404

@@ -33,6 +33,9 @@ from fastapi.responses import JSONResponse
 
 from socialproof.http import ApiError
 
+#: how long a key is remembered unless the service configures otherwise
+DEFAULT_TTL_S = 24 * 3600
+
 #: what a client may send as ``Idempotency-Key`` (a UUID is typical)
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 

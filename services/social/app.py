@@ -61,7 +61,7 @@ from socialproof.http import (
     ServiceAuth,
     create_service_app,
 )
-from socialproof.idempotency import Idempotency, IdempotencyKey
+from socialproof.idempotency import DEFAULT_TTL_S, Idempotency, IdempotencyKey
 from socialproof.paging import Cursor, Limit, Page, paginate
 from socialproof.settings import SocialSettings
 from socialproof.topicview import TopicView, lifespan_with_view, view_readiness
@@ -477,7 +477,9 @@ def create_app(settings: SocialSettings | None = None) -> FastAPI:
         body: ShareIn, request: Request, _: ServiceAuth, idempotency_key: IdempotencyKey = None
     ) -> JSONResponse:
         not_erased(user_id=body.user_id)
-        idem = Idempotency(request.app.state.redis, settings.redis_namespace, "shares", 86_400)
+        idem = Idempotency(
+            request.app.state.redis, settings.redis_namespace, "shares", DEFAULT_TTL_S
+        )
         fingerprint = Idempotency.fingerprint(body.model_dump(mode="json"))
         if idempotency_key and (replay := await idem.lookup(idempotency_key, fingerprint)):
             return replay.response()

@@ -326,7 +326,8 @@ def read_api(env: BenchEnv, quick: bool) -> Result:
 
 
 def _seed_reads(env: BenchEnv, namespace: str) -> None:
-    """100 products with buyers, reviews and shares; a viewer with 500 friends, some buyers."""
+    """100 products with 300 buyers each; a viewer with 500 friends, 150 of them consenting
+    buyers of every product (the serving store's layout, written directly)."""
     keys = Keys(namespace)
     redis = redis_sync.Redis.from_url(env.settings.redis_url)
     now_ms = int(time.time() * 1000)
@@ -334,10 +335,10 @@ def _seed_reads(env: BenchEnv, namespace: str) -> None:
     for p in range(100):
         product = f"rp{p}"
         pipe.zadd(keys.buyers(product), {f"u{u}": now_ms - u * 1000 for u in range(300)})
-        pipe.sadd(f"{namespace}:cbuyers:{product}", *[f"u{u}" for u in range(0, 300, 2)])
-    pipe.sadd(f"{namespace}:friends:viewer", *[f"u{u}" for u in range(0, 1000, 2)])
+        pipe.sadd(keys.consenting_buyers(product), *[f"u{u}" for u in range(0, 300, 2)])
+    pipe.sadd(keys.friends("viewer"), *[f"u{u}" for u in range(0, 1000, 2)])
     for u in range(0, 300, 2):
-        pipe.hset(f"{namespace}:name:u{u}", "n", f"Name{u}")
+        pipe.hset(keys.name(f"u{u}"), "n", f"Name{u}")
     pipe.execute()
     redis.close()
 

@@ -244,10 +244,11 @@ class Simulator:
                         del self.order_ids[next(iter(self.order_ids))]
             case ev.OrderRefunded() | ev.OrderCancelled():
                 order_id = self.order_ids.pop(p.order_id, None)
-                if order_id is not None:  # its purchase went through: refund the whole order
+                if order_id is not None:  # its purchase went through: refund or cancel it whole
+                    what = "refunds" if isinstance(event, ev.OrderRefunded) else "cancel"
                     await self.call(
                         "POST",
-                        f"{t.orders}/v1/orders/{order_id}/refunds",
+                        f"{t.orders}/v1/orders/{order_id}/{what}",
                         {},
                         **{"Idempotency-Key": self._key()},
                     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -22,7 +23,11 @@ def run(names: list[str], quick: bool, out: Path) -> dict:
     report: dict = {
         "started_at": datetime.now(UTC).isoformat(),
         "quick": quick,
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        },
         "scenarios": {},
     }
     for name in names:
@@ -45,6 +50,8 @@ def run(names: list[str], quick: bool, out: Path) -> dict:
                 "traceback": traceback.format_exc(),
             }
         entry["seconds"] = round(time.monotonic() - started, 1)
+        # other work on the machine skews every figure: record how busy it was
+        entry["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         report["scenarios"][name] = entry
         line = entry.get("summary") or entry.get("error")
         verdicts = entry.get("targets", {})
@@ -67,7 +74,8 @@ def markdown(report: dict) -> str:
         "# socialproof benchmark",
         "",
         f"Run at {report['started_at']} on {report['machine']['cpus']} CPUs, Python "
-        f"{report['machine']['python']}{' (quick smoke run: sizes are tiny)' if report['quick'] else ''}.",
+        f"{report['machine']['python']}{' (quick smoke run: sizes are tiny)' if report['quick'] else ''}"
+        f"; load average before: {report['machine'].get('load_average_before')}.",
         "",
         "| scenario | summary | targets | time |",
         "| --- | --- | --- | --- |",
@@ -81,6 +89,8 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {text} | {targets} | {entry['seconds']} s |")
     for name, entry in report["scenarios"].items():
         lines += ["", f"## {name}", "", entry["description"], ""]
+        if entry.get("load_average_after"):
+            lines.append(f"- load average after: {entry['load_average_after']}")
         for key, value in entry.get("figures", {}).items():
             lines.append(f"- `{key}`: {value}")
         for note in entry.get("notes", []):

@@ -6,12 +6,18 @@ topic/partition/offset) and applies the rest to Redis through :class:`CounterSto
 committed only after a batch's Redis writes and dead letters are confirmed, so a crash replays the
 batch, which the idempotent store absorbs (effectively-once, no Kafka transactions needed).
 
+Consumption is :class:`BatchConsumer` (aiokafka ``getmany`` in the consumer group, one batch in
+flight so decoding overlaps Redis), hosted by Faust for the worker's lifecycle, web server and
+signals; Faust's per-record stream costs more than the whole batch path (see the class), and the
+per-event Faust agent is kept as ``make bench``'s baseline (``create_app(per_event=True)``).
+
 State lives in Redis, not in Faust tables: changelog recovery is not trusted to be complete
 (see the broker notes), and Redis is what the notifier serves from anyway.
 
 Run: ``socialproof worker`` (any number of replicas; they share partitions via the consumer group
-``SOCIALPROOF_WORKER_CONSUMER_GROUP``). Health, readiness and metrics are served by Faust's web
-server on ``SOCIALPROOF_WORKER_WEB_PORT`` (default 6066).
+``SOCIALPROOF_WORKER_CONSUMER_GROUP``, state in ``SOCIALPROOF_REDIS_NAMESPACE``). Health,
+readiness (with ``assigned_partitions``) and metrics are served by Faust's web server on
+``SOCIALPROOF_WORKER_WEB_PORT`` (default 6066).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import faust
@@ -149,6 +155,26 @@ class BatchConsumer:
         return set(self.consumer.assignment()) if self.consumer is not None else set()
 
     async def run(self) -> None:
+        """Consume until cancelled; if the consumer itself fails (e.g. no broker at start-up),
+        start a new one with backoff rather than leave a worker that looks alive but is idle."""
+        delay = 0.5
+        while True:
+            started = time.monotonic()
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if time.monotonic() - started > 60:
+                    delay = 0.5
+                log.error(
+                    "consumer failed; restarting",
+                    extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _consume(self) -> None:
         from aiokafka import AIOKafkaConsumer
 
         s = self.settings
@@ -167,7 +193,7 @@ class BatchConsumer:
         await consumer.start()
         # One batch in flight: while Redis applies batch N, batch N+1 is fetched and decoded.
         # Offsets of a batch are committed only after its handle() succeeded, in order.
-        in_flight: tuple[asyncio.Task, dict] | None = None
+        pending: deque[tuple[asyncio.Task, dict]] = deque()
         try:
             while True:
                 fetched = await consumer.getmany(
@@ -175,18 +201,18 @@ class BatchConsumer:
                     max_records=s.worker_batch_size,
                 )
                 records = [record for batch in fetched.values() for record in batch]
-                task = None
                 if records:
                     task = asyncio.ensure_future(_with_retry(self.processor.handle, records))
-                if in_flight is not None:
-                    await self._finish(consumer, *in_flight)
-                    in_flight = None
-                if task is not None:
                     offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
-                    in_flight = (task, offsets)
+                    pending.append((task, offsets))
+                # keep one batch in flight while busy; settle everything when idle
+                while len(pending) > (1 if records else 0):
+                    await self._finish(consumer, *pending[0])
+                    pending.popleft()
         finally:
-            if in_flight is not None and not in_flight[0].done():
-                in_flight[0].cancel()
+            for task, _ in pending:
+                task.cancel()
+            self.consumer = None
             await consumer.stop()
 
     @staticmethod

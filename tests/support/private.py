@@ -1,0 +1,183 @@
+"""A private backend for fault-injection tests: an embedded broker and a redis-server (append-only,
+as the dev stack runs it) of their own, on free ports, plus socialproof processes started against
+them. Faults (SIGKILL, SIGSTOP, restarts) are injected here, never into the session stack, which
+other tests rely on.
+
+    with private_backend(tmp) as pb:
+        worker = pb.worker("ns1", "g1")          # a real `socialproof worker`
+        url = pb.service("notifier", ns="ns1")   # a real `socialproof serve notifier`
+        pb.restart_redis()                       # SIGTERM (AOF flushed), then the same port/dir
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from socialproof.devstack import (
+    EMBEDDED_GROUP_ENV,
+    ManagedProcess,
+    embedded_broker,
+    free_port,
+    redis_server,
+    service_argv,
+    wait_for_broker,
+    wait_for_redis,
+    wait_ready,
+    wait_worker_assigned,
+)
+from socialproof.kafka import ensure_topics
+from socialproof.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+#: a shorter group session than the session stack's: a SIGKILLed member is expired (and its
+#: partitions handed to the next worker) after this long, which bounds each restart's cost
+FAST_GROUP_ENV = {
+    "SOCIALPROOF_KAFKA_SESSION_TIMEOUT_MS": "3000",
+    "SOCIALPROOF_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+}
+
+
+@dataclass
+class Proc:
+    """A socialproof process of the private backend and the URL it serves on."""
+
+    proc: ManagedProcess
+    url: str
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+
+@dataclass
+class PrivateBackend:
+    workdir: Path
+    token: str
+    broker_port: int = field(default_factory=free_port)
+    redis_port: int = field(default_factory=free_port)
+    broker: ManagedProcess | None = None
+    redis: ManagedProcess | None = None
+    started: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(
+            kafka_bootstrap_servers=self.bootstrap, redis_url=self.redis_url,
+            service_token=self.token,
+        )
+
+    def env(self, namespace: str = "sp", **extra: str) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "REDIS_URL": self.redis_url,
+            "SOCIALPROOF_SERVICE_TOKEN": self.token,
+            "SOCIALPROOF_REDIS_NAMESPACE": namespace,
+            "SOCIALPROOF_LOG_FORMAT": "json",
+            "SOCIALPROOF_RATE_LIMIT_PER_S": "1000000",
+            "SOCIALPROOF_RATE_LIMIT_BURST": "1000000",
+            **EMBEDDED_GROUP_ENV,
+            **extra,
+        }
+
+    # --- infrastructure -----------------------------------------------------------------------
+
+    def start_broker(self) -> None:
+        self.broker = embedded_broker(
+            self.broker_port, echo=False, log_path=self.workdir / "broker.log"
+        ).start()
+        wait_for_broker(self.bootstrap)
+        ensure_topics(self.settings)
+
+    def start_redis(self) -> None:
+        self.redis = redis_server(
+            self.redis_port, self.workdir / "redis", echo=False,
+            log_path=self.workdir / "redis.log",
+        ).start()
+        wait_for_redis(self.redis_url)
+
+    def restart_redis(self) -> None:
+        """Stop Redis as an operator would (SIGTERM: it writes its append-only file and exits)
+        and start it again on the same port and data directory."""
+        assert self.redis is not None
+        self.redis.stop()
+        self.start_redis()
+
+    # --- socialproof processes ----------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
+        log = self.workdir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        proc = ManagedProcess(name=name, argv=argv, env=env, cwd=str(ROOT), echo=False,
+                              log_path=log).start()
+        self.started.append(proc)
+        return proc
+
+    def worker(self, namespace: str, group: str, wait: bool = True, **extra: str) -> Proc:
+        port = free_port()
+        env = self.env(namespace, **FAST_GROUP_ENV, **extra)
+        env.update(SOCIALPROOF_WORKER_CONSUMER_GROUP=group,
+                   SOCIALPROOF_WORKER_WEB_PORT=str(port))
+        proc = self._spawn("worker", [sys.executable, "-m", "socialproof.cli", "worker"], env)
+        url = f"http://127.0.0.1:{port}"
+        if wait:
+            wait_worker_assigned(f"{url}/readyz", 60, proc)
+        return Proc(proc, url)
+
+    def service(self, service: str, namespace: str = "sp", port: int | None = None,
+                wait: bool = True, **extra: str) -> Proc:
+        port = port or free_port()
+        env = self.env(namespace, **extra)
+        env[f"SOCIALPROOF_{service.upper()}_PORT"] = str(port)
+        proc = self._spawn(service, service_argv(service), env)
+        url = f"http://127.0.0.1:{port}"
+        if wait:
+            wait_ready(f"{url}/readyz", 60, f"the private {service}", proc)
+        return Proc(proc, url)
+
+    def stop(self) -> None:
+        for proc in reversed(self.started):
+            proc.stop()
+        for infra in (self.redis, self.broker):
+            if infra is not None:
+                infra.signal(signal.SIGCONT)  # a test may have frozen it
+                infra.stop()
+
+
+@contextmanager
+def private_backend(workdir: Path, token: str) -> Iterator[PrivateBackend]:
+    shutil.rmtree(workdir, ignore_errors=True)  # no append-only file from an earlier run
+    workdir.mkdir(parents=True)
+    pb = PrivateBackend(workdir, token)
+    try:
+        pb.start_broker()
+        pb.start_redis()
+        yield pb
+    finally:
+        pb.stop()
+
+
+def metric_total(url: str, name: str) -> float:
+    """The sum of a Prometheus counter over its labels, from ``url``/metrics (0 when absent)."""
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

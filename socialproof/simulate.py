@@ -11,8 +11,8 @@ What it does, with the service token (``SOCIALPROOF_SERVICE_TOKEN``) against the
 1. set-up: the demo catalog (:data:`DEMO_PRODUCTS`), users with first names, their privacy
    choices (most opt in, as the demo data should) and a heavy-tailed friendship graph; the
    best-connected users are the demo storefront's viewers (:func:`demo_catalog`);
-2. warm-up: ``--warmup`` events as fast as the services take them, so counters are above the
-   widget's thresholds when the page opens;
+2. warm-up: ``--warmup`` events as fast as the services take them (while the friendships are
+   still being sent), so counters are above the widget's thresholds when the page opens;
 3. then ``--rate`` events per second: purchases (Zipf-popular products), refunds, reviews and
    edits, shares, consent changes.
 
@@ -126,7 +126,7 @@ class Simulator:
         self,
         targets: Targets,
         config: LoadConfig,
-        concurrency: int = 8,
+        concurrency: int = 32,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.targets = targets
@@ -148,6 +148,7 @@ class Simulator:
         self.answered: Counter[tuple[str, str, int]] = Counter()
         self.refused: Counter[tuple[str, str, int]] = Counter()
         self._activity = self.gen.activity_events(2**62)  # lazily, for ever
+        self._friendships: list[ev.Event] = []
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -275,7 +276,7 @@ class Simulator:
     # -- phases --
 
     async def setup(self) -> None:
-        """Catalog, first names, consent and the friendship graph."""
+        """Catalog, first names and consent (the friendships come with the warm-up)."""
         started = time.monotonic()
         await asyncio.gather(
             *(
@@ -295,9 +296,21 @@ class Simulator:
                 for d in DEMO_PRODUCTS
             )
         )
-        count = await self._send_all(self.gen.setup_events())
+        setup = list(self.gen.setup_events())
+        people = [e for e in setup if not isinstance(e, ev.FriendshipAdded)]
+        self._friendships = [e for e in setup if isinstance(e, ev.FriendshipAdded)]
+        count = await self._send_all(people)
         log.info(
-            "demo data set up",
+            "demo users set up",
+            extra={"calls": count, "seconds": round(time.monotonic() - started, 2)},
+        )
+
+    async def befriend(self) -> None:
+        """The friendship graph (the bulk of the set-up: friend counts grow as it lands)."""
+        started = time.monotonic()
+        count = await self._send_all(self._friendships)
+        log.info(
+            "friendships set up",
             extra={"calls": count, "seconds": round(time.monotonic() - started, 2)},
         )
 
@@ -308,7 +321,7 @@ class Simulator:
         for event in events:
             count += 1
             pending.add(asyncio.create_task(self.send(event)))
-            if len(pending) >= 16:
+            if len(pending) >= 64:
                 _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         if pending:
             await asyncio.wait(pending)
@@ -360,7 +373,8 @@ async def simulate_async(
     simulator = Simulator(targets, demo_config(seed, users))
     try:
         await simulator.setup()
-        await simulator.warmup(warmup)
+        # Purchases need no friendships: the page has counts while the graph is still landing.
+        await asyncio.gather(simulator.befriend(), simulator.warmup(warmup))
         if rate > 0:
             await simulator.run(rate, duration_s)
     finally:

@@ -40,6 +40,7 @@ async def simulate(recorder: Recorder, seed: int = 1, warmup: int = 200) -> Simu
     sim = Simulator(TARGETS, demo_config(seed, users=30), transport=httpx.MockTransport(recorder))
     try:
         await sim.setup()
+        await sim.befriend()
         await sim.warmup(warmup)
     finally:
         await sim.close()

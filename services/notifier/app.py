@@ -44,7 +44,7 @@ from services.notifier.deps import (
     with_friends,
 )
 from services.notifier.hub import Hub
-from services.notifier.proof import Proof, ProofReader, to_json
+from services.notifier.proof import FriendsBought, Proof, ProofReader, to_json
 from services.notifier.ratelimit import RateLimiter
 from services.notifier.tokens import (
     ViewerTokenIn,
@@ -69,11 +69,6 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 
 
 # --- models (for the OpenAPI document; handlers answer pre-serialised JSON for speed) ---------
-
-
-class FriendsBought(BaseModel):
-    count: int = Field(description="friends of the viewer who bought it (each counted once)")
-    names: list[str] = Field(description="up to three first names of friends who allow it")
 
 
 class ProofOut(Proof):
@@ -151,7 +146,9 @@ def connect_waiting(settings: NotifierSettings) -> aioredis.Redis:
         timeout=shared.connection_kwargs.get("socket_timeout") or 2.0,
         **shared.connection_kwargs,
     )
-    return aioredis.Redis(connection_pool=pool)
+    client = aioredis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # aclose() closes the pool too, as from_url's do
+    return client
 
 
 def viewer_tokens(settings: NotifierSettings) -> ViewerTokens:

@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from contracts.views import TRENDING_HOURS, TRENDING_WEIGHTS
 from services.notifier.tokens import ViewerTokens, derive_secret
 from socialproof.devstack import Stack
 from socialproof.settings import Settings
@@ -199,12 +200,20 @@ def test_trending_and_activity_show_recent_purchases(
     for buyer in buyers:
         order(orders_api, buyer, item)
 
+    # 5 purchases this hour: 5 x the purchase weight x the newest hour's weight
+    expected = len(buyers) * TRENDING_WEIGHTS["bought"] * TRENDING_HOURS
+
     def ranked() -> dict | None:
-        body = notifier_api.get("/v1/trending").json()
-        return next((e for e in body["products"] if e["product_id"] == item), None)
+        listed = notifier_api.get("/v1/trending").json()["products"]
+        mine = next((e for e in listed if e["product_id"] == item), None)
+        if mine is None and len(listed) == 50 and listed[-1]["score"] >= expected:
+            return {"crowded_out_by_50_busier_products": True}  # the session's other tests
+        return mine
 
     entry = wait_for(ranked, 5, "the product to trend")
-    assert entry["rank"] >= 1 and entry["score"] > 0
+    if "crowded_out_by_50_busier_products" not in entry:
+        # (one hour less weight for purchases counted just before the hour turned)
+        assert entry["rank"] >= 1 and expected - len(buyers) * 3 <= entry["score"] <= expected
     everything = notifier_api.get("/v1/trending").json()["products"]
     assert [e["rank"] for e in everything] == list(range(1, len(everything) + 1))
     assert all(x["score"] >= y["score"] for x, y in zip(everything, everything[1:], strict=False))

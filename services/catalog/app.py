@@ -15,6 +15,7 @@ Run: ``socialproof serve catalog`` (port ``SOCIALPROOF_CATALOG_PORT``, default 8
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Annotated
 
@@ -40,6 +41,7 @@ from socialproof.settings import CatalogSettings
 from socialproof.topicview import TopicView, lifespan_with_view, view_readiness
 
 SERVICE = "catalog"
+log = logging.getLogger("socialproof.catalog")
 
 ImageUrl = Annotated[
     str,
@@ -158,9 +160,9 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         return found
 
     async def upsert(request: Request, fields: ProductFields) -> None:
-        delivered = await publisher(request).publish(
-            ProductUpserted.create(fields, producer=SERVICE)
-        )
+        event = ProductUpserted.create(fields, producer=SERVICE)
+        delivered = await publisher(request).publish(event)
+        log.info("product upserted", extra={"event_id": str(event.event_id)})
         await view(request).wait_delivered(delivered)
 
     @app.post(
@@ -229,6 +231,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
             existing(product_id)
             event = ProductDeleted.create(ProductRef(product_id=product_id), producer=SERVICE)
             await publisher(request).publish(event)
+            log.info("product deleted", extra={"event_id": str(event.event_id)})
             # The tombstone lets compaction drop the key; same key, so same partition, after it.
             delivered = await publisher(request).publish_raw(
                 PRODUCTS.name,

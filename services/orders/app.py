@@ -20,6 +20,7 @@ Run: ``socialproof serve orders`` (port ``SOCIALPROOF_ORDERS_PORT``, default 800
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -58,6 +59,7 @@ from socialproof.settings import OrdersSettings
 from socialproof.topicview import TopicView, ViewUnavailable, lifespan_with_view, view_readiness
 
 SERVICE = "orders"
+log = logging.getLogger("socialproof.orders")
 
 Quantity = Annotated[int, Field(ge=1, le=10_000, examples=[1])]
 Reason = Annotated[str, Field(max_length=500, examples=["damaged in transit"])]
@@ -399,6 +401,15 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
             occurred_at=datetime.fromisoformat(ids["occurred_at"]),
         )
         delivered = await publisher(request).publish(event)
+        log.info(
+            "order accepted",
+            extra={
+                "event_id": str(event.event_id),
+                "order_id": ids["order_id"],
+                "partition": delivered.partition,
+                "offset": delivered.offset,
+            },
+        )
         answer = OrderAccepted(
             order_id=ids["order_id"],
             status="accepted",
@@ -475,6 +486,10 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
                     event_id=uuid.UUID(ids["event_id"]),
                 )
                 await view(request).wait_delivered(await publisher(request).publish(event))
+                log.info(
+                    "order refunded",
+                    extra={"event_id": str(event.event_id), "order_id": order_id},
+                )
                 done = order.refunds.get(ids["refund_id"]) or Refund(
                     event.payload, event.event_id, event.occurred_at
                 )
@@ -507,6 +522,10 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
                     producer=SERVICE,
                 )
                 await view(request).wait_delivered(await publisher(request).publish(event))
+                log.info(
+                    "order cancelled",
+                    extra={"event_id": str(event.event_id), "order_id": order_id},
+                )
             return OrderView.of(existing(order_id))
 
     return app

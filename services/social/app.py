@@ -22,6 +22,7 @@ processor that turns events into counters is :mod:`services.social.processor`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -67,6 +68,7 @@ from socialproof.settings import SocialSettings
 from socialproof.topicview import TopicView, lifespan_with_view, view_readiness
 
 SERVICE = "social"
+log = logging.getLogger("socialproof.social")
 
 UserId = Annotated[Identifier, Path(description="user id", examples=["u-ana"])]
 FriendId = Annotated[Identifier, Path(description="the other user's id", examples=["u-ben"])]
@@ -280,6 +282,7 @@ def create_app(settings: SocialSettings | None = None) -> FastAPI:
 
     async def emit(request: Request, event: ContractEvent) -> None:
         delivered = await request.app.state.publisher.publish(event)
+        log.info(event.event_type, extra={"event_id": str(event.event_id)})
         await request.app.state.view.wait_delivered(delivered)
 
     def not_erased(**users: str) -> None:
@@ -498,6 +501,7 @@ def create_app(settings: SocialSettings | None = None) -> FastAPI:
         )
         # shares are not part of the view: the broker's acknowledgement is all there is to wait for
         await request.app.state.publisher.publish(event)
+        log.info(event.event_type, extra={"event_id": str(event.event_id)})
         answer = Share(
             **event.payload.model_dump(), event_id=event.event_id, occurred_at=event.occurred_at
         ).model_dump(mode="json")

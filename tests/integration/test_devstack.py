@@ -86,6 +86,12 @@ def test_run_starts_everything_within_60s_and_ctrl_c_leaves_no_process(
         assert f"{notifier}/v1/proof/products/" in text
         assert f"{orders}/docs" in text
         token = re.search(r"Bearer ([A-Za-z0-9_\-]+)", text).group(1)
+        # (orders only accept catalogued products: the catalog creates one)
+        catalog = f"http://127.0.0.1:{dev_env['SOCIALPROOF_CATALOG_PORT']}"
+        created = httpx.post(f"{catalog}/v1/products", headers={"Authorization": f"Bearer {token}"},
+                             json={"id": "devstack-p1", "name": "Dev mug", "price": "1.00",
+                                   "currency": "EUR"}, timeout=10)
+        assert created.status_code == 201, created.text
         # When an order is posted with the printed token
         response = httpx.post(f"{orders}/v1/orders", headers={"Authorization": f"Bearer {token}"},
                               json={"user_id": "u1", "currency": "EUR", "lines": [

@@ -50,6 +50,7 @@ def run(names: list[str], quick: bool, out: Path) -> dict:
                 "traceback": traceback.format_exc(),
             }
         entry["seconds"] = round(time.monotonic() - started, 1)
+        entry["run_at"] = report["started_at"]
         # other work on the machine skews every figure: record how busy it was
         entry["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         report["scenarios"][name] = entry
@@ -64,8 +65,18 @@ def run(names: list[str], quick: bool, out: Path) -> dict:
     body = json.dumps(report, indent=2, default=str)
     suffix = "-quick" if quick else ""
     (out / f"{stamp}{suffix}.json").write_text(body)
-    (out / f"latest{suffix}.json").write_text(body)
-    (out / f"report{suffix}.md").write_text(markdown(report))
+    # latest*.json keeps the newest result of every scenario, so running a subset (--only)
+    # updates its scenarios without dropping the others' figures from the report
+    latest_path = out / f"latest{suffix}.json"
+    merged = dict(report)
+    if latest_path.exists():
+        try:
+            previous = json.loads(latest_path.read_text())
+            merged["scenarios"] = {**previous.get("scenarios", {}), **report["scenarios"]}
+        except ValueError:
+            pass
+    latest_path.write_text(json.dumps(merged, indent=2, default=str))
+    (out / f"report{suffix}.md").write_text(markdown(merged))
     return report
 
 
@@ -89,6 +100,8 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {text} | {targets} | {entry['seconds']} s |")
     for name, entry in report["scenarios"].items():
         lines += ["", f"## {name}", "", entry["description"], ""]
+        if entry.get("run_at"):
+            lines.append(f"- run at: {entry['run_at']}")
         if entry.get("load_average_after"):
             lines.append(f"- load average after: {entry['load_average_after']}")
         for key, value in entry.get("figures", {}).items():

@@ -136,7 +136,7 @@ class SocialSettings(Settings):
         default=False, description="show_in_activity_feed of users who never chose"
     )
     worker_batch_size: int = Field(
-        default=1000, ge=1, le=100_000, description="events the stream worker handles per batch"
+        default=5000, ge=1, le=100_000, description="most events the worker takes per batch"
     )
     worker_batch_within_s: float = Field(
         default=0.05, gt=0, le=10, description="longest wait to fill a batch, seconds"

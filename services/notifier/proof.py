@@ -151,6 +151,7 @@ return out
 # only users not erased who allow the feed and have a first name.
 ACTIVITY_LUA = """
 local ns, product, limit, scan = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local default_feed = ARGV[5] == '1'  -- show_in_activity_feed of users who never chose
 local key = ns..':feed:'..product
 local out, found, start = {}, 0, 0
 while found < limit and start < scan do
@@ -163,8 +164,9 @@ while found < limit and start < scan do
     local bar = string.find(rest, '|', 1, true)
     local user = rest
     if bar then user = string.sub(rest, 1, bar - 1) end
+    local feed = redis.call('HGET', ns..':consent:'..user, 'f')
     if redis.call('SISMEMBER', ns..':erased', user) == 0
-      and redis.call('HGET', ns..':consent:'..user, 'f') == '1' then
+      and (feed == '1' or (not feed and default_feed)) then
       local name = redis.call('HGET', ns..':name:'..user, 'n')
       if name then
         table.insert(out, kind); table.insert(out, name); table.insert(out, page[i + 1])
@@ -195,9 +197,13 @@ def review_summary(raw: dict[str, str]) -> ReviewSummary:
 
 
 class ProofReader:
-    def __init__(self, redis: aioredis.Redis, namespace: str) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, namespace: str, default_show_in_activity_feed: bool = False
+    ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
+        #: feed consent of users who never chose (SOCIALPROOF_DEFAULT_SHOW_IN_ACTIVITY_FEED)
+        self._default_feed = "1" if default_show_in_activity_feed else "0"
         self._friends = redis.register_script(FRIENDS_LUA)
         self._trending = redis.register_script(TRENDING_LUA)
         self._activity = redis.register_script(ACTIVITY_LUA)
@@ -248,9 +254,7 @@ class ProofReader:
     async def friends_bought(self, viewer_id: str, product_id: str) -> tuple[int, list[str]]:
         """How many of the viewer's friends bought the product (kept, consenting), and up to
         three of their first names. One script call: SINTERCARD + at most a few lookups."""
-        reply = await self._friends(
-            args=[self.keys.ns, viewer_id, product_id, MAX_FRIEND_NAMES]
-        )
+        reply = await self._friends(args=[self.keys.ns, viewer_id, product_id, MAX_FRIEND_NAMES])
         return int(reply[0]), [str(n) for n in reply[1:]]
 
     async def trending(self, limit: int = 50, now_ms: int | None = None) -> list[TrendingProduct]:
@@ -271,7 +275,9 @@ class ProofReader:
         """The newest activities of users who allow the feed (first names only), newest first."""
         if limit <= 0:
             return []
-        reply = await self._activity(args=[self.keys.ns, product_id, limit, FEED_KEEP])
+        reply = await self._activity(
+            args=[self.keys.ns, product_id, limit, FEED_KEEP, self._default_feed]
+        )
         return [
             Activity(
                 kind=_KINDS[reply[i]],

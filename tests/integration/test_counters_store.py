@@ -305,3 +305,28 @@ async def test_friends_bought_counts_consenting_friends_with_kept_purchases_only
     # an older friendship event (a replay) does not undo the newer removal
     await store.apply([friends(viewer, "f1", t)])
     assert await reader.friends_bought(viewer, product) == (1, ["Chloe"])
+
+
+async def test_the_shops_consent_defaults_apply_to_users_who_never_chose(
+    aredis: aioredis.Redis, namespace: str
+) -> None:
+    t = NOW - timedelta(hours=1)
+    # Given a shop whose defaults share purchases and show users in the feed
+    store = CounterStore(aredis, namespace, default_share_purchases=True)
+    reader = ProofReader(aredis, namespace, default_show_in_activity_feed=True)
+    events = [
+        name("f1", "Ana", t),
+        name("f2", "Ben", t),
+        friends("v", "f1", t),
+        friends("v", "f2", t),
+        consent("f2", False, False, t),  # Ben chose: private
+        purchase("o1", "f1", "p", t),
+        purchase("o2", "f2", "p", t + timedelta(minutes=1)),
+    ]
+    await store.apply(events)
+    oracle = Oracle(events, default_share=True, default_feed=True)
+    # Then Ana, who never chose, is counted and shown; Ben, who opted out, is not
+    assert await reader.friends_bought("v", "p") == (1, ["Ana"])
+    assert oracle.friends_who_bought("v", "p") == {"f1"}
+    feed = [(a.kind, a.first_name) for a in await reader.activity("p")]
+    assert feed == [(k, n) for k, n, _ in oracle.activity("p")] == [("bought", "Ana")]

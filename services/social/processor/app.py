@@ -288,7 +288,7 @@ def create_app(settings: SocialSettings, per_event: bool = False) -> faust.App:
     publisher = EventPublisher(settings, client_id="social-processor")
     broker = BrokerProbe(settings)
     processor = BatchProcessor(
-        CounterStore(redis, settings.redis_namespace),
+        CounterStore(redis, settings.redis_namespace, settings.default_share_purchases),
         publisher,
         consumer=settings.worker_consumer_group,
     )

@@ -42,6 +42,9 @@ def _key(event: ev.Event) -> tuple[int, str]:
 @dataclass
 class Oracle:
     events: list[ev.Event]
+    #: consent of users who never chose (the shop's defaults; privacy by default)
+    default_share: bool = False
+    default_feed: bool = False
     erased: set[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -118,11 +121,11 @@ class Oracle:
 
     def shares_purchases(self, user: str) -> bool:
         e = self._consent.get(user)
-        return bool(e and e.payload.share_purchases_with_friends)
+        return e.payload.share_purchases_with_friends if e else self.default_share
 
     def in_feed(self, user: str) -> bool:
         e = self._consent.get(user)
-        return bool(e and e.payload.show_in_activity_feed)
+        return e.payload.show_in_activity_feed if e else self.default_feed
 
     def first_name(self, user: str) -> str | None:
         e = self._names.get(user)

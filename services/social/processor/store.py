@@ -61,6 +61,8 @@ APPLY_LUA = (
     + """
 local ns = ARGV[1]
 local ops = cjson.decode(ARGV[2])
+-- share_purchases_with_friends of users who never chose (the shop's default, normally off)
+local DEFAULT_SHARE = ARGV[3] == '1'
 local changed, changed_list = {}, {}
 -- housekeeping done once per call, not per event: feed trims and bucket expiries
 local grown_feeds, touched_buckets = {}, {}
@@ -97,7 +99,9 @@ local function feed_add(p, ts, member)
   grown_feeds[key] = true
 end
 local function shares_with_friends(u)
-  return redis.call('HGET', ns..':consent:'..u, 's') == '1'
+  local s = redis.call('HGET', ns..':consent:'..u, 's')
+  if not s then return DEFAULT_SHARE end
+  return s == '1'
 end
 -- counters drop to absent rather than 0, so equal states have equal keys whatever the order
 local function hincr(key, field, delta)
@@ -377,10 +381,15 @@ def operation(event: ev.Event) -> list | None:
 class CounterStore:
     """Writes events into the serving store; one instance per worker process."""
 
-    def __init__(self, redis: aioredis.Redis, namespace: str) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, namespace: str, default_share_purchases: bool = False
+    ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
         self._apply = redis.register_script(APPLY_LUA)
+        #: consent of users who never chose (SOCIALPROOF_DEFAULT_SHARE_PURCHASES); privacy by
+        #: default. Changing it later applies to purchases recorded from then on.
+        self._default_share = "1" if default_share_purchases else "0"
 
     async def apply(self, events: list[ev.Event]) -> set[str]:
         """Apply a batch in one pipelined round trip; returns the products whose views changed."""
@@ -395,7 +404,9 @@ class CounterStore:
         # add a SCRIPT EXISTS round trip to every call. Chunks run concurrently; facts commute.
         results = await asyncio.gather(
             *(
-                self._apply(args=[ns, orjson.dumps(ops[start : start + CHUNK])])
+                self._apply(
+                    args=[ns, orjson.dumps(ops[start : start + CHUNK]), self._default_share]
+                )
                 for start in range(0, len(ops), CHUNK)
             )
         )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from socialproof.devstack import (
     EMBEDDED_GROUP_ENV,
@@ -172,6 +173,16 @@ def private_backend(workdir: Path, token: str) -> Iterator[PrivateBackend]:
         yield pb
     finally:
         pb.stop()
+
+
+@pytest.fixture(scope="module")
+def private(request: pytest.FixtureRequest) -> Iterator[PrivateBackend]:
+    """A private backend per test module (import this fixture into a conftest.py)."""
+    from tests.conftest import ARTIFACTS, SERVICE_TOKEN
+
+    workdir = ARTIFACTS / "private" / request.module.__name__.rsplit(".", 1)[-1]
+    with private_backend(workdir, SERVICE_TOKEN) as backend:
+        yield backend
 
 
 def metric_total(url: str, name: str) -> float:

@@ -223,6 +223,7 @@ async def _fanout(
     while len(delivered) < connections and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     rss_connected = rss_mb(pid)
+    await asyncio.sleep(2)  # let the server settle after the ramp-up (its GC included)
 
     cpu_notifier_0, cpu_client_0, wall_0 = cpu_seconds(pid), _own_cpu(), time.monotonic()
     counts = dict.fromkeys(ids, 0)

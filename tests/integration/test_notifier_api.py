@@ -208,12 +208,13 @@ def test_trending_and_activity_show_recent_purchases(
         mine = next((e for e in listed if e["product_id"] == item), None)
         if mine is None and len(listed) == 50 and listed[-1]["score"] >= expected:
             return {"crowded_out_by_50_busier_products": True}  # the session's other tests
-        return mine
+        # all five purchases counted (one hour less weight for any counted just before the
+        # hour turned)
+        return mine if mine and mine["score"] >= expected - len(buyers) * 3 else None
 
-    entry = wait_for(ranked, 10, "the product to trend")
+    entry = wait_for(ranked, 10, "the product to trend with all its purchases")
     if "crowded_out_by_50_busier_products" not in entry:
-        # (one hour less weight for purchases counted just before the hour turned)
-        assert entry["rank"] >= 1 and expected - len(buyers) * 3 <= entry["score"] <= expected
+        assert entry["rank"] >= 1 and entry["score"] <= expected
     everything = notifier_api.get("/v1/trending").json()["products"]
     assert [e["rank"] for e in everything] == list(range(1, len(everything) + 1))
     assert all(x["score"] >= y["score"] for x, y in zip(everything, everything[1:], strict=False))

@@ -29,6 +29,7 @@ class EventSource:
     failures: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _client: httpx.Client | None = None
 
     def __enter__(self) -> EventSource:
         self._thread = threading.Thread(target=self._run, daemon=True, name="eventsource")
@@ -37,13 +38,18 @@ class EventSource:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        client = self._client
+        if client is not None:
+            client.close()  # ends a read blocked on an idle stream, so the server sees us go
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self._read_once()
                 self.failures.append("stream ended")
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, RuntimeError, OSError) as exc:  # closed under us on exit
                 self.failures.append(f"{type(exc).__name__}: {exc}")
             self._stop.wait(self.retry_s)
 
@@ -52,6 +58,7 @@ class EventSource:
         if self.last_id is not None:
             headers["Last-Event-ID"] = self.last_id
         with httpx.Client(timeout=httpx.Timeout(5.0, read=60.0)) as client:
+            self._client = client
             with client.stream("GET", self.url, headers=headers) as response:
                 if response.status_code != 200:
                     self.failures.append(f"HTTP {response.status_code}")

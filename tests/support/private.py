@@ -115,11 +115,15 @@ class PrivateBackend:
         ).start()
         wait_for_redis(self.redis_url)
 
-    def restart_redis(self) -> None:
-        """Stop Redis as an operator would (SIGTERM: it writes its append-only file and exits)
-        and start it again on the same port and data directory."""
+    def restart_redis(self, crash: bool = False) -> None:
+        """Stop Redis as an operator would (SIGTERM: it writes its append-only file and exits),
+        or kill it (``crash``: SIGKILL, nothing flushed by Redis itself), and start it again on
+        the same port and data directory."""
         assert self.redis is not None
-        self.redis.stop()
+        if crash:
+            self.redis.kill()
+        else:
+            self.redis.stop()
         self.start_redis()
 
     # --- socialproof processes ----------------------------------------------------------------
@@ -154,6 +158,9 @@ class PrivateBackend:
         return Proc(proc, url)
 
     def stop(self) -> None:
+        # SIGTERM to every process first, so their shutdowns overlap; then wait for each
+        for proc in self.started:
+            proc.signal(signal.SIGTERM)
         for proc in reversed(self.started):
             proc.stop()
         for infra in (self.redis, self.broker):

@@ -97,7 +97,9 @@ def test_friend_counts_are_shown_only_to_the_viewer_the_token_names(
     ana_token = viewer_token(stack, service_token, ana)
     mine = wait_for(
         lambda: (
-            (r := proof(notifier_api, item, ana_token)).json()["friends_bought"]["count"] == 1 and r
+            (r := proof(notifier_api, item, ana_token)).json()["friends_bought"]
+            == {"count": 1, "names": ["Ben"]}
+            and r
         ),
         10,
         "Ana's friend count",

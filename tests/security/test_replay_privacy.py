@@ -19,11 +19,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import redis as redis_sync
 import redis.asyncio as aioredis
 
 from contracts import events as ev
-from contracts import namespaces
 from services.notifier.proof import ProofReader
 from services.social.processor.oracle import Oracle
 from socialproof.loadgen import LoadConfig, LoadGenerator
@@ -125,13 +123,17 @@ def test_a_full_replay_keeps_erased_and_withdrawn_users_out(private: PrivateBack
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["switched"] and summary["replayed"] >= len(events), summary
-    client = redis_sync.Redis.from_url(private.redis_url, decode_responses=True)
-    pointer = namespaces.parse(client.hgetall(namespaces.POINTER_KEY), ns)
-    client.close()
-    assert pointer.active == summary["namespace"] != ns and pointer.shadow is None
+    rebuilt = summary["namespace"]
+    status = subprocess.run(
+        [sys.executable, "-m", "socialproof.cli", "replay", "status", "--json"],
+        env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=60,
+    )
+    assert status.returncode == 0, status.stderr[-2000:]
+    pointer = json.loads(status.stdout)
+    assert pointer["active"] == rebuilt != ns and not pointer["shadow"], pointer
     # Then the rebuilt namespace holds exactly the oracle's counters: the replay kept the erased
     # and withdrawn users out
-    assert asyncio.run(stored_mismatch(private.redis_url, pointer.active, oracle, products,
+    assert asyncio.run(stored_mismatch(private.redis_url, rebuilt, oracle, products,
                                        viewers)) is None
     # And the notifier serves the rebuilt counters (it follows the switch)
     problem = served_mismatch(notifier.url, token_of, oracle, products, viewers)

@@ -1,6 +1,7 @@
 """Which Redis namespace is live: the pointer that ``socialproof replay rebuild --switch`` moves.
 
-The hash ``socialproof:namespaces`` holds:
+The hash ``socialproof:<base>:namespaces`` holds (``<base>`` is the configured
+``SOCIALPROOF_REDIS_NAMESPACE``, so deployments sharing a Redis keep separate pointers):
 
 - ``active``: the namespace readers (the notifier) serve and live workers write. Absent: the
   configured ``SOCIALPROOF_REDIS_NAMESPACE``.
@@ -16,7 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-POINTER_KEY = "socialproof:namespaces"
+
+def pointer_key(base: str) -> str:
+    """Outside every namespace, so dropping a namespace never drops the pointer."""
+    return f"socialproof:{base}:namespaces"
 
 
 @dataclass(frozen=True)

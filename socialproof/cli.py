@@ -332,6 +332,7 @@ def settings_rows() -> list[tuple[str, str, str, str]]:
 
     owners = {
         s.Settings: "all",
+        s.PrivacyDefaults: "social, worker, notifier",
         s.CatalogSettings: "catalog",
         s.OrdersSettings: "orders",
         s.SocialSettings: "social, worker",

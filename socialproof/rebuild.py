@@ -49,7 +49,7 @@ def connect(settings: SocialSettings) -> redis_sync.Redis:
 
 
 def current(settings: SocialSettings, client: redis_sync.Redis) -> namespaces.Namespaces:
-    return namespaces.parse(client.hgetall(namespaces.POINTER_KEY), settings.redis_namespace)
+    return namespaces.parse(client.hgetall(namespaces.pointer_key(settings.redis_namespace)), settings.redis_namespace)
 
 
 def new_namespace_name(base: str, now: datetime | None = None) -> str:
@@ -162,6 +162,7 @@ class Rebuild:
         self.grace_s = grace_s
         self.worker_log = worker_log
         self.client = connect(settings)
+        self.pointer = namespaces.pointer_key(settings.redis_namespace)
         self.worker: ManagedProcess | None = None
         self.switched = False
 
@@ -228,7 +229,7 @@ class Rebuild:
             raise
 
     def _hand_over_and_switch(self) -> None:
-        self.client.hset(namespaces.POINTER_KEY, "shadow", self.plan.new)
+        self.client.hset(self.pointer, "shadow", self.plan.new)
         self.report(f"live workers now also write {self.plan.new}; waiting {self.handover_s}s "
                     "for batches in flight")
         time.sleep(self.handover_s)  # batches that began before the shadow was set finish
@@ -236,10 +237,10 @@ class Rebuild:
         self.report("waiting for the replay to reach the live workers' offsets")
         self._wait_for(live, "the replay to reach the live offsets")
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(namespaces.POINTER_KEY, mapping={
+        pipe.hset(self.pointer, mapping={
             "active": self.plan.new, "previous": self.plan.old,
             "switched_at": datetime.now(UTC).isoformat()})
-        pipe.hdel(namespaces.POINTER_KEY, "shadow")
+        pipe.hdel(self.pointer, "shadow")
         pipe.execute()
         self.switched = True
         self.report(f"switched: readers now use {self.plan.new} (was {self.plan.old})")
@@ -271,7 +272,7 @@ class Rebuild:
         with contextlib.suppress(Exception):
             pointer = current(self.settings, self.client)
             if pointer.shadow == self.plan.new:
-                self.client.hdel(namespaces.POINTER_KEY, "shadow")
+                self.client.hdel(self.pointer, "shadow")
         with contextlib.suppress(Exception):
             self._stop_worker()
         with contextlib.suppress(Exception):
@@ -280,7 +281,7 @@ class Rebuild:
 
 def status(settings: SocialSettings) -> dict[str, object]:
     client = connect(settings)
-    raw = client.hgetall(namespaces.POINTER_KEY)
+    raw = client.hgetall(namespaces.pointer_key(settings.redis_namespace))
     pointer = namespaces.parse(raw, settings.redis_namespace)
     found: dict[str, int] = {}
     for key in client.scan_iter(count=5000):
@@ -298,5 +299,5 @@ def drop(settings: SocialSettings, ns: str) -> int:
     if ns == pointer.active:
         raise RebuildError(f"{ns!r} is the active namespace: switch away from it first")
     if ns == pointer.shadow:
-        client.hdel(namespaces.POINTER_KEY, "shadow")
+        client.hdel(namespaces.pointer_key(settings.redis_namespace), "shadow")
     return drop_namespace(client, ns)

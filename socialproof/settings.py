@@ -125,8 +125,10 @@ class OrdersSettings(Settings):
     )
 
 
-class SocialSettings(Settings):
-    social_port: int = port_field("social")  # type: ignore[assignment]
+class PrivacyDefaults(Settings):
+    """The shop's privacy defaults, read by every part that applies consent (social service,
+    stream worker, notifier): they must agree, so they are one definition."""
+
     # Privacy by default: nobody's purchases are shown to friends and nobody appears in activity
     # feeds until they opt in, unless the shop's configuration says otherwise.
     default_share_purchases: bool = Field(
@@ -135,6 +137,10 @@ class SocialSettings(Settings):
     default_show_in_activity_feed: bool = Field(
         default=False, description="show_in_activity_feed of users who never chose"
     )
+
+
+class SocialSettings(PrivacyDefaults):
+    social_port: int = port_field("social")  # type: ignore[assignment]
     worker_batch_size: int = Field(
         default=5000, ge=1, le=100_000, description="most events the worker takes per batch"
     )
@@ -144,12 +150,17 @@ class SocialSettings(Settings):
     worker_consumer_group: str = Field(
         default="socialproof-processor", description="consumer group (Faust app id) of the worker"
     )
+    worker_follow_active: bool = Field(
+        default=True,
+        description="write the namespace `replay rebuild --switch` made active (and its shadow "
+        "during a hand-over); false only for a rebuild's own replay worker",
+    )
     worker_web_port: int = Field(
         default=6066, ge=1, le=65535, description="the worker's health and metrics port"
     )
 
 
-class NotifierSettings(Settings):
+class NotifierSettings(PrivacyDefaults):
     notifier_port: int = port_field("notifier")  # type: ignore[assignment]
     sse_heartbeat_s: float = Field(default=15, gt=0, le=300, description="SSE keep-alive period")
     viewer_token_secret: SecretStr | None = Field(

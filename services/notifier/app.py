@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -36,6 +37,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from contracts import namespaces
+from contracts.views import Keys
 from services.notifier import live, storefront
 from services.notifier.deps import (
     RateLimited,
@@ -66,6 +69,7 @@ from socialproof.kafka import BrokerProbe
 from socialproof.settings import NotifierSettings
 
 SERVICE = "notifier"
+log = logging.getLogger("socialproof.notifier")
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 
 
@@ -171,13 +175,40 @@ def viewer_tokens(settings: NotifierSettings) -> ViewerTokens:
     return ViewerTokens(secret, settings.viewer_token_ttl_s)
 
 
+async def follow_active_namespace(
+    redis: aioredis.Redis, reader: ProofReader, hub: Hub, settings: NotifierSettings,
+    interval_s: float = 1.0,
+) -> None:
+    """Serve the namespace ``replay rebuild --switch`` made active (contracts.namespaces).
+
+    The switch is one HSET; this sees it within ``interval_s``. Each read uses one namespace
+    whole (the old one stays intact through the rebuild's grace period), and live connections
+    get the new namespace's state at once."""
+    pointer = namespaces.pointer_key(settings.redis_namespace)
+    while True:
+        try:
+            active = namespaces.parse(await redis.hgetall(pointer), settings.redis_namespace).active
+            if active != reader.keys.ns:
+                log.info("serving a new namespace", extra={"namespace": active,
+                                                           "previous": reader.keys.ns})
+                reader.keys = Keys(active)
+                await hub.dispatch(list(hub.watchers))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a Redis outage: keep serving, try again
+            log.warning("namespace check failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        await asyncio.sleep(interval_s)
+
+
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     settings = settings or NotifierSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect_waiting(settings)
-        reader = ProofReader(redis, settings.redis_namespace)
+        reader = ProofReader(
+            redis, settings.redis_namespace, settings.default_show_in_activity_feed
+        )
 
         async def read_states(product_ids: list[str]) -> list[dict]:
             return [to_json(p) for p in await reader.read_many(product_ids)]
@@ -191,10 +222,12 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         app.state.tokens = viewer_tokens(settings)
         app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         hub.start()
+        follower = asyncio.create_task(follow_active_namespace(redis, reader, hub, settings))
         tune_gc()
         try:
             yield
         finally:
+            follower.cancel()
             await hub.stop()
             await pubsub_redis.aclose()
             await redis.aclose()

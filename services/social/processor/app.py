@@ -68,6 +68,9 @@ class BatchProcessor:
         confirmed; a failure fails the whole batch, which is retried (idempotently).
         """
         started = time.perf_counter()
+        # Resolved once per batch: after a switch the next batch goes to the new namespace; during
+        # a rebuild's hand-over every batch also goes to the shadow (idempotent, so harmless).
+        written = await self.store.targets()
         chunk: list[Event] = []
         applying: list[asyncio.Future] = []
         pending_dead: list[asyncio.Future] = []
@@ -83,11 +86,11 @@ class BatchProcessor:
             chunk.append(event)
             counts[(msg.topic, event.event_type)] += 1
             if len(chunk) >= APPLY_CHUNK:
-                applying.append(asyncio.ensure_future(self.store.apply(chunk)))
+                applying += self._apply(chunk, written)
                 chunk = []
                 await asyncio.sleep(0)  # let the chunk go out before decoding the next one
         if chunk:
-            applying.append(asyncio.ensure_future(self.store.apply(chunk)))
+            applying += self._apply(chunk, written)
         # Offsets move on only once every write and dead letter is confirmed: nothing is lost.
         outcomes = await asyncio.gather(*applying, *pending_dead, return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
@@ -96,10 +99,14 @@ class BatchProcessor:
         changed: set[str] = set()
         for outcome in outcomes[: len(applying)]:
             changed |= outcome
-        await self.store.announce(changed)
+        if self.store.follow_active:  # a rebuild's replay worker has no readers to tell
+            await self.store.announce(changed)
         for (topic, event_type), n in counts.items():
             EVENTS_PROCESSED.labels(topic, event_type).inc(n)
         BATCH_LATENCY.observe(time.perf_counter() - started)
+
+    def _apply(self, chunk: list[Event], written: tuple[str, ...]) -> list[asyncio.Future]:
+        return [asyncio.ensure_future(self.store.apply(chunk, ns)) for ns in written]
 
     async def _dead_letter(self, msg: Any, exc: codec.EventDecodeError) -> None:
         letter = DeadLetter(
@@ -288,7 +295,12 @@ def create_app(settings: SocialSettings, per_event: bool = False) -> faust.App:
     publisher = EventPublisher(settings, client_id="social-processor")
     broker = BrokerProbe(settings)
     processor = BatchProcessor(
-        CounterStore(redis, settings.redis_namespace, settings.default_share_purchases),
+        CounterStore(
+            redis,
+            settings.redis_namespace,
+            settings.default_share_purchases,
+            follow_active=settings.worker_follow_active,
+        ),
         publisher,
         consumer=settings.worker_consumer_group,
     )

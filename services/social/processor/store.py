@@ -43,6 +43,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from contracts import events as ev
+from contracts import namespaces
 from contracts.views import FEED_KEEP, HOUR_MS, TRENDING_WEIGHTS, Keys
 
 #: operations per script call: bounds how long one call holds Redis (a few ms)
@@ -382,24 +383,38 @@ class CounterStore:
     """Writes events into the serving store; one instance per worker process."""
 
     def __init__(
-        self, redis: aioredis.Redis, namespace: str, default_share_purchases: bool = False
+        self,
+        redis: aioredis.Redis,
+        namespace: str,
+        default_share_purchases: bool = False,
+        follow_active: bool = False,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
+        #: live workers write the namespace `replay rebuild --switch` made active, and its shadow
+        #: during a hand-over (contracts.namespaces); a rebuild's replay worker writes its own only
+        self.follow_active = follow_active
+        self._pointer = namespaces.pointer_key(namespace)
         self._apply = redis.register_script(APPLY_LUA)
         #: consent of users who never chose (SOCIALPROOF_DEFAULT_SHARE_PURCHASES); privacy by
         #: default. Changing it later applies to purchases recorded from then on.
         self._default_share = "1" if default_share_purchases else "0"
 
-    async def apply(self, events: list[ev.Event]) -> set[str]:
+    async def targets(self) -> tuple[str, ...]:
+        """The namespaces this batch must be written to (first: the one readers serve)."""
+        if not self.follow_active:
+            return (self.keys.ns,)
+        return namespaces.parse(await self.redis.hgetall(self._pointer), self.keys.ns).written
+
+    async def apply(self, events: list[ev.Event], namespace: str | None = None) -> set[str]:
         """Apply a batch in one pipelined round trip; returns the products whose views changed."""
         ops = [op for op in map(operation, events) if op is not None]
-        return await self.apply_operations(ops)
+        return await self.apply_operations(ops, namespace)
 
-    async def apply_operations(self, ops: list[list]) -> set[str]:
+    async def apply_operations(self, ops: list[list], namespace: str | None = None) -> set[str]:
         if not ops:
             return set()
-        ns = self.keys.ns
+        ns = namespace or self.keys.ns
         # EVALSHA straight away (the script is loaded on first NOSCRIPT): a redis-py pipeline would
         # add a SCRIPT EXISTS round trip to every call. Chunks run concurrently; facts commute.
         results = await asyncio.gather(

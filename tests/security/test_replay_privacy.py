@@ -28,6 +28,7 @@ from socialproof.loadgen import LoadConfig, LoadGenerator
 from tests.integration.test_counters_store import purchase
 from tests.integration.test_processor_support import publish, publish_all
 from tests.support.convergence import first_mismatch
+from tests.support.eventsource import EventSource
 from tests.support.private import FAST_GROUP_ENV, ROOT, PrivateBackend
 from tests.support.waiting import wait_for
 
@@ -112,12 +113,17 @@ def test_a_full_replay_keeps_erased_and_withdrawn_users_out(private: PrivateBack
              30, "the live counters to match the oracle")
     assert any(oracle.friends_who_bought(v, p) for v in viewers for p in products), \
         "the scenario has no friend purchases to check"
-    # When the counters are rebuilt from the whole log and readers switched to the result
+    # And a live stream open on the notifier
+    watched = products[0]
+    stream = EventSource(f"{notifier.url}/v1/proof/stream?products={watched}").__enter__()
+    stream.next_matching(lambda e: True, timeout=5)
+    # When the counters are rebuilt from the whole log and readers switched to the result (the
+    # old namespace is deleted 2 s after the switch: readers must have moved by then)
     env = {**os.environ, **private.env(ns, **FAST_GROUP_ENV),
            "SOCIALPROOF_WORKER_CONSUMER_GROUP": group}
     done = subprocess.run(
         [sys.executable, "-m", "socialproof.cli", "replay", "rebuild", "--switch", "--yes",
-         "--grace", "0", "--handover", "1", "--json"],
+         "--grace", "2", "--handover", "1", "--json"],
         env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -142,6 +148,13 @@ def test_a_full_replay_keeps_erased_and_withdrawn_users_out(private: PrivateBack
     newcomer = purchase(f"o-{run}-new", f"u-{run}-new", products[0], datetime.now(UTC))
     publish_all(private.settings, [newcomer])
     oracle = Oracle([*events, newcomer])
-    wait_for(lambda: served_mismatch(notifier.url, token_of, oracle, products, viewers) is None,
-             15, "a purchase after the switch to be served")
+    try:
+        wait_for(lambda: served_mismatch(notifier.url, token_of, oracle, products, viewers)
+                 is None, 15, "a purchase after the switch to be served")
+        # And pushed to the stream that was open through the switch
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        expected = oracle.bought(watched, now)["24h"]
+        stream.next_matching(lambda e: e.json()["bought"]["24h"] == expected, timeout=10)
+    finally:
+        stream.__exit__(None, None, None)
     assert worker.proc.running

@@ -174,6 +174,8 @@ def install(app: FastAPI, settings: NotifierSettings) -> None:
         tags=["live"],
         summary="Server-Sent Events: `event: proof` with the proof JSON, now and on every change",
         response_class=SseResponse,
+        # explicit: FastAPI cannot infer it from SseResponse, and /openapi.json would fail (500)
+        status_code=200,
         responses={200: {"content": {"text/event-stream": {}}}},
     )
     async def proof_stream(

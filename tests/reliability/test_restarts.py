@@ -28,11 +28,11 @@ from socialproof.kafka import EventPublisher
 from socialproof.loadgen import LoadConfig, LoadGenerator
 from tests.integration.test_counters_store import purchase
 from tests.integration.test_processor_support import processed_count
-from tests.reliability.test_worker_crashes import publish_paced, stream_with_duplicates
 from tests.support.convergence import wait_converged
 from tests.support.eventsource import EventSource
 from tests.support.private import PrivateBackend
 from tests.support.storefront import friends, person, publish
+from tests.support.streams import publish_paced, with_duplicates
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ async def test_redis_restarted_mid_stream_converges_to_the_oracle(
         LoadConfig(seed=seed, users=200, products=30, mean_friends=6, id_prefix=f"r{run}-")
     )
     base = list(gen.setup_events()) + list(gen.activity_events(5000))
-    events = stream_with_duplicates(rng, base, len(base) + 200)
+    events = with_duplicates(rng, base, len(base) + 200)
     oracle = Oracle(events)
     watched = gen.product_ids[0]
     before = processed_count(worker.url)

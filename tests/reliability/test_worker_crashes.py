@@ -20,13 +20,13 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from contracts.events import Event
 from services.notifier.proof import ProofReader
 from services.social.processor.oracle import Oracle
 from socialproof.kafka import EventPublisher
 from socialproof.loadgen import LoadConfig, LoadGenerator
 from tests.support.convergence import wait_converged
 from tests.support.private import PrivateBackend, metric_total
+from tests.support.streams import publish_paced, with_duplicates
 
 pytestmark = pytest.mark.integration
 
@@ -34,24 +34,6 @@ TOTAL = 20_000
 KILLS = 10
 DUPLICATE_RATE = 0.04
 PROCESSED = "socialproof_events_processed_total"
-
-
-def stream_with_duplicates(rng: random.Random, events: list[Event], total: int) -> list[Event]:
-    """``events`` with producer retries: some events sent again a little later (same event id),
-    up to ``total`` records in all."""
-    out = list(events)
-    dupes = total - len(out)
-    for _ in range(dupes):
-        i = rng.randrange(len(out))
-        out.insert(min(len(out), i + rng.randint(1, 400)), out[i])
-    return out
-
-
-async def publish_paced(publisher: EventPublisher, events: list[Event], chunk: int = 100) -> None:
-    """Every event acknowledged, ``chunk`` at a time, paced so the slice takes a moment."""
-    for start in range(0, len(events), chunk):
-        await asyncio.gather(*(publisher.publish(e) for e in events[start : start + chunk]))
-        await asyncio.sleep(0.02)
 
 
 async def processed(client: httpx.AsyncClient, url: str) -> float:
@@ -79,7 +61,7 @@ async def test_sigkill_ten_times_mid_stream_ends_exactly_at_the_oracle(
     unique_target = int(TOTAL * (1 - DUPLICATE_RATE))
     base = list(gen.setup_events())
     base += list(gen.activity_events(unique_target - len(base) - 5)) + gen.erase_events(5)
-    events = stream_with_duplicates(rng, base, TOTAL)
+    events = with_duplicates(rng, base, TOTAL)
     assert len(events) == TOTAL and len({e.event_id for e in events}) == len(base)
     oracle = Oracle(events)
     namespace, group = f"kill{run}", f"g-kill-{run}"

@@ -15,13 +15,34 @@ from socialproof import logs
 from socialproof.settings import Settings
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app as soon as a shutdown signal arrives.
+
+    uvicorn waits for open connections before it runs the lifespan shutdown; connections that
+    never end by themselves (SSE, WebSocket) must be ended first, or every stop takes the whole
+    graceful timeout. Apps append callables to ``app.state.on_exit_signal`` for that.
+    """
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        super().handle_exit(sig, frame)  # type: ignore[arg-type]
+        app = self.config.app
+        for callback in getattr(app.state, "on_exit_signal", []):
+            self._loop.call_soon_threadsafe(callback)
+
+    async def serve(self, sockets: list | None = None) -> None:
+        import asyncio
+
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+
 def serve(
     service: str, create_app: Callable[[Settings], FastAPI], settings: Settings, port: int
 ) -> None:
     logs.configure(service, settings.log_level, settings.log_format)
     settings.require_service_token()  # refuse to start with write APIs left open
     app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=port,
@@ -31,3 +52,4 @@ def serve(
         timeout_graceful_shutdown=20,
         lifespan="on",
     )
+    _Server(config).run()

@@ -222,6 +222,8 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         app.state.tokens = viewer_tokens(settings)
         app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         hub.start()
+        # On SIGTERM end live streams at once; clients reconnect (see socialproof.serve).
+        app.state.on_exit_signal = [hub.close_all]
         follower = asyncio.create_task(follow_active_namespace(redis, reader, hub, settings))
         tune_gc()
         try:

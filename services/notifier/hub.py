@@ -110,6 +110,13 @@ class Hub:
         self.boxes.add(box)
         return box
 
+    def close_all(self) -> None:
+        """End every live connection (the server is shutting down): each stream finishes its
+        response and the client reconnects, to this process's successor or another replica."""
+        for boxes in list(self.watchers.values()):
+            for box in list(boxes):
+                box.close()
+
     def unsubscribe(self, box: Mailbox) -> None:
         box.close()
         self.boxes.discard(box)

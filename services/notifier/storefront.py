@@ -52,7 +52,16 @@ def install(app: FastAPI, settings: NotifierSettings) -> None:
     defaults = orjson.dumps({"minCount": settings.widget_min_count}).decode()
     widget = _asset("widget.js", {"/*SOCIALPROOF_DEFAULTS*/{}": defaults})
 
-    @app.get("/widget.js", tags=["storefront"], summary="The embeddable social-proof badge")
+    @app.get(
+        "/widget.js",
+        tags=["storefront"],
+        summary="The embeddable social-proof badge",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/javascript": {}}, "description": "the widget script"},
+            304: {"description": "not modified (ETag)"},
+        },
+    )
     async def widget_js(request: Request) -> Response:
         return _serve(request, widget, "public, max-age=300")
 
@@ -72,7 +81,13 @@ def install(app: FastAPI, settings: NotifierSettings) -> None:
     async def root() -> RedirectResponse:
         return RedirectResponse("/demo")
 
-    @app.get("/demo", tags=["demo (dev only)"], summary="The demo storefront")
+    @app.get(
+        "/demo",
+        tags=["demo (dev only)"],
+        summary="The demo storefront",
+        response_class=Response,
+        responses={200: {"content": {"text/html": {}}, "description": "the demo page"}},
+    )
     async def demo_page(request: Request) -> Response:
         return _serve(request, assets["demo.html"], "no-cache")
 

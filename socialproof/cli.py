@@ -192,6 +192,9 @@ def _banner(stack, elapsed: float, generated_token: bool, notifier_port: int) ->
     console.print(table)
     console.print(
         "try it:\n"
+        f"  curl -s -X POST {stack.url('catalog')}/v1/products -H 'Authorization: Bearer {token}' "
+        "-H 'Content-Type: application/json' "
+        '-d \'{"id":"p1","name":"Mug","price":"19.99","currency":"EUR"}\'\n'
         f"  curl -s -X POST {stack.url('orders')}/v1/orders -H 'Authorization: Bearer {token}' "
         "-H 'Content-Type: application/json' "
         '-d \'{"user_id":"u1","currency":"EUR","lines":[{"product_id":"p1",'

@@ -45,6 +45,9 @@ from socialproof.settings import SocialSettings
 
 log = logging.getLogger("socialproof.processor")
 
+#: longest a stopping worker waits for its batch in flight (the pod's grace period is longer)
+STOP_GRACE_S = 20.0
+
 #: decoded events per store call within a batch (Redis applies one chunk while Python decodes
 #: the next)
 APPLY_CHUNK = 250
@@ -217,8 +220,18 @@ class BatchConsumer:
                     await self._finish(consumer, *pending[0])
                     pending.popleft()
         finally:
-            for task, _ in pending:
-                task.cancel()
+            # A stop (SIGTERM, rolling upgrade) lets the batches in flight finish and commit, so
+            # the next owner of the partitions does not replay them; a second cancel, a failure
+            # or STOP_GRACE_S cuts that short, which loses nothing (the batch is replayed).
+            try:
+                for task, offsets in pending:
+                    await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_S)
+                    await consumer.commit(offsets)
+            except BaseException as exc:  # noqa: BLE001 — stopping anyway; the log says why
+                log.warning("stopped before the batch in flight was committed",
+                            extra={"error": f"{type(exc).__name__}: {exc}"})
+                for task, _ in pending:
+                    task.cancel()
             self.consumer = None
             await consumer.stop()
 

@@ -33,8 +33,13 @@ test: $(STAMP) deploy-check
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Performance of the stream processor and the serving store (results in bench/results/);
-# BENCH_ARGS="--only throughput" runs one scenario, "--list" lists them.
-bench: $(STAMP)
+# BENCH_ARGS="--only throughput" runs one scenario, "--list" lists them; plots need the bench extra.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	@scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
 	$(PY) -m bench $(BENCH_ARGS)
 

@@ -158,13 +158,13 @@ def _fanout_scenario(env: BenchEnv, quick: bool, watchers_per_product: int) -> R
     figures["rss_idle_mb"] = round(rss_idle, 1)
     figures["watchers_per_product"] = watchers_per_product
     return Result(
-        summary=(
-            f"{figures['connections']} SSE connections ({watchers_per_product} per product): RSS "
-            f"{figures['rss_connected_mb']} MB (peak under load {figures['rss_peak_mb']} MB); "
-            f"{figures['changes_per_s']:.0f} changes/s → {figures['deliveries']} deliveries, "
-            f"change→client p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, max "
-            f"{figures['max_ms']} ms; notifier CPU {figures['notifier_cpu']:.0%}, bench client "
-            f"CPU {figures['client_cpu']:.0%}; {figures['missed']} final states not delivered"
+        summary=lambda f: (
+            f"{f['connections']} SSE connections ({watchers_per_product} per product): RSS "
+            f"{f['rss_connected_mb']} MB (peak under load {f['rss_peak_mb']} MB); "
+            f"{f['changes_per_s']:.0f} changes/s → {f['deliveries']} deliveries, "
+            f"change→client p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, max "
+            f"{f['max_ms']} ms; notifier CPU {f['notifier_cpu']:.0%}, bench client "
+            f"CPU {f['client_cpu']:.0%}; {f['missed']} final states not delivered"
         ),
         figures=figures,
         targets=[
@@ -311,11 +311,11 @@ def read_api(env: BenchEnv, quick: bool) -> Result:
     figures["single_client_p99_ms"] = alone["p99_ms"]
     figures["single_client_requests_per_s"] = alone["requests_per_s"]
     return Result(
-        summary=(
-            f"{figures['requests']} requests at concurrency {concurrency}: "
-            f"{figures['requests_per_s']:.0f} req/s, p50 {figures['p50_ms']} ms, "
-            f"p99 {figures['p99_ms']} ms (client-observed, closed loop); one client alone: "
-            f"p50 {figures['single_client_p50_ms']} ms, p99 {figures['single_client_p99_ms']} ms"
+        summary=lambda f: (
+            f"{f['requests']} requests at concurrency {concurrency}: "
+            f"{f['requests_per_s']:.0f} req/s, p50 {f['p50_ms']} ms, "
+            f"p99 {f['p99_ms']} ms (client-observed, closed loop); one client alone: "
+            f"p50 {f['single_client_p50_ms']} ms, p99 {f['single_client_p99_ms']} ms"
         ),
         figures=figures,
         targets=[Target("p99_ms", "<", 5, " ms")],

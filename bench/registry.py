@@ -4,6 +4,12 @@ A scenario receives a :class:`bench.env.BenchEnv` (a fresh embedded broker + Red
 produce events and run workers) and a ``quick`` flag (tiny sizes for the test suite's smoke run),
 and returns a :class:`Result`: its measured figures, the targets they are judged against, and a
 one-line summary that the runner prints.
+
+Figures are medians of repeated runs. By default the runner repeats a scenario ``repeats`` times
+(each in a fresh environment) and reports the median of every numeric figure; the summary is then
+a function of the figures so it describes the medians. A scenario whose set-up is too costly to
+repeat whole (a seeded graph, a full stack) says ``repeats=1`` and repeats its measurement inside,
+reporting medians itself (its notes say how).
 """
 
 from __future__ import annotations
@@ -34,13 +40,19 @@ class Target:
 
 @dataclass
 class Result:
-    summary: str
+    #: the one-line summary, or a function of the (median) figures that makes it
+    summary: str | Callable[[dict[str, Any]], str]
     figures: dict[str, Any]
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def verdicts(self) -> dict[str, bool | None]:
-        return {t.describe(): t.met(self.figures) for t in self.targets}
+    def verdicts(self, figures: dict[str, Any] | None = None) -> dict[str, bool | None]:
+        figures = self.figures if figures is None else figures
+        return {t.describe(): t.met(figures) for t in self.targets}
+
+    def summarize(self, figures: dict[str, Any] | None = None) -> str:
+        figures = self.figures if figures is None else figures
+        return self.summary(figures) if callable(self.summary) else self.summary
 
 
 @dataclass(frozen=True)
@@ -48,20 +60,22 @@ class Scenario:
     name: str
     description: str
     run: Callable[..., Result]
+    #: how many times the runner repeats the scenario (median of the figures); quick runs once
+    repeats: int = 3
 
 
 REGISTRY: dict[str, Scenario] = {}
 
 
 def scenario(
-    name: str, description: str
+    name: str, description: str, repeats: int = 3
 ) -> Callable[[Callable[..., Result]], Callable[..., Result]]:
     """Register ``fn(env, quick) -> Result`` under ``name`` (run in registration order)."""
 
     def register(fn: Callable[..., Result]) -> Callable[..., Result]:
         if name in REGISTRY:
             raise ValueError(f"bench scenario {name!r} registered twice")
-        REGISTRY[name] = Scenario(name, description, fn)
+        REGISTRY[name] = Scenario(name, description, fn, repeats)
         return fn
 
     return register

@@ -38,5 +38,6 @@ def test_the_notifier_bench_scenarios_run_and_report(tmp_path: Path) -> None:
         assert figures["connections"] == 200 and figures["deliveries"] > 0
         assert figures["missed"] == 0  # every client ended with the latest state
         assert 0 < figures["rss_connected_mb"] < 500
+    assert (tmp_path / "sse_fanout-quick.png").stat().st_size > 10_000
     read = results["read_api"]["figures"]
     assert read["requests"] > 0 and read["errors"] == 0

@@ -34,7 +34,12 @@ def test_every_bench_scenario_runs_and_reports(tmp_path: Path) -> None:
         assert "error" not in entry, entry.get("traceback")
         assert entry["figures"] and entry["summary"]
     throughput = results["scenarios"]["throughput"]["figures"]
-    assert throughput["batched_processed"] == throughput["events"]
+    assert throughput["batched_processed"] == throughput["events_per_window"]
+    assert throughput["baseline_events_per_s"] > 0 and throughput["ratio"] > 0
     assert results["scenarios"]["friends_bought"]["figures"]["dense_count"] > 0
     report = (tmp_path / "report-quick.md").read_text()
     assert all(f"## {name}" in report for name in SCENARIOS)
+    # And the throughput and burst figures are drawn and embedded in the report
+    for plot in ("throughput-quick.png", "burst_lag-quick.png"):
+        assert (tmp_path / plot).stat().st_size > 10_000
+        assert f"]({plot})" in report

@@ -1,0 +1,53 @@
+"""Smoke run of the ``e2e_latency`` and ``scaling`` bench scenarios at tiny sizes: a real stack
+carries timed orders to SSE clients, every timed order's update arrives, the scaling grid is
+measured, and both are plotted into the report. It checks the harness, never the speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ["e2e_latency", "scaling"]
+
+
+def test_e2e_latency_and_scaling_scenarios_run_plot_and_report(tmp_path: Path) -> None:
+    # When the two scenarios run in quick mode into a scratch folder
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", ",".join(SCENARIOS)]
+        + ["--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Then each printed one summary line
+    lines = [line for line in done.stdout.splitlines() if line.startswith("[bench] ")]
+    assert [line.split(":")[0][8:] for line in lines] == SCENARIOS
+    results = json.loads((tmp_path / "latest-quick.json").read_text())
+    for name in SCENARIOS:
+        assert "error" not in results["scenarios"][name], results["scenarios"][name].get(
+            "traceback"
+        )
+    # And every timed order was accepted and its update reached the SSE client, at every rate
+    e2e = results["scenarios"]["e2e_latency"]["figures"]
+    assert e2e["errors"] == 0
+    for rate in e2e["rates"]:
+        assert e2e[f"r{rate}_timed_orders"] > 0
+        assert e2e[f"r{rate}_p50_ms"] <= e2e[f"r{rate}_p95_ms"] <= e2e[f"r{rate}_p99_ms"]
+    # And the scaling grid counted the friends who bought (a tenth of them) at every point
+    scaling = results["scenarios"]["scaling"]["figures"]
+    for friends in scaling["friends_axis"]:
+        tag = f"f{friends}_b{scaling['buyers_for_friends_axis']}"
+        assert scaling[f"{tag}_count"] == max(1, friends // 10)
+        assert scaling[f"{tag}_p99_ms"] > 0
+    # And the machine facts and both plots are in the report
+    assert results["machine"]["cpus"] and results["machine"]["memory_gb"]
+    report = (tmp_path / "report-quick.md").read_text()
+    for name in SCENARIOS:
+        assert (tmp_path / f"{name}-quick.png").stat().st_size > 10_000
+        assert f"]({name}-quick.png)" in report
+    assert "load average" in report.lower()

@@ -3,10 +3,14 @@ as the dev stack runs it) of their own, on free ports, plus socialproof processe
 them. Faults (SIGKILL, SIGSTOP, restarts) are injected here, never into the session stack, which
 other tests rely on.
 
-    with private_backend(tmp) as pb:
-        worker = pb.worker("ns1", "g1")          # a real `socialproof worker`
-        url = pb.service("notifier", ns="ns1")   # a real `socialproof serve notifier`
-        pb.restart_redis()                       # SIGTERM (AOF flushed), then the same port/dir
+    with private_backend(workdir, token) as pb:   # or the module-scoped `private` fixture
+        worker = pb.worker("ns1", "g1")             # a real `socialproof worker` (Proc)
+        notifier = pb.service("notifier", "ns1")    # a real `socialproof serve notifier` (Proc)
+        pb.restart_redis(crash=True)                # SIGKILL, then the same port and data
+
+Start processes from the test's own thread: the dev stack gives children a parent-death signal,
+which Linux ties to the *thread* that started them (a child started from a pool thread dies when
+that thread ends).
 """
 
 from __future__ import annotations

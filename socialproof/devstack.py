@@ -79,7 +79,11 @@ def wait_until(
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the parent dies (Linux), own process group."""
+    """In the child before exec: get SIGTERM when the parent dies (Linux), own process group.
+
+    PR_SET_PDEATHSIG fires when the *thread* that started the child ends, not the process:
+    start long-lived children from a long-lived thread (the main thread), never from a worker
+    thread such as ``asyncio.to_thread``."""
     os.setsid()
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)

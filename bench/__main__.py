@@ -45,7 +45,11 @@ def machine_facts() -> dict[str, Any]:
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             model = next(
-                (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in cpuinfo
+                    if line.startswith("model name")
+                ),
                 model,
             )
     except OSError:

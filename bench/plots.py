@@ -99,7 +99,10 @@ def _e2e(report: dict, entry: dict) -> Figure:
     ):
         values = [f[f"r{r}_{label}_ms"] for r in rates]
         bars = ax.bar(
-            [x + (i - 1) * width for x in range(len(rates))], values, width, label=label,
+            [x + (i - 1) * width for x in range(len(rates))],
+            values,
+            width,
+            label=label,
             color=color,
         )
         _label_bars(ax, bars, "{:g}")
@@ -109,7 +112,9 @@ def _e2e(report: dict, entry: dict) -> Figure:
     ax.legend(fontsize=8)
     fig.subplots_adjust(bottom=0.17)
     _footer(
-        fig, report, entry,
+        fig,
+        report,
+        entry,
         f"median of {f['repeats']} runs x {f['seconds_per_run']:g} s per rate; "
         f"{f['timed_orders_per_s']} timed orders/s in the mix",
     )
@@ -121,16 +126,28 @@ def _scaling(report: dict, entry: dict) -> Figure:
     big_b, big_f = f["buyers_for_friends_axis"], f["friends_for_buyers_axis"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
     series = (
-        (left, f["friends_axis"], lambda x: f"f{x}_b{big_b}", "friends per viewer",
-         f"buyers = {big_b:,}"),
-        (right, f["buyers_axis"], lambda x: f"f{big_f}_b{x}", "buyers per product",
-         f"friends = {big_f:,}"),
+        (
+            left,
+            f["friends_axis"],
+            lambda x: f"f{x}_b{big_b}",
+            "friends per viewer",
+            f"buyers = {big_b:,}",
+        ),
+        (
+            right,
+            f["buyers_axis"],
+            lambda x: f"f{big_f}_b{x}",
+            "buyers per product",
+            f"friends = {big_f:,}",
+        ),
     )
     for ax, axis, tag, xlabel, fixed in series:
         ax.plot(axis, [f[f"{tag(x)}_p50_ms"] for x in axis], "o-", label="read p50 (client)")
         ax.plot(axis, [f[f"{tag(x)}_p99_ms"] for x in axis], "s-", label="read p99 (client)")
         ax.plot(
-            axis, [f[f"{tag(x)}_sintercard_us"] / 1000 for x in axis], "^--",
+            axis,
+            [f[f"{tag(x)}_sintercard_us"] / 1000 for x in axis],
+            "^--",
             label="SINTERCARD mean inside Redis",
         )
         ax.axhline(2.0, color="#d62728", linestyle=":", linewidth=1, label="target p99 2 ms")
@@ -155,13 +172,19 @@ def _fanout(report: dict, entries: dict[str, dict]) -> Figure:
     ]
     x = range(len(names))
     bars = left.bar(
-        [i - 0.2 for i in x], [e["figures"]["rss_connected_mb"] for e in entries.values()], 0.4,
-        label="connected", color="#9ecae1",
+        [i - 0.2 for i in x],
+        [e["figures"]["rss_connected_mb"] for e in entries.values()],
+        0.4,
+        label="connected",
+        color="#9ecae1",
     )
     _label_bars(left, bars, "{:g}")
     bars = left.bar(
-        [i + 0.2 for i in x], [e["figures"]["rss_peak_mb"] for e in entries.values()], 0.4,
-        label="peak under load", color="#2b7bba",
+        [i + 0.2 for i in x],
+        [e["figures"]["rss_peak_mb"] for e in entries.values()],
+        0.4,
+        label="peak under load",
+        color="#2b7bba",
     )
     _label_bars(left, bars, "{:g}")
     left.axhline(500, color="#d62728", linestyle="--", linewidth=1, label="target 500 MB")
@@ -171,8 +194,11 @@ def _fanout(report: dict, entries: dict[str, dict]) -> Figure:
     left.legend(fontsize=8)
     for i, key in enumerate(("p50_ms", "p99_ms")):
         bars = right.bar(
-            [j + (i - 0.5) * 0.4 for j in x], [e["figures"][key] for e in entries.values()], 0.4,
-            label=key.replace("_ms", ""), color=("#9ecae1", "#08519c")[i],
+            [j + (i - 0.5) * 0.4 for j in x],
+            [e["figures"][key] for e in entries.values()],
+            0.4,
+            label=key.replace("_ms", ""),
+            color=("#9ecae1", "#08519c")[i],
         )
         _label_bars(right, bars, "{:g}")
     right.axhline(100, color="#d62728", linestyle="--", linewidth=1, label="target p99 100 ms")
@@ -191,12 +217,17 @@ def _read_api(report: dict, entry: dict) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     labels = ["p50", "p99"]
     for i, (prefix, name, color) in enumerate(
-        (("", f"concurrency {f['concurrency']}", "#2b7bba"), ("single_client_", "one client",
-                                                              "#9ecae1"))
+        (
+            ("", f"concurrency {f['concurrency']}", "#2b7bba"),
+            ("single_client_", "one client", "#9ecae1"),
+        )
     ):
         bars = ax.bar(
             [j + (i - 0.5) * 0.4 for j in range(2)],
-            [f[f"{prefix}{label}_ms"] for label in labels], 0.4, label=name, color=color,
+            [f[f"{prefix}{label}_ms"] for label in labels],
+            0.4,
+            label=name,
+            color=color,
         )
         _label_bars(ax, bars, "{:g}")
     ax.axhline(5, color="#d62728", linestyle="--", linewidth=1, label="target p99 5 ms")
@@ -204,7 +235,8 @@ def _read_api(report: dict, entry: dict) -> Figure:
     ax.set_ylabel("ms (client-observed)")
     ax.set_title(
         f"Read API with a viewer token: {f['requests_per_s']:,.0f} req/s at concurrency "
-        f"{f['concurrency']}", fontsize=10,
+        f"{f['concurrency']}",
+        fontsize=10,
     )
     ax.legend(fontsize=8)
     fig.subplots_adjust(bottom=0.16)

@@ -150,8 +150,9 @@ def scaling(env: BenchEnv, quick: bool) -> Result:
         notes=[
             "`f{friends}_b{buyers}_*`: client p50/p99 of the whole read (script call incl. "
             "names) and SINTERCARD's mean time inside Redis (us per call)",
-            "SINTERCARD walks the smaller set and probes the larger: the cost follows "
-            "min(friends, buyers), so it grows with friends and hardly with buyers",
+            "SINTERCARD walks the smaller set and probes the larger (O(1) per probe): the cost "
+            "follows min(friends, buyers), so once a product has more buyers than the viewer "
+            "has friends, more buyers cost nothing more",
             "medians of 3 interleaved runs per point",
         ],
     )

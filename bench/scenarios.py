@@ -53,7 +53,9 @@ async def _seed_graph(env: BenchEnv, ops: list[list], namespace: str) -> None:
 
 
 def _window_rates(
-    samples: list[tuple[float, int]], windows: int, per_window: int | None = None,
+    samples: list[tuple[float, int]],
+    windows: int,
+    per_window: int | None = None,
     seconds: float | None = None,
 ) -> list[float]:
     """Events/s in consecutive windows of one run: ``per_window`` events each (a worker with a
@@ -77,9 +79,7 @@ def _window_rates(
     return rates
 
 
-@scenario(
-    "throughput", "events/s through one batched worker vs the per-event baseline", repeats=1
-)
+@scenario("throughput", "events/s through one batched worker vs the per-event baseline", repeats=1)
 def throughput(env: BenchEnv, quick: bool) -> Result:
     """The graph (770,000 set-up operations) is seeded once per worker, so instead of repeating
     the whole scenario each worker is measured over three consecutive windows of one backlog:
@@ -140,9 +140,7 @@ def throughput(env: BenchEnv, quick: bool) -> Result:
     )
 
 
-@scenario(
-    "burst_lag", "time to drain a 100,000-event burst into a caught-up worker", repeats=1
-)
+@scenario("burst_lag", "time to drain a 100,000-event burst into a caught-up worker", repeats=1)
 def burst_lag(env: BenchEnv, quick: bool) -> Result:
     """Three bursts into the same worker, each once it has caught up with the previous one;
     the figures are the medians over the bursts."""
@@ -299,6 +297,6 @@ def friends_bought(env: BenchEnv, quick: bool) -> Result:
 
 # The notifier's scenarios (sse_fanout, sse_fanout_x5, read_api), end-to-end latency and the
 # friends_bought scaling curves live beside these; importing registers them after these.
-from bench import notifier as _notifier  # noqa: E402, F401
 from bench import e2e as _e2e  # noqa: E402, F401
+from bench import notifier as _notifier  # noqa: E402, F401
 from bench import scaling as _scaling  # noqa: E402, F401

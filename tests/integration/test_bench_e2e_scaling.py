@@ -1,4 +1,4 @@
-"""Smoke run of the ``e2e_latency`` and ``scaling`` bench scenarios at tiny sizes: a real stack
+"""Smoke run of the ``e2e_latency``, ``broker_fetch`` and ``scaling`` bench scenarios at tiny sizes: a real stack
 carries timed orders to SSE clients, every timed order's update arrives, the scaling grid is
 measured, and both are plotted into the report. It checks the harness, never the speed."""
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ["e2e_latency", "scaling"]
+SCENARIOS = ["e2e_latency", "broker_fetch", "scaling"]
 
 
 def test_e2e_latency_and_scaling_scenarios_run_plot_and_report(tmp_path: Path) -> None:
@@ -38,6 +38,9 @@ def test_e2e_latency_and_scaling_scenarios_run_plot_and_report(tmp_path: Path) -
     for rate in e2e["rates"]:
         assert e2e[f"r{rate}_timed_orders"] > 0
         assert e2e[f"r{rate}_p50_ms"] <= e2e[f"r{rate}_p95_ms"] <= e2e[f"r{rate}_p99_ms"]
+    # And the broker's own produce → consume delay was measured for both fetch waits
+    fetch = results["scenarios"]["broker_fetch"]["figures"]
+    assert fetch["wait500_received"] == fetch["wait100_received"] == fetch["messages"]
     # And the scaling grid counted the friends who bought (a tenth of them) at every point
     scaling = results["scenarios"]["scaling"]["figures"]
     for friends in scaling["friends_axis"]:
@@ -47,7 +50,7 @@ def test_e2e_latency_and_scaling_scenarios_run_plot_and_report(tmp_path: Path) -
     # And the machine facts and both plots are in the report
     assert results["machine"]["cpus"] and results["machine"]["memory_gb"]
     report = (tmp_path / "report-quick.md").read_text()
-    for name in SCENARIOS:
+    for name in ("e2e_latency", "scaling"):
         assert (tmp_path / f"{name}-quick.png").stat().st_size > 10_000
         assert f"]({name}-quick.png)" in report
     assert "load average" in report.lower()

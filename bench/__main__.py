@@ -178,8 +178,8 @@ def markdown(report: dict, plots: dict[str, Path] | None = None) -> str:
         "scenario below records the load average around it.",
         "",
         "Every figure is the **median of repeated runs** (the count is in the table; a scenario "
-        "with an expensive set-up repeats its measurement inside one set-up and says so in its "
-        "notes). The JSON next to this report keeps every run's figures.",
+        'with an expensive set-up repeats its measurement inside one set-up, "(3 inside)", '
+        "and says how in its notes). The JSON next to this report keeps every run's figures.",
         "",
         "| scenario | summary | targets | runs | load avg before → after | time |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -191,10 +191,9 @@ def markdown(report: dict, plots: dict[str, Path] | None = None) -> str:
         )
         text = entry.get("summary") or f"error: {entry.get('error')}"
         load = f"{entry.get('load_average_before', '?')} → {entry.get('load_average_after', '?')}"
-        lines.append(
-            f"| {name} | {text} | {targets} | {entry.get('repeats', 1)} | {load} | "
-            f"{entry['seconds']} s |"
-        )
+        inner = entry.get("figures", {}).get("inner_runs")
+        runs = f"{entry.get('repeats', 1)}" + (f" ({inner} inside)" if inner else "")
+        lines.append(f"| {name} | {text} | {targets} | {runs} | {load} | {entry['seconds']} s |")
     for name, entry in report["scenarios"].items():
         lines += ["", f"## {name}", "", entry["description"], ""]
         if name in plots:

@@ -284,6 +284,7 @@ def e2e_latency(env: BenchEnv, quick: bool) -> Result:
     figures: dict = {
         "rates": rates,
         "repeats": repeats,
+        "inner_runs": repeats,
         "seconds_per_run": seconds,
         "timed_products": len(timed_products),
         "timed_orders_per_s": len(timed_products),

@@ -102,6 +102,7 @@ async def _measure(env: BenchEnv, quick: bool) -> dict:
         "friends_for_buyers_axis": big_friends,
         "calls_per_run": calls,
         "repeats": repeats,
+        "inner_runs": repeats,
     }
     runs: dict[tuple[int, int], list[dict]] = {}
     for r in range(repeats):  # interleaved, so a busy moment does not hit one point only

@@ -102,6 +102,7 @@ def throughput(env: BenchEnv, quick: bool) -> Result:
     figures: dict = {
         "events_per_window": n,
         "windows": windows,
+        "inner_runs": windows,
         "graph_setup_operations": len(setup_ops),
     }
     for label, per_event in (("batched", False), ("baseline", True)):
@@ -180,7 +181,7 @@ def burst_lag(env: BenchEnv, quick: bool) -> Result:
             }
         )
         done_so_far = target
-    figures: dict = {"burst_events": burst, "bursts": bursts}
+    figures: dict = {"burst_events": burst, "bursts": bursts, "inner_runs": bursts}
     for key in runs[0]:
         values = [r[key] for r in runs if r[key] is not None]
         figures[key] = statistics.median(values) if len(values) == len(runs) else None

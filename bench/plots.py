@@ -106,8 +106,11 @@ def _e2e(report: dict, entry: dict) -> Figure:
             color=color,
         )
         _label_bars(ax, bars, "{:g}")
+        for x, rate in enumerate(rates):  # each run's percentile, so the spread is visible
+            each = f.get(f"r{rate}_{label}_ms_each") or []
+            ax.scatter([x + (i - 1) * width] * len(each), each, color="black", s=10, zorder=3)
     ax.set_xticks(range(len(rates)), [f"{r:,} events/s" for r in rates])
-    ax.set_ylabel("ms, order 201 → SSE client has the count")
+    ax.set_ylabel("ms, order 201 → SSE client has the count\n(bars: median; dots: each run)")
     ax.set_title("End-to-end latency: order accepted → update at an SSE client")
     ax.legend(fontsize=8)
     fig.subplots_adjust(bottom=0.17)

@@ -150,6 +150,13 @@ class SocialSettings(PrivacyDefaults):
     worker_consumer_group: str = Field(
         default="socialproof-processor", description="consumer group (Faust app id) of the worker"
     )
+    worker_fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="longest a worker's fetch waits for records (Kafka answers as soon as "
+        "there are any; the dev stack shortens it for the embedded broker, which waits it out)",
+    )
     worker_follow_active: bool = Field(
         default=True,
         description="write the namespace `replay rebuild --switch` made active (and its shadow "

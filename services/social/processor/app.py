@@ -199,6 +199,7 @@ class BatchConsumer:
             heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
             # room for a dead-letter candidate larger than the 1 MiB event limit
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_wait_ms=s.worker_fetch_max_wait_ms,
         )
         await consumer.start()
         # One batch in flight: while Redis applies batch N, batch N+1 is fetched and decoded.

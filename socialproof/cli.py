@@ -194,12 +194,12 @@ def _banner(stack, elapsed: float, generated_token: bool, notifier_port: int) ->
         "try it:\n"
         f"  curl -s -X POST {stack.url('catalog')}/v1/products -H 'Authorization: Bearer {token}' "
         "-H 'Content-Type: application/json' "
-        '-d \'{"id":"p1","name":"Mug","price":"19.99","currency":"EUR"}\'\n'
+        '-d \'{"id":"mug-1","name":"Mug","price":"19.99","currency":"EUR"}\'\n'
         f"  curl -s -X POST {stack.url('orders')}/v1/orders -H 'Authorization: Bearer {token}' "
         "-H 'Content-Type: application/json' "
-        '-d \'{"user_id":"u1","currency":"EUR","lines":[{"product_id":"p1",'
+        '-d \'{"user_id":"u1","currency":"EUR","lines":[{"product_id":"mug-1",'
         '"quantity":1,"unit_price":"19.99"}]}\'\n'
-        f"  curl -s {stack.url('notifier')}/v1/proof/products/p1\n"
+        f"  curl -s {stack.url('notifier')}/v1/proof/products/mug-1\n"
         "Ctrl-C stops everything.",
         highlight=False,
         soft_wrap=True,

@@ -14,19 +14,16 @@ from contracts.views import TRENDING_HOURS, TRENDING_WEIGHTS
 from services.notifier.tokens import ViewerTokens, derive_secret
 from socialproof.devstack import Stack
 from socialproof.settings import Settings
-from tests.support.storefront import extra_notifier, friends, order, person, product, publish
+from tests.support.storefront import (
+    extra_notifier,
+    friends,
+    order,
+    person,
+    product,
+    publish,
+    viewer_token,
+)
 from tests.support.waiting import wait_for
-
-
-def viewer_token(stack: Stack, service_token: str, viewer: str) -> str:
-    response = httpx.post(
-        f"{stack.url('notifier')}/v1/viewer-tokens",
-        json={"viewer_id": viewer},
-        headers={"Authorization": f"Bearer {service_token}"},
-        timeout=5,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["token"]
 
 
 def proof(notifier_api: httpx.Client, product_id: str, token: str | None = None) -> httpx.Response:

@@ -17,18 +17,15 @@ from contracts.views import Keys
 from socialproof.devstack import Stack
 from socialproof.settings import Settings
 from tests.support.sse import SseClient
-from tests.support.storefront import extra_notifier, friends, order, person, product, publish
-
-
-def token_for(stack: Stack, service_token: str, viewer: str) -> str:
-    response = httpx.post(
-        f"{stack.url('notifier')}/v1/viewer-tokens",
-        json={"viewer_id": viewer},
-        headers={"Authorization": f"Bearer {service_token}"},
-        timeout=5,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["token"]
+from tests.support.storefront import (
+    extra_notifier,
+    friends,
+    order,
+    person,
+    product,
+    publish,
+    viewer_token,
+)
 
 
 def test_sse_pushes_friend_counts_to_that_viewer_only(
@@ -38,8 +35,8 @@ def test_sse_pushes_friend_counts_to_that_viewer_only(
     publish(settings, product(item), *person(ben, "Ben"), friends(ana, ben))
     base = f"{stack.url('notifier')}/v1/proof/stream?products={item}"
     with (
-        SseClient(f"{base}&viewer_token={token_for(stack, service_token, ana)}") as mine,
-        SseClient(f"{base}&viewer_token={token_for(stack, service_token, dan)}") as theirs,
+        SseClient(f"{base}&viewer_token={viewer_token(stack, service_token, ana)}") as mine,
+        SseClient(f"{base}&viewer_token={viewer_token(stack, service_token, dan)}") as theirs,
         SseClient(base) as anonymous,
     ):
         # Given the current state first, with an id
@@ -131,7 +128,7 @@ def test_websocket_carries_the_same_messages(
     ana, ben, item = uid("ana"), uid("ben"), uid("p")
     publish(settings, product(item), *person(ben, "Ben"), friends(ana, ben))
     ws_base = stack.url("notifier").replace("http://", "ws://")
-    token = token_for(stack, service_token, ana)
+    token = viewer_token(stack, service_token, ana)
     with ws_connect(f"{ws_base}/v1/proof/ws?products={item}&viewer_token={token}") as ws:
         first = json.loads(ws.recv(timeout=5))
         assert first["type"] == "proof" and first["id"] == "1"

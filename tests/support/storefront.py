@@ -26,6 +26,18 @@ from tests.support.waiting import wait_for
 LOGS = Path(__file__).resolve().parent.parent.parent / "test-artifacts" / "stack" / "logs"
 
 
+def viewer_token(stack: Stack, service_token: str, viewer: str) -> str:
+    """A viewer token from the session stack's notifier (issued with the service token)."""
+    response = httpx.post(
+        f"{stack.url('notifier')}/v1/viewer-tokens",
+        json={"viewer_id": viewer},
+        headers={"Authorization": f"Bearer {service_token}"},
+        timeout=5,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
 def publish(settings: Settings, *events: ev.Event) -> None:
     """Publish and wait for the broker's acknowledgement of every event."""
 

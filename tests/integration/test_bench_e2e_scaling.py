@@ -4,34 +4,17 @@ measured, and both are plotted into the report. It checks the harness, never the
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.bench import run_quick
+
 SCENARIOS = ["e2e_latency", "broker_fetch", "scaling"]
 
 
 def test_e2e_latency_and_scaling_scenarios_run_plot_and_report(tmp_path: Path) -> None:
-    # When the two scenarios run in quick mode into a scratch folder
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", ",".join(SCENARIOS)]
-        + ["--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    # Then each printed one summary line
-    lines = [line for line in done.stdout.splitlines() if line.startswith("[bench] ")]
-    assert [line.split(":")[0][8:] for line in lines] == SCENARIOS
-    results = json.loads((tmp_path / "latest-quick.json").read_text())
-    for name in SCENARIOS:
-        assert "error" not in results["scenarios"][name], results["scenarios"][name].get(
-            "traceback"
-        )
+    # When the scenarios run in quick mode into a scratch folder, then each printed its summary
+    # line and reported figures (run_quick asserts both)
+    results = run_quick(SCENARIOS, tmp_path)
     # And every timed order was accepted and its update reached the SSE client, at every rate
     e2e = results["scenarios"]["e2e_latency"]["figures"]
     assert e2e["errors"] == 0

@@ -3,36 +3,15 @@ and every final state reached every SSE client (a correctness check; speed is no
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.bench import run_quick
+
 SCENARIOS = ["sse_fanout", "sse_fanout_x5", "read_api"]
 
 
 def test_the_notifier_bench_scenarios_run_and_report(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--quick",
-            "--only",
-            ",".join(SCENARIOS),
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    results = json.loads((tmp_path / "latest-quick.json").read_text())["scenarios"]
-    for name in SCENARIOS:
-        assert "error" not in results[name], results[name].get("traceback")
+    results = run_quick(SCENARIOS, tmp_path)["scenarios"]
     for name in ("sse_fanout", "sse_fanout_x5"):
         figures = results[name]["figures"]
         assert figures["connections"] == 200 and figures["deliveries"] > 0

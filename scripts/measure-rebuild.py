@@ -27,7 +27,7 @@ from socialproof.devstack import (
     wait_for_broker,
     wait_for_redis,
 )
-from socialproof.kafka import ensure_topics, producer_config
+from socialproof.kafka import ensure_topics, producer_config, topic_name
 from socialproof.loadgen import LoadConfig, LoadGenerator
 from socialproof.settings import Settings
 
@@ -60,7 +60,7 @@ try:
         topic = topic_for(e)
         while True:
             try:
-                p.produce(topic.name, key=topic.key_of(e).encode(), value=codec.encode(e))
+                p.produce(topic_name(settings, topic), key=topic.key_of(e).encode(), value=codec.encode(e))
                 break
             except BufferError:
                 p.poll(0.1)

@@ -359,6 +359,8 @@ def settings_rows() -> list[tuple[str, str, str, str]]:
                 shown = "(unset)"
             elif hasattr(default, "get_secret_value"):
                 shown = "(secret)"
+            elif default == "":
+                shown = "(empty)"
             else:
                 shown = str(default)
             rows.append((var, shown, owner, info.description or ""))

@@ -1,6 +1,10 @@
 """Kafka clients shared by every service: an asyncio publisher over confluent-kafka, topic
 creation from the contracts registry, and a reachability probe for ``/readyz``.
 
+:func:`topic_name` is the one place a registry topic becomes a name on the broker
+(``SOCIALPROOF_KAFKA_TOPIC_PREFIX`` + the registry name): every producer, consumer, admin call
+and tool asks it, so one setting moves a whole deployment's topics.
+
 The publisher is the only way services write events. ``await publisher.publish(event)`` returns
 only after the broker acknowledged the record (``acks=all``, idempotent producer); if it does not
 within ``produce_timeout_ms`` it raises :class:`PublishFailed`, which HTTP services turn into a 503.
@@ -20,7 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from contracts import codec
 from contracts.events import Event
-from contracts.topics import ALL_TOPICS, Topic, topic_for
+from contracts.topics import ALL_TOPICS, BY_NAME, Topic, topic_for
 from socialproof.metrics import EVENTS_PUBLISHED, PUBLISH_FAILURES
 from socialproof.settings import Settings
 
@@ -34,6 +38,22 @@ class PublishFailed(RuntimeError):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+
+
+def topic_name(settings: Settings, topic: Topic) -> str:
+    """The name of a registry topic on the broker for these settings: the deployment's prefix
+    (``SOCIALPROOF_KAFKA_TOPIC_PREFIX``, empty by default) followed by the registry name.
+
+    A prefix lets several environments (or a benchmark run) share one Kafka cluster without
+    touching each other's topics. The Kubernetes manifests keep the registry names.
+    """
+    return settings.kafka_topic_prefix + topic.name
+
+
+def registry_topic(settings: Settings, name: str) -> Topic | None:
+    """The registry topic that broker topic ``name`` is under these settings, or None."""
+    prefix = settings.kafka_topic_prefix
+    return BY_NAME.get(name[len(prefix) :]) if name.startswith(prefix) else None
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,7 @@ class EventPublisher:
     REBUILD_MIN_INTERVAL_S = 1.0
 
     def __init__(self, settings: Settings, client_id: str) -> None:
+        self._settings = settings
         self._config = producer_config(settings, client_id)
         self._config["error_cb"] = self._on_error
         self._client_id = client_id
@@ -114,7 +135,7 @@ class EventPublisher:
         if not topic.accepts(event):
             raise ValueError(f"{event.event_type} does not belong on {topic.name}")
         return await self.publish_raw(
-            topic.name,
+            topic_name(self._settings, topic),
             key=topic.key_of(event).encode(),
             value=codec.encode(event),
             headers={"event_type": event.event_type, "event_id": str(event.event_id)},
@@ -217,27 +238,28 @@ def admin_client(settings: Settings) -> AdminClient:
 def ensure_topics(
     settings: Settings, topics: Iterable[Topic] = ALL_TOPICS, timeout: float = 30.0
 ) -> list[str]:
-    """Create the registry's topics that do not exist yet; returns the names it created.
+    """Create the registry's topics that do not exist yet (under their :func:`topic_name`);
+    returns the names it created.
 
     Existing topics are left alone (their partition count is checked and a mismatch logged).
     """
     admin = admin_client(settings)
-    wanted = list(topics)
+    wanted = {topic_name(settings, t): t for t in topics}
     existing = admin.list_topics(timeout=timeout).topics
-    missing = [t for t in wanted if t.name not in existing]
-    for t in wanted:
-        meta = existing.get(t.name)
+    missing = {name: t for name, t in wanted.items() if name not in existing}
+    for name, t in wanted.items():
+        meta = existing.get(name)
         if meta is not None and len(meta.partitions) != t.partitions:
             log.warning(
                 "topic partition count differs from the registry",
-                extra={"topic": t.name, "has": len(meta.partitions), "registry": t.partitions},
+                extra={"topic": name, "has": len(meta.partitions), "registry": t.partitions},
             )
     if not missing:
         return []
     futures = admin.create_topics(
         [
-            NewTopic(t.name, num_partitions=t.partitions, replication_factor=-1, config=t.config)
-            for t in missing
+            NewTopic(name, num_partitions=t.partitions, replication_factor=-1, config=t.config)
+            for name, t in missing.items()
         ],
         operation_timeout=timeout,
         request_timeout=timeout,

@@ -29,6 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from socialproof import topicops as ops
+from socialproof.kafka import registry_topic, topic_name
 from socialproof.settings import Settings
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -205,7 +206,7 @@ def topics_load(
     """Produce a dump file's records into a topic, validating every line against the contracts."""
     settings = _settings()
     with file.open("rb") as handle:
-        records, invalid = ops.read_dump(iter(handle), to)
+        records, invalid = ops.read_dump(iter(handle), to, registry_topic(settings, to))
     for bad in invalid[:50]:
         err.print(f"{file}:{bad.line_no}: {bad.reason}")
     if len(invalid) > 50:
@@ -352,11 +353,12 @@ def groups_reset(
     """Move a stopped group's committed offsets."""
     from contracts.topics import EVENT_TOPICS
 
+    settings = _settings()
     target: str | datetime = to if to in ("earliest", "latest") else _time(to, "--to")  # type: ignore[assignment]
-    topics = topic or [t.name for t in EVENT_TOPICS]
+    topics = topic or [topic_name(settings, t) for t in EVENT_TOPICS]
     _confirm(f"reset group {group} on {len(topics)} topic(s) to {to}?", yes)
     try:
-        moved = ops.reset_group(_settings(), group, topics, target)
+        moved = ops.reset_group(settings, group, topics, target)
     except ops.OpsError as exc:
         raise _fail(exc) from None
     err.print(f"moved {len(moved)} partition offset(s) of {group}")

@@ -33,6 +33,7 @@ from contracts import namespaces
 from contracts.topics import EVENT_TOPICS
 from socialproof import topicops
 from socialproof.devstack import ManagedProcess, free_port, worker_argv
+from socialproof.kafka import topic_name
 from socialproof.settings import SocialSettings
 
 Report = Callable[[str], None]
@@ -112,7 +113,8 @@ def plan(settings: SocialSettings, start: datetime | None = None,
     new = new_namespace_name(pointer.active)
     if next(iter(namespace_keys(client, new)), None) is not None:
         raise RebuildError(f"namespace {new!r} is not empty")
-    ends = {t.name: topicops.true_end_offsets(settings, t.name) for t in EVENT_TOPICS}
+    names = [topic_name(settings, t) for t in EVENT_TOPICS]
+    ends = {name: topicops.true_end_offsets(settings, name) for name in names}
     return Plan(old=pointer.active, new=new, group=f"{settings.worker_consumer_group}-{new}",
                 live_group=settings.worker_consumer_group, start=start, ends=ends)
 
@@ -121,7 +123,7 @@ def group_offsets(settings: SocialSettings, group: str) -> dict[tuple[str, int],
     """A group's committed offsets on the event topics (0 where it committed nothing)."""
     from confluent_kafka import ConsumerGroupTopicPartitions
 
-    names = {t.name for t in EVENT_TOPICS}
+    names = {topic_name(settings, t) for t in EVENT_TOPICS}
     adm = topicops.admin(settings)  # kept alive until the future resolves
     result = adm.list_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group)], request_timeout=10)[group].result()
@@ -172,10 +174,12 @@ class Rebuild:
         if self.plan.start is not None:
             # A new group starts where we put it: at the first record at or after --from.
             topicops.reset_group(self.settings, self.plan.group,
-                                 [t.name for t in EVENT_TOPICS], self.plan.start)
+                                 list(self.plan.ends), self.plan.start)
         env = {
             "SOCIALPROOF_REDIS_NAMESPACE": self.plan.new,
             "SOCIALPROOF_WORKER_CONSUMER_GROUP": self.plan.group,
+            # the topics the plan measured, whatever the worker's own environment says
+            "SOCIALPROOF_KAFKA_TOPIC_PREFIX": self.settings.kafka_topic_prefix,
             "SOCIALPROOF_WORKER_WEB_PORT": str(free_port()),
             # The replay writes its own namespace only and announces nothing to readers.
             "SOCIALPROOF_WORKER_FOLLOW_ACTIVE": "false",

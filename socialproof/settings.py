@@ -8,6 +8,7 @@ Invalid values fail at start-up with the variable's name, never later.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -44,6 +45,11 @@ class Settings(BaseSettings):
         pattern=r"^[a-z0-9_-]{1,32}$",
         description="prefix of every Redis key socialproof writes",
     )
+    kafka_topic_prefix: str = Field(
+        default="",
+        description="put before every registry topic name on the broker (e.g. `staging.`), so "
+        "several environments share one Kafka cluster; empty: the registry's names",
+    )
     kafka_session_timeout_ms: int = Field(
         default=45_000, ge=1_000, le=300_000, description="consumer group session timeout"
     )
@@ -77,6 +83,18 @@ class Settings(BaseSettings):
             host, sep, port = server.strip().rpartition(":")
             if not sep or not host or not port.isdigit():
                 raise ValueError(f"expected host:port[,host:port…], got {server!r}")
+        return value
+
+    @field_validator("kafka_topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        # Kafka topic names: ASCII letters, digits, '.', '_', '-', at most 249 characters; the
+        # longest registry name is 22, so 200 leaves room for any topic the registry gains.
+        if not re.fullmatch(r"[A-Za-z0-9._-]{0,200}", value):
+            raise ValueError(
+                "SOCIALPROOF_KAFKA_TOPIC_PREFIX may contain only ASCII letters, digits, '.', "
+                f"'_' and '-' (the characters of Kafka topic names), at most 200; got {value!r}"
+            )
         return value
 
     @field_validator("redis_url")

@@ -38,8 +38,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from contracts import codec
-from contracts.topics import BY_NAME, DEAD_LETTERS, DeadLetter
-from socialproof.kafka import producer_config
+from contracts.topics import DEAD_LETTERS, DeadLetter, Topic
+from socialproof.kafka import producer_config, registry_topic, topic_name
 from socialproof.settings import Settings
 
 
@@ -268,8 +268,9 @@ def describe_configs(settings: Settings, topics: list[str]) -> dict[str, dict[st
     except Exception:  # brokers without DescribeConfigs: fall back to what we asked for
         pass
     for t in topics:
-        if not out.get(t) and t in BY_NAME:
-            cfg = BY_NAME[t].config
+        registry = registry_topic(settings, t)
+        if not out.get(t) and registry is not None:
+            cfg = registry.config
             out[t] = {"cleanup.policy": cfg["cleanup.policy"] + " (registry)",
                       "retention.ms": cfg["retention.ms"] + " (registry)"}
     return out
@@ -293,7 +294,7 @@ def list_topics(settings: Settings, include_internal: bool = False) -> list[Topi
             records=sum(ends[p] - starts[name][p] for p in ends),
             cleanup_policy=configs.get(name, {}).get("cleanup.policy", "?"),
             retention_ms=configs.get(name, {}).get("retention.ms", "?"),
-            in_registry=name in BY_NAME,
+            in_registry=registry_topic(settings, name) is not None,
         ))
     return infos
 
@@ -355,8 +356,11 @@ class InvalidLine:
     reason: str
 
 
-def parse_dump_line(raw: bytes, line_no: int, topic: str | None) -> LoadRecord:
-    """One line of a dump file, validated against the contracts for ``topic``."""
+def parse_dump_line(
+    raw: bytes, line_no: int, topic: str | None, registry: Topic | None
+) -> LoadRecord:
+    """One line of a dump file, validated against the contracts for ``topic``, the broker topic
+    that is ``registry`` in the topic registry (None: not a registry topic)."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -379,17 +383,16 @@ def parse_dump_line(raw: bytes, line_no: int, topic: str | None) -> LoadRecord:
     else:
         value = orjson.dumps(value_obj)
     # Registry topics take only their own event types; any other topic takes any valid event.
-    target = BY_NAME.get(topic) if topic else None
-    if target is None or target.value_types:
+    if registry is None or registry.value_types:
         if value is None:
-            if target is not None and target.cleanup_policy != "compact":
+            if registry is not None and registry.cleanup_policy != "compact":
                 raise ValueError(f"tombstones only belong on compacted topics, not {topic}")
         else:
             try:
                 event = codec.decode(value)
             except codec.EventDecodeError as exc:
                 raise ValueError(f"{exc.reason}: {exc.detail}") from None
-            if target is not None and not target.accepts(event):
+            if registry is not None and not registry.accepts(event):
                 raise ValueError(f"{event.event_type} does not belong on {topic}")
     partition = data.get("partition")
     ts = data.get("timestamp_ms")
@@ -400,7 +403,7 @@ def parse_dump_line(raw: bytes, line_no: int, topic: str | None) -> LoadRecord:
     return LoadRecord(line_no, partition, ts, key, value, headers)
 
 
-def read_dump(lines: Iterator[bytes], topic: str | None
+def read_dump(lines: Iterator[bytes], topic: str | None, registry: Topic | None
               ) -> tuple[list[LoadRecord], list[InvalidLine]]:
     good: list[LoadRecord] = []
     bad: list[InvalidLine] = []
@@ -408,7 +411,7 @@ def read_dump(lines: Iterator[bytes], topic: str | None
         if not raw.strip():
             continue
         try:
-            good.append(parse_dump_line(raw, number, topic))
+            good.append(parse_dump_line(raw, number, topic, registry))
         except ValueError as exc:
             bad.append(InvalidLine(number, str(exc)))
     return good, bad
@@ -535,7 +538,7 @@ class DeadLetterRecord:
 
 def dead_letters(settings: Settings, reason: str | None = None) -> list[DeadLetterRecord]:
     out = []
-    for rec in read_topic(settings, DEAD_LETTERS.name):
+    for rec in read_topic(settings, topic_name(settings, DEAD_LETTERS)):
         letter = DeadLetter.model_validate_json(rec.value or b"{}")
         if reason is None or letter.reason == reason:
             out.append(DeadLetterRecord(rec.offset, letter))

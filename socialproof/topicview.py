@@ -40,7 +40,7 @@ from fastapi import FastAPI
 
 from contracts.topics import Topic
 from socialproof.http import ReadinessCheck, standard_lifespan
-from socialproof.kafka import Delivered
+from socialproof.kafka import Delivered, topic_name
 from socialproof.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class TopicView:
         name: str,
     ) -> None:
         self._settings = settings
-        self._topics = [t.name for t in topics]
+        self._topics = [topic_name(settings, t) for t in topics]
         self._apply = apply
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None

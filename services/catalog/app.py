@@ -33,7 +33,7 @@ from socialproof.http import (
     ServiceAuth,
     create_service_app,
 )
-from socialproof.kafka import EventPublisher
+from socialproof.kafka import EventPublisher, topic_name
 from socialproof.money import DecimalString, IsoCurrency
 from socialproof.paging import Cursor, Limit, Page, paginate
 from socialproof.productview import ProductTable
@@ -234,7 +234,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
             log.info("product deleted", extra={"event_id": str(event.event_id)})
             # The tombstone lets compaction drop the key; same key, so same partition, after it.
             delivered = await publisher(request).publish_raw(
-                PRODUCTS.name,
+                topic_name(settings, PRODUCTS),
                 key=product_id.encode(),
                 value=None,
                 headers={"event_type": "tombstone"},

@@ -41,6 +41,7 @@ from contracts.events import (
     RefundLine,
 )
 from contracts.events import OrderLine as OrderLineEvent
+from contracts.topics import PRODUCTS
 from services.orders.book import OrderBook, OrderState, Refund
 from socialproof.http import (
     AUTH_RESPONSES,
@@ -53,7 +54,7 @@ from socialproof.http import (
     create_service_app,
 )
 from socialproof.idempotency import Idempotency, IdempotencyKey
-from socialproof.kafka import EventPublisher
+from socialproof.kafka import EventPublisher, topic_name
 from socialproof.money import DecimalString, IsoCurrency
 from socialproof.settings import OrdersSettings
 from socialproof.topicview import TopicView, ViewUnavailable, lifespan_with_view, view_readiness
@@ -280,7 +281,7 @@ CONFLICT = {
 
 def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     settings = settings or OrdersSettings()
-    book = OrderBook()
+    book = OrderBook(products_topic=topic_name(settings, PRODUCTS))
     # Refunds and cancellations check the order's state, then publish: one at a time per process.
     order_lock = asyncio.Lock()
 

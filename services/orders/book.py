@@ -82,7 +82,9 @@ class OrderBook:
 
     topics = (ORDERS, PRODUCTS)
 
-    def __init__(self) -> None:
+    def __init__(self, products_topic: str = PRODUCTS.name) -> None:
+        #: the broker's name of the product topic (``socialproof.kafka.topic_name``)
+        self.products_topic = products_topic
         self.orders: dict[str, OrderState] = {}
         self.products = ProductTable()
 
@@ -90,7 +92,7 @@ class OrderBook:
         return self.orders.get(order_id)
 
     def apply(self, record: Record) -> None:
-        if record.topic == PRODUCTS.name:
+        if record.topic == self.products_topic:
             self.products.apply(record)
             return
         if record.value is None:

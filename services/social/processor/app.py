@@ -38,7 +38,7 @@ from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, DeadLetter
 from services.social.processor.store import CounterStore
 from socialproof import logs
 from socialproof import redis as redis_client
-from socialproof.kafka import BrokerProbe, EventPublisher
+from socialproof.kafka import BrokerProbe, EventPublisher, topic_name
 from socialproof.metrics import BATCH_LATENCY, EVENTS_PROCESSED
 from socialproof.metrics import DEAD_LETTERS as DEAD_LETTER_COUNT
 from socialproof.settings import SocialSettings
@@ -56,10 +56,17 @@ APPLY_CHUNK = 250
 class BatchProcessor:
     """Decode → dead-letter the unusable → apply to Redis → announce. Independent of Faust."""
 
-    def __init__(self, store: CounterStore, dead_letters: EventPublisher, consumer: str) -> None:
+    def __init__(
+        self,
+        store: CounterStore,
+        dead_letters: EventPublisher,
+        consumer: str,
+        dead_letter_topic: str,
+    ) -> None:
         self.store = store
         self.dead_letters = dead_letters
         self.consumer = consumer
+        self.dead_letter_topic = dead_letter_topic  # its name on the broker (topic_name)
 
     async def handle(self, records: list[Any]) -> None:
         """``records`` are Kafka records with topic, partition, offset, key and value.
@@ -133,7 +140,7 @@ class BatchProcessor:
             },
         )
         await self.dead_letters.publish_raw(
-            DEAD_LETTERS.name,
+            self.dead_letter_topic,
             key=f"{msg.topic}/{msg.partition}/{msg.offset}".encode(),
             value=letter.model_dump_json().encode(),
             headers={"reason": exc.reason, "source_topic": msg.topic},
@@ -189,7 +196,7 @@ class BatchConsumer:
 
         s = self.settings
         self.consumer = consumer = AIOKafkaConsumer(
-            *(t.name for t in EVENT_TOPICS),
+            *(topic_name(s, t) for t in EVENT_TOPICS),
             bootstrap_servers=s.kafka_bootstrap_servers,
             group_id=s.worker_consumer_group,
             client_id=f"{s.worker_consumer_group}-worker",
@@ -296,7 +303,7 @@ def create_app(settings: SocialSettings, per_event: bool = False) -> faust.App:
         value_serializer="raw",
     )
     source = app.topic(
-        *(t.name for t in EVENT_TOPICS),
+        *(topic_name(settings, t) for t in EVENT_TOPICS),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -317,6 +324,7 @@ def create_app(settings: SocialSettings, per_event: bool = False) -> faust.App:
         ),
         publisher,
         consumer=settings.worker_consumer_group,
+        dead_letter_topic=topic_name(settings, DEAD_LETTERS),
     )
     app.closing_resources = [publisher.close, redis.aclose]  # type: ignore[attr-defined]
 

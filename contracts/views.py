@@ -9,7 +9,8 @@ character ids never contain.
 Facts (what events said; written idempotently, newest-wins by ``(occurred_at, event_id)``):
 
 - ``{ns}:order:{order_id}``               hash  ``user``, ``ts`` (event ms), ``q:{product}`` qty,
-                                                ``cancelled`` once the order is cancelled
+                                                ``cancelled`` once the order is cancelled,
+                                                ``refunded`` once any refund of it arrived
 - ``{ns}:refund:{order_id}|{product}``    hash  refund_id -> refunded quantity
 - ``{ns}:review:{product}|{user}``        hash  ``live`` 0/1, ``rating``, ``ts``, ``eid``
 - ``{ns}:share:{share_id}``               hash  ``p`` product, ``u`` user, ``ch`` channel, ``ts``

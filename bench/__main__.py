@@ -4,6 +4,10 @@ Each scenario runs ``repeats`` times (its registered default, 1 with ``--quick``
 environment; every numeric figure reported is the median of the runs, and the JSON keeps each
 run's figures. Results: ``<out>/<timestamp>.json``, ``latest.json`` (newest result of every
 scenario, merged across partial runs), ``report.md`` and PNG plots (:mod:`bench.plots`).
+
+Backend: a fresh embedded broker and redis-server per run, or, with ``KAFKA_BOOTSTRAP_SERVERS``
+and ``REDIS_URL`` both set, those existing servers (own topics, namespaces and groups, deleted
+afterwards; see :mod:`bench.env`). The report names the backend.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios  # noqa: F401  (registers the scenarios)
-from bench.env import bench_env
+from bench.env import BenchConfigError, bench_env, describe_backend, existing_servers
 from bench.registry import REGISTRY, Result
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -83,16 +88,22 @@ def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def run_scenario(name: str, quick: bool, repeats: int | None) -> dict[str, Any]:
+def run_scenario(
+    name: str, quick: bool, repeats: int | None, servers: tuple[str, str] | None = None
+) -> dict[str, Any]:
     sc = REGISTRY[name]
     count = 1 if quick else (repeats or sc.repeats)
     started = time.monotonic()
-    entry: dict[str, Any] = {"description": sc.description, "load_average_before": load_average()}
+    entry: dict[str, Any] = {
+        "description": sc.description,
+        "backend": describe_backend(servers),
+        "load_average_before": load_average(),
+    }
     try:
         runs: list[dict[str, Any]] = []
         result: Result | None = None
         for _ in range(count):
-            with bench_env() as env:
+            with bench_env(servers) as env:
                 result = sc.run(env, quick)
             runs.append(result.figures)
         assert result is not None
@@ -114,15 +125,22 @@ def run_scenario(name: str, quick: bool, repeats: int | None) -> dict[str, Any]:
     return entry
 
 
-def run(names: list[str], quick: bool, out: Path, repeats: int | None = None) -> dict:
+def run(
+    names: list[str],
+    quick: bool,
+    out: Path,
+    repeats: int | None = None,
+    servers: tuple[str, str] | None = None,
+) -> dict:
     report: dict = {
         "started_at": datetime.now(UTC).isoformat(),
         "quick": quick,
+        "backend": describe_backend(servers),
         "machine": machine_facts(),
         "scenarios": {},
     }
     for name in names:
-        entry = run_scenario(name, quick, repeats)
+        entry = run_scenario(name, quick, repeats, servers)
         entry["run_at"] = report["started_at"]
         report["scenarios"][name] = entry
         line = entry.get("summary") or entry.get("error")
@@ -177,6 +195,8 @@ def markdown(report: dict, plots: dict[str, Path] | None = None) -> str:
         "engineers, the bench's own clients) inflates latencies and lowers throughput: each "
         "scenario below records the load average around it.",
         "",
+        f"Backend: {report.get('backend', 'embedded')}.",
+        "",
         "Every figure is the **median of repeated runs** (the count is in the table; a scenario "
         'with an expensive set-up repeats its measurement inside one set-up, "(3 inside)", '
         "and says how in its notes). The JSON next to this report keeps every run's figures.",
@@ -200,6 +220,8 @@ def markdown(report: dict, plots: dict[str, Path] | None = None) -> str:
             lines += [f"![{name}]({plots[name].name})", ""]
         if entry.get("run_at"):
             lines.append(f"- run at: {entry['run_at']}")
+        if entry.get("backend"):
+            lines.append(f"- backend: {entry['backend']}")
         if entry.get("load_average_before"):
             lines.append(f"- load average before: {entry['load_average_before']}")
         if entry.get("load_average_after"):
@@ -236,7 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
-    report = run(names, args.quick, args.out, args.repeats)
+    try:
+        servers = existing_servers()
+    except BenchConfigError as exc:
+        parser.error(str(exc))
+    print(f"[bench-backend] {describe_backend(servers)}", flush=True)
+    # a stop (SIGTERM) unwinds like Ctrl-C, so every environment deletes what it made
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    report = run(names, args.quick, args.out, args.repeats, servers)
     return 1 if any("error" in e for e in report["scenarios"].values()) else 0
 
 

@@ -32,18 +32,18 @@ from contextlib import contextmanager
 import httpx
 from confluent_kafka import Producer
 
-from bench.env import BenchEnv, Worker, encode_all
+from bench.env import BenchEnv, Worker, encode_all, new_namespace
 from bench.notifier import TOKEN, cpu_seconds, open_sse, percentile, raise_fd_limit, read_events
 from bench.registry import Result, Target, scenario
 from bench.scenarios import THROUGHPUT_MIX
+from contracts.topics import ORDERS, Topic
 from socialproof.devstack import (
-    EMBEDDED_GROUP_ENV,
     HTTP_SERVICES,
     Stack,
     StackConfig,
     free_port,
 )
-from socialproof.kafka import producer_config
+from socialproof.kafka import producer_config, topic_name
 from socialproof.loadgen import LoadConfig, LoadGenerator
 
 SERVICES = ("catalog", "orders", "notifier")
@@ -62,7 +62,9 @@ def services(env: BenchEnv) -> Iterator[Stack]:
             service_token=TOKEN,
             echo=False,
             extra_env={
-                **EMBEDDED_GROUP_ENV,  # the broker is embedded even though its address is given
+                # its own topics, namespace and consumer group (the servers may be shared), and
+                # the embedded broker's group timings even though its address is given
+                **env.process_env(new_namespace()),
                 "SOCIALPROOF_LOG_LEVEL": "WARNING",
                 # one client address makes all the load here: not what the rate limit is for
                 "SOCIALPROOF_RATE_LIMIT_PER_S": "1000000000",
@@ -80,11 +82,11 @@ def services(env: BenchEnv) -> Iterator[Stack]:
 class Background:
     """Produces pre-encoded events at ``rate``/s from a thread (10 ms ticks) until stopped."""
 
-    def __init__(self, env: BenchEnv, records: list[tuple[str, bytes, bytes]]) -> None:
+    def __init__(self, env: BenchEnv, records: list[tuple[Topic, bytes, bytes]]) -> None:
         config = producer_config(env.settings, "bench-e2e")
         config.update({"linger.ms": 2, "queue.buffering.max.messages": 1_000_000})
         self.producer = Producer(config)
-        self.records = records
+        self.records = [(topic_name(env.settings, t), key, value) for t, key, value in records]
         self.cursor = 0
         self.failures: list[str] = []
 
@@ -358,8 +360,9 @@ async def _fetch_latency(env: BenchEnv, wait_ms: int, messages: int) -> list[flo
     """ms from a record's produce acknowledgement to an aiokafka consumer having it."""
     from aiokafka import AIOKafkaConsumer
 
+    topic = topic_name(env.settings, ORDERS)
     consumer = AIOKafkaConsumer(
-        "orders.events",
+        topic,
         bootstrap_servers=env.settings.kafka_bootstrap_servers,
         group_id=None,
         auto_offset_reset="latest",
@@ -371,7 +374,7 @@ async def _fetch_latency(env: BenchEnv, wait_ms: int, messages: int) -> list[flo
     try:
         await consumer.getmany(timeout_ms=1_000)  # joined and positioned at the end
         for i in range(messages):
-            producer.produce("orders.events", key=b"bench-fetch", value=b"{}")
+            producer.produce(topic, key=b"bench-fetch", value=b"{}")
             producer.flush(10)
             acked = time.monotonic()
             deadline = acked + 5

@@ -1,9 +1,16 @@
 """The scenario registry: add a benchmark by decorating a function in :mod:`bench.scenarios`.
 
-A scenario receives a :class:`bench.env.BenchEnv` (a fresh embedded broker + Redis, helpers to
-produce events and run workers) and a ``quick`` flag (tiny sizes for the test suite's smoke run),
-and returns a :class:`Result`: its measured figures, the targets they are judged against, and a
-one-line summary that the runner prints.
+A scenario receives a :class:`bench.env.BenchEnv` (a fresh embedded broker + Redis, or its own
+topics and namespaces on existing servers; helpers to produce events and run workers) and a
+``quick`` flag (tiny sizes for the test suite's smoke run), and returns a :class:`Result`: its
+measured figures, the targets they are judged against, and a one-line summary that the runner
+prints.
+
+Rules that keep a run safe on servers shared with others (``env.existing``): Redis keys only
+under a :func:`bench.env.new_namespace`; topic names only through
+``socialproof.kafka.topic_name(env.settings, …)``; other processes get
+``env.process_env(namespace)``; no server-wide commands (FLUSHDB, CONFIG RESETSTAT) unless
+``env.existing`` is false.
 
 Figures are medians of repeated runs. By default the runner repeats a scenario ``repeats`` times
 (each in a fresh environment) and reports the median of every numeric figure; the summary is then

@@ -20,7 +20,7 @@ import time
 
 import redis.asyncio as aioredis
 
-from bench.env import BenchEnv
+from bench.env import BenchEnv, new_namespace
 from bench.notifier import percentile
 from bench.registry import Result, Target, scenario
 from services.notifier.proof import ProofReader
@@ -51,7 +51,12 @@ async def _make_viewer(
 
 
 async def _time_point(
-    redis: aioredis.Redis, reader: ProofReader, viewer: str, product: str, calls: int
+    redis: aioredis.Redis,
+    reader: ProofReader,
+    viewer: str,
+    product: str,
+    calls: int,
+    server_side: bool,
 ) -> dict:
     for _ in range(20):  # warm up (script cache, connection)
         await reader.friends_bought(viewer, product)
@@ -61,13 +66,15 @@ async def _time_point(
         t0 = time.perf_counter()
         count, _names = await reader.friends_bought(viewer, product)
         times.append((time.perf_counter() - t0) * 1000)
-    await redis.config_resetstat()
-    keys = reader.keys
-    for _ in range(calls):
-        await redis.execute_command(
-            "SINTERCARD", 2, keys.friends(viewer), keys.consenting_buyers(product)
-        )
-    stats = await redis.info("commandstats")
+    stats: dict = {}
+    if server_side:  # CONFIG RESETSTAT is server-wide: never on servers shared with others
+        await redis.config_resetstat()
+        keys = reader.keys
+        for _ in range(calls):
+            await redis.execute_command(
+                "SINTERCARD", 2, keys.friends(viewer), keys.consenting_buyers(product)
+            )
+        stats = await redis.info("commandstats")
     return {
         "count": count,
         "p50_ms": percentile(times, 0.50),
@@ -83,7 +90,7 @@ async def _measure(env: BenchEnv, quick: bool) -> dict:
     calls = 50 if quick else 500
     repeats = 1 if quick else 3
     redis = aioredis.Redis.from_url(env.settings.redis_url, decode_responses=True)
-    reader = ProofReader(redis, "scale")
+    reader = ProofReader(redis, new_namespace())
     rng = random.Random(9)
     # one product per buyer count, each with buyers u0..u{n-1} (all consenting)
     for n in buyers_axis:
@@ -110,7 +117,7 @@ async def _measure(env: BenchEnv, quick: bool) -> dict:
             if len(runs.get((f, b), [])) > r:
                 continue  # the shared corner point (most friends, most buyers) is timed once
             runs.setdefault((f, b), []).append(
-                await _time_point(redis, reader, f"v{f}-{b}", f"p{b}", calls)
+                await _time_point(redis, reader, f"v{f}-{b}", f"p{b}", calls, not env.existing)
             )
     for (f, b), each in runs.items():
         tag = f"f{f}_b{b}"

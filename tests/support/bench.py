@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_quick(scenarios: list[str], out: Path, timeout: float = 170) -> dict:
-    """Run the scenarios with ``--quick`` into ``out``; assert each printed its one-line summary
-    and reported figures without an error; return the whole results JSON."""
+def run_quick(
+    scenarios: list[str], out: Path, timeout: float = 170, env: dict[str, str] | None = None
+) -> dict:
+    """Run the scenarios with ``--quick`` into ``out`` (``env``: variables to set for the run);
+    assert each printed its one-line summary and reported figures without an error; return the
+    whole results JSON."""
     done = subprocess.run(
         [
             sys.executable,
@@ -25,6 +29,7 @@ def run_quick(scenarios: list[str], out: Path, timeout: float = 170) -> dict:
             str(out),
         ],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

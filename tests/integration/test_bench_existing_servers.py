@@ -1,0 +1,144 @@
+"""``make bench`` against existing servers (KAFKA_BOOTSTRAP_SERVERS + REDIS_URL): it runs on the
+session's broker and Redis next to someone else's data, and leaves that data exactly as it was and
+nothing of its own behind (topics, consumer groups, Redis keys)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import redis as redis_sync
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from contracts import codec
+from contracts.topics import EVENT_TOPICS, ORDERS
+from socialproof import topicops
+from socialproof.settings import Settings
+from tests.integration.test_processor_support import publish
+from tests.integration.test_topic_ops import purchase
+from tests.support.bench import ROOT, run_quick
+from tests.support.waiting import wait_for
+
+#: cheap scenarios that between them start every kind of process the bench runs on a broker and
+#: Redis (batched and per-event workers, catalog/orders/notifier, a bare consumer) and write
+#: Redis directly (seeded graphs, buyer sets)
+SCENARIOS = ["throughput", "friends_bought", "read_api", "e2e_latency", "broker_fetch", "scaling"]
+
+
+def groups(admin: AdminClient) -> set[str]:
+    return {g.group_id for g in admin.list_consumer_groups(request_timeout=10).result().valid}
+
+
+def test_the_bench_on_existing_servers_touches_nobody_elses_data(
+    settings: Settings, topics: None, redis_client: redis_sync.Redis, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    # Given someone else's data: keys (one in the default namespace), a record in a registry
+    # topic and a consumer group with a committed offset
+    foreign = {f"foreign-{run}:note": "keep", f"sp:foreign-{run}": "mine"}
+    for key, value in foreign.items():
+        redis_client.set(key, value)
+    event = purchase(f"foreign-{run}")
+    [record] = asyncio.run(publish(settings, [event]))
+    group = f"foreign-{run}"
+    committer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group})
+    committer.commit(
+        offsets=[TopicPartition(record.topic, record.partition, record.offset + 1)],
+        asynchronous=False,
+    )
+    committer.close()
+    topics_before = set(admin.list_topics(timeout=10).topics)
+    groups_before = groups(admin)
+    ends_before = {t.name: topicops.true_end_offsets(settings, t.name) for t in EVENT_TOPICS}
+    keys_before = set(redis_client.scan_iter(count=1000))
+
+    # When the bench runs against these servers
+    results = run_quick(
+        SCENARIOS,
+        tmp_path,
+        timeout=170,
+        env={
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "REDIS_URL": settings.redis_url,
+        },
+    )
+
+    # Then the results and the report name the servers it ran on
+    backend = f"existing servers: {settings.kafka_bootstrap_servers}, {settings.redis_url}"
+    assert results["backend"] == backend
+    assert all(results["scenarios"][name]["backend"] == backend for name in SCENARIOS)
+    assert f"Backend: {backend}." in (tmp_path / "report-quick.md").read_text()
+    # And nothing of the bench's is left: no topic, no consumer group, no key (checked before
+    # this test's own reader below shows up as a group)
+    assert set(admin.list_topics(timeout=10).topics) == topics_before
+    assert groups(admin) - groups_before == set()
+    assert set(redis_client.scan_iter(count=1000)) - keys_before == set()
+    # And the other data is untouched: keys, the record, the topics' contents, the group
+    assert {key: redis_client.get(key) for key in foreign} == foreign
+    reader = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"check-{run}"}
+    )
+    reader.assign([TopicPartition(record.topic, record.partition, record.offset)])
+    message = reader.poll(10)
+    reader.close()
+    assert message is not None and message.error() is None
+    assert (message.key(), message.value()) == (ORDERS.key_of(event).encode(), codec.encode(event))
+    assert {t.name: topicops.true_end_offsets(settings, t.name) for t in EVENT_TOPICS} == (
+        ends_before
+    )
+    assert group in groups(admin)
+    committed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+    assert [tp.offset for tp in committed.result().topic_partitions] == [record.offset + 1]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_bench_stopped_midway_still_deletes_what_it_made(
+    settings: Settings, topics: None, redis_client: redis_sync.Redis, stop: signal.Signals
+) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    topics_before = set(admin.list_topics(timeout=10).topics)
+    groups_before = groups(admin)
+    keys_before = set(redis_client.scan_iter(count=1000))
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "bench", "--quick", "--only", "throughput", "--out", "/dev/null"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "REDIS_URL": settings.redis_url,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # When it is stopped while a worker of its own is consuming its topics
+        wait_for(
+            lambda: (
+                bench.poll() is None
+                and any(g.startswith("bench-") for g in groups(admin) - groups_before)
+            ),
+            60,
+            "the bench's worker to join its consumer group",
+            interval=0.2,
+        )
+        assert any(t.startswith("bench-") for t in admin.list_topics(timeout=10).topics)
+        bench.send_signal(stop)
+        output, _ = bench.communicate(timeout=60)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+    # Then it ended without results and left no topic, group or key of its own behind
+    assert bench.returncode != 0 and "[bench] throughput" not in output, output
+    assert "clean-up incomplete" not in output, output
+    assert set(admin.list_topics(timeout=10).topics) == topics_before
+    assert groups(admin) - groups_before == set()
+    assert set(redis_client.scan_iter(count=1000)) - keys_before == set()

@@ -101,14 +101,18 @@ def test_the_bench_on_existing_servers_touches_nobody_elses_data(
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_bench_stopped_midway_still_deletes_what_it_made(
-    settings: Settings, topics: None, redis_client: redis_sync.Redis, stop: signal.Signals
+    settings: Settings,
+    topics: None,
+    redis_client: redis_sync.Redis,
+    stop: signal.Signals,
+    tmp_path: Path,
 ) -> None:
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
     topics_before = set(admin.list_topics(timeout=10).topics)
     groups_before = groups(admin)
     keys_before = set(redis_client.scan_iter(count=1000))
     bench = subprocess.Popen(
-        [sys.executable, "-m", "bench", "--quick", "--only", "throughput", "--out", "/dev/null"],
+        [sys.executable, "-m", "bench", "--quick", "--only", "throughput", "--out", str(tmp_path)],
         cwd=ROOT,
         env={
             **os.environ,

@@ -51,7 +51,7 @@ from contracts.views import FEED_KEEP, HOUR_MS, TRENDING_WEIGHTS, Keys
 CHUNK = 500
 
 # ARGV[1] = namespace, ARGV[2] = JSON list of operations (see CounterStore.operation).
-# Returns the product ids whose public views changed.
+# Returns the product ids whose public views changed, as a JSON list.
 _CONSTANTS = (
     f"local HOUR = {HOUR_MS}\n"
     f"local W_BUY, W_REVIEW, W_SHARE = {TRENDING_WEIGHTS['bought']}, "
@@ -399,7 +399,9 @@ for key, members in pairs(zadds) do
   if #args > 2 then redis.call(unpack(args)) end
 end
 for key in pairs(trimmed) do redis.call('ZREMRANGEBYRANK', key, 0, -(FEED_KEEP + 1)) end
-return changed_list
+-- one JSON string rather than a multi-bulk reply of ids: the worker parses it in one call
+if #changed_list == 0 then return '[]' end
+return cjson.encode(changed_list)
 """
 )
 
@@ -517,7 +519,7 @@ class CounterStore:
         )
         changed: set[str] = set()
         for result in results:
-            changed.update(result)
+            changed.update(orjson.loads(result))
         return changed
 
     async def announce(self, products: set[str]) -> None:

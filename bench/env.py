@@ -158,6 +158,8 @@ class BenchEnv:
             "SOCIALPROOF_KAFKA_TOPIC_PREFIX": self.settings.kafka_topic_prefix,
             "SOCIALPROOF_REDIS_NAMESPACE": namespace,
             "SOCIALPROOF_WORKER_CONSUMER_GROUP": group_for(namespace),
+            # Faust's data folder (empty for the worker) in the work folder, not the current one
+            "FAUST_DATADIR": str(self.workdir / f"faust-{namespace}"),
             **EMBEDDED_GROUP_ENV,
         }
 
@@ -198,8 +200,6 @@ class BenchEnv:
             **self.process_env(namespace),
             "SOCIALPROOF_WORKER_WEB_PORT": str(port),
             "SOCIALPROOF_LOG_LEVEL": "WARNING",
-            # `-m bench.…` from the work folder, so Faust's data folder lands there, not in ROOT
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
         if batch_size:
             env["SOCIALPROOF_WORKER_BATCH_SIZE"] = str(batch_size)
@@ -213,7 +213,7 @@ class BenchEnv:
             name=name,
             argv=argv,
             env=env,
-            cwd=str(self.workdir),
+            cwd=str(ROOT),
             echo=False,
             log_path=self.workdir / f"{name}-{namespace}.log",
         ).start()

@@ -9,7 +9,7 @@ prints.
 Rules that keep a run safe on servers shared with others (``env.existing``): Redis keys only
 under a :func:`bench.env.new_namespace`; topic names only through
 ``socialproof.kafka.topic_name(env.settings, …)``; other processes get
-``env.process_env(namespace)``; no server-wide commands (FLUSHDB, CONFIG RESETSTAT) unless
+``env.process_env(namespace)``; no server-wide commands (FLUSHDB, CONFIG RESETSTAT/SET) unless
 ``env.existing`` is false.
 
 Figures are medians of repeated runs. By default the runner repeats a scenario ``repeats`` times

@@ -207,7 +207,8 @@ async def _friends_latency(env: BenchEnv, quick: bool) -> dict:
     buyers_n, friends_n = (20_000, 500) if quick else (1_000_000, 5_000)
     redis = aioredis.Redis.from_url(env.settings.redis_url, decode_responses=True)
     reader = ProofReader(redis, new_namespace())
-    # Redis' own timings need CONFIG RESETSTAT, server-wide: never on servers shared with others
+    # Redis' own timings change server-wide state (CONFIG RESETSTAT, the slow log's CONFIG SET):
+    # never on servers shared with others
     server_side = not env.existing
     keys = reader.keys
     rng = random.Random(5)

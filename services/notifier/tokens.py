@@ -27,6 +27,8 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from contracts.events import Identifier
 
 PREFIX = "vt1"
+#: parsed claims kept per verifier (tokens are short-lived; the table is cleared when full)
+MAX_REMEMBERED = 10_000
 _DERIVATION_LABEL = b"socialproof viewer tokens v1"
 _viewer_id = TypeAdapter(Identifier)
 
@@ -59,9 +61,15 @@ class ViewerTokens:
             raise ValueError("the viewer token secret must be at least 16 bytes")
         self._secret = secret
         self.ttl_s = ttl_s
+        self._claims: dict[str, ViewerToken] = {}  # signed payload -> its claims
 
     def _sign(self, signed_part: str) -> str:
-        return _b64(hmac.new(self._secret, signed_part.encode(), hashlib.sha256).digest())
+        return self._signature(signed_part.encode()).decode()
+
+    def _signature(self, signed_part: bytes) -> bytes:
+        # one C call: this runs on every read API request
+        digest = hmac.digest(self._secret, signed_part, "sha256")
+        return base64.urlsafe_b64encode(digest).rstrip(b"=")
 
     def mint(self, viewer_id: str, now: float | None = None) -> tuple[str, ViewerToken]:
         """A new token for ``viewer_id`` valid for ``ttl_s`` seconds."""
@@ -78,19 +86,35 @@ class ViewerTokens:
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != PREFIX:
             raise InvalidViewerToken("not a viewer token")
-        signed = f"{parts[0]}.{parts[1]}"
-        if not hmac.compare_digest(self._sign(signed), parts[2]):
+        signed = f"{parts[0]}.{parts[1]}".encode("utf-8", "surrogatepass")
+        # as bytes: compare_digest refuses str with non-ASCII characters (a TypeError, not a 401)
+        if not hmac.compare_digest(
+            self._signature(signed), parts[2].encode("utf-8", "surrogatepass")
+        ):
             raise InvalidViewerToken("bad signature")
+        claims = self._claims.get(parts[1])
+        if claims is None:
+            claims = self._parse(parts[1])
+        now = time.time() if now is None else now
+        if claims.expires_at <= now:
+            raise InvalidViewerToken("expired")
+        return claims
+
+    def _parse(self, payload: str) -> ViewerToken:
+        """The claims of a signed payload, remembered: a page's reads all carry the same token,
+        and parsing it again gives the same claims (the signature and the expiry are still
+        checked on every request)."""
         try:
-            claims = orjson.loads(_unb64(parts[1]))
-            viewer = _viewer_id.validate_python(claims["sub"])
-            expires_at = int(claims["exp"])
+            raw = orjson.loads(_unb64(payload))
+            claims = ViewerToken(
+                viewer_id=_viewer_id.validate_python(raw["sub"]), expires_at=int(raw["exp"])
+            )
         except (ValueError, KeyError, TypeError, ValidationError):
             raise InvalidViewerToken("malformed payload") from None
-        now = time.time() if now is None else now
-        if expires_at <= now:
-            raise InvalidViewerToken("expired")
-        return ViewerToken(viewer_id=viewer, expires_at=expires_at)
+        if len(self._claims) >= MAX_REMEMBERED:
+            self._claims.clear()  # bounded; the next requests parse again
+        self._claims[payload] = claims
+        return claims
 
 
 class ViewerTokenIn(BaseModel):

@@ -36,6 +36,14 @@ def test_tampered_or_foreign_tokens_are_refused() -> None:
         ViewerTokens(derive_secret("another-service-token"), 60).verify(token, now=1_001)
 
 
+def test_a_token_with_non_ascii_characters_is_refused_not_an_error() -> None:
+    tokens = ViewerTokens(SECRET, ttl_s=60)
+    token, _ = tokens.mint("u1", now=1_000)
+    for bad in (token[:-2] + "éé", "vt1.é.é"):
+        with pytest.raises(InvalidViewerToken):
+            tokens.verify(bad, now=1_001)
+
+
 def test_the_derived_key_depends_on_the_service_token() -> None:
     assert derive_secret("a" * 20) == derive_secret("a" * 20) != derive_secret("b" * 20)
     assert derive_secret("a" * 20) != b"a" * 20  # never the service token itself

@@ -1,7 +1,9 @@
 """Runs one HTTP service under uvicorn with the shared logging set-up.
 
 Used by ``socialproof serve <service>``; the app is built by the service's ``create_app`` factory
-so that nothing is constructed at import time.
+so that nothing is constructed at import time. Runs on uvloop with httptools (both installed by
+``uvicorn[standard]``; named explicitly so a missing one fails at start instead of silently
+serving slower). An app can name its own HTTP protocol class in ``app.state.http_protocol``.
 """
 
 from __future__ import annotations
@@ -51,5 +53,9 @@ def serve(
         # Let in-flight requests finish on SIGTERM (Kubernetes gives 30 s by default).
         timeout_graceful_shutdown=20,
         lifespan="on",
+        # uvloop + httptools (uvicorn[standard]); an app may bring its own httptools protocol
+        # subclass (the notifier's read API fast path)
+        loop="uvloop",
+        http=getattr(app.state, "http_protocol", "httptools"),
     )
     _Server(config).run()

@@ -207,6 +207,16 @@ class NotifierSettings(PrivacyDefaults):
     public_max_age_s: int = Field(
         default=2, ge=0, le=3600, description="Cache-Control max-age of public proof answers"
     )
+    proof_cache_max_age_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="longest a cached read API answer is served (time windows expire without "
+        "events); 0: no cache",
+    )
+    proof_cache_max_entries: int = Field(
+        default=100_000, ge=1, description="read API answers cached per notifier process, at most"
+    )
     widget_min_count: int = Field(
         default=3, ge=1, description="widget hides counts below this (data-min-count overrides)"
     )

@@ -14,6 +14,11 @@ Viewer tokens: ``POST /v1/viewer-tokens`` ``{"viewer_id"}`` with the service tok
 Live push (see :mod:`services.notifier.live`): SSE ``GET /v1/proof/stream?products=…`` and the
 WebSocket ``/v1/proof/ws?products=…``.
 
+Caching (see :mod:`services.notifier.cache` and :mod:`services.notifier.fastpath`): answers are
+kept per ``(product, viewer)``, rendered once, invalidated by the processor's change channel and
+at most ``SOCIALPROOF_PROOF_CACHE_MAX_AGE_S`` old; under ``socialproof serve`` cache hits of the
+single-product read are answered before the ASGI stack.
+
 Storefront: ``/widget.js`` (the embeddable badge) and, only when ``SOCIALPROOF_DEMO_ENABLED`` is
 true (``make run`` sets it), the demo storefront at ``/demo``.
 
@@ -24,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +44,7 @@ from pydantic import BaseModel, Field
 from contracts import namespaces
 from contracts.views import Keys
 from services.notifier import live, storefront
+from services.notifier.cache import CachedProofs, ProofCache, Rendered, cache_control, etag_of
 from services.notifier.deps import (
     RateLimited,
     Reader,
@@ -47,8 +52,9 @@ from services.notifier.deps import (
     parse_product_list,
     with_friends,
 )
+from services.notifier.fastpath import Cors, FastPath, etags, protocol_class
 from services.notifier.hub import Hub
-from services.notifier.proof import FriendsBought, Proof, ProofReader, to_json
+from services.notifier.proof import FriendsBought, Proof, ProofReader
 from services.notifier.ratelimit import RateLimiter
 from services.notifier.tokens import (
     ViewerTokenIn,
@@ -100,32 +106,19 @@ RATE_RESPONSES: dict[int | str, dict[str, Any]] = {
 def cached_json(request: Request, body: Any, *, private: bool, max_age: int) -> Response:
     """JSON with a weak ETag over the content (``as_of`` excluded: it changes every read) and
     Cache-Control; 304 when the client already has it."""
-    content = orjson.dumps(body)
-    fingerprint = orjson.dumps(_without_as_of(body), option=orjson.OPT_SORT_KEYS)
-    etag = 'W/"' + hashlib.blake2b(fingerprint, digest_size=12).hexdigest() + '"'
-    headers = {
-        "ETag": etag,
-        # Friend data is per viewer: browsers may keep it, shared caches never.
-        "Cache-Control": "private, no-cache" if private else f"public, max-age={max_age}",
-        "Vary": "Authorization",
-    }
-    if etag in _etags(request.headers.get("if-none-match", "")):
+    return answer(request, orjson.dumps(body), etag_of(body), cache_control(private, max_age))
+
+
+def answer(request: Request, content: bytes, etag: str, control: str) -> Response:
+    headers = {"ETag": etag, "Cache-Control": control, "Vary": "Authorization"}
+    if etag in etags(request.headers.get("if-none-match", "")):
         return Response(status_code=304, headers=headers)
     return Response(content, media_type="application/json", headers=headers)
 
 
-def _etags(header: str) -> set[str]:
-    tags = {t.strip() for t in header.split(",") if t.strip()}
-    # Weak comparison (RFC 9110 §8.8.3.2): W/"x" matches "x".
-    return tags | {t if t.startswith("W/") else f"W/{t}" for t in tags}
-
-
-def _without_as_of(body: Any) -> Any:
-    if isinstance(body, dict):
-        return {k: _without_as_of(v) for k, v in body.items() if k != "as_of"}
-    if isinstance(body, list):
-        return [_without_as_of(v) for v in body]
-    return body
+def answer_rendered(request: Request, rendered: Rendered) -> Response:
+    """An answer rendered at fill time (:mod:`services.notifier.cache`)."""
+    return answer(request, rendered.body, rendered.etag, rendered.cache_control)
 
 
 def trending_json(entries: Any) -> list[dict]:
@@ -176,7 +169,10 @@ def viewer_tokens(settings: NotifierSettings) -> ViewerTokens:
 
 
 async def follow_active_namespace(
-    redis: aioredis.Redis, reader: ProofReader, hub: Hub, settings: NotifierSettings,
+    redis: aioredis.Redis,
+    reader: ProofReader,
+    hub: Hub,
+    settings: NotifierSettings,
     interval_s: float = 1.0,
 ) -> None:
     """Serve the namespace ``replay rebuild --switch`` made active (contracts.namespaces).
@@ -189,9 +185,13 @@ async def follow_active_namespace(
         try:
             active = namespaces.parse(await redis.hgetall(pointer), settings.redis_namespace).active
             if active != reader.keys.ns:
-                log.info("serving a new namespace", extra={"namespace": active,
-                                                           "previous": reader.keys.ns})
+                log.info(
+                    "serving a new namespace",
+                    extra={"namespace": active, "previous": reader.keys.ns},
+                )
                 reader.keys = Keys(active)
+                if hub.cache is not None:
+                    hub.cache.flush()  # after the switch: reads in flight are refused too
                 await hub.dispatch(list(hub.watchers))
         except asyncio.CancelledError:
             raise
@@ -203,24 +203,29 @@ async def follow_active_namespace(
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     settings = settings or NotifierSettings()
 
+    max_age = settings.public_max_age_s
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect_waiting(settings)
         reader = ProofReader(
             redis, settings.redis_namespace, settings.default_show_in_activity_feed
         )
+        cache = ProofCache(settings.proof_cache_max_entries, settings.proof_cache_max_age_s)
+        proofs = CachedProofs(reader, cache, max_age)
 
         async def read_states(product_ids: list[str]) -> list[dict]:
-            return [to_json(p) for p in await reader.read_many(product_ids)]
+            return [rendered.state for rendered in await proofs.public(product_ids)]
 
         # Pub/sub holds its connection for ever: give it its own client with no read timeout.
         pubsub_redis = redis_client.connect(settings, socket_timeout=None)
-        hub = Hub(pubsub_redis, reader.keys.changes_channel, read_states)
+        hub = Hub(pubsub_redis, reader.keys.changes_channel, read_states, cache)
         app.state.redis, app.state.reader, app.state.hub = redis, reader, hub
-        app.state.read_states = read_states
+        app.state.proofs, app.state.read_states = proofs, read_states
         app.state.broker = BrokerProbe(settings)
         app.state.tokens = viewer_tokens(settings)
         app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        app.state.fast_path = FastPath(cache, app.state.tokens, app.state.limiter, cors, SERVICE)
         hub.start()
         # On SIGTERM end live streams at once; clients reconnect (see socialproof.serve).
         app.state.on_exit_signal = [hub.close_all]
@@ -229,7 +234,9 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.fast_path = None
             follower.cancel()
+            proofs.close()
             await hub.stop()
             await pubsub_redis.aclose()
             await redis.aclose()
@@ -244,15 +251,21 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             "redis": app.state.redis.ping,
         },
     )
+    cors = Cors(
+        allow_origins=tuple(o.strip() for o in settings.cors_origins.split(",") if o.strip()),
+        expose_headers=("ETag", "Retry-After"),
+    )
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+        allow_origins=list(cors.allow_origins),
         allow_methods=["GET"],
         allow_headers=["Authorization", "If-None-Match", "Last-Event-ID"],
-        expose_headers=["ETag", "Retry-After"],
+        expose_headers=list(cors.expose_headers),
         max_age=600,
     )
-    max_age = settings.public_max_age_s
+    # uvicorn's HTTP protocol with the read API's fast path (socialproof.serve uses it)
+    app.state.fast_path = None
+    app.state.http_protocol = protocol_class(app)
 
     @app.post(
         "/v1/viewer-tokens",
@@ -276,13 +289,15 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     async def product_proof(
         product_id: Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)],
         request: Request,
-        reader: Reader,
         viewer: Viewer,
         _: RateLimited,
     ) -> Response:
-        state = to_json(await reader.read(product_id))
-        (state,) = await with_friends(reader, [state], viewer)
-        return cached_json(request, state, private=viewer is not None, max_age=max_age)
+        proofs: CachedProofs = request.app.state.proofs
+        if viewer is None:
+            (rendered,) = await proofs.public([product_id])
+        else:
+            rendered = await proofs.personal(viewer, product_id)
+        return answer_rendered(request, rendered)
 
     @app.get(
         "/v1/proof/products",
@@ -299,7 +314,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     ) -> Response:
         product_ids = parse_product_list(ids, field="ids")
         states = await with_friends(
-            reader, [to_json(p) for p in await reader.read_many(product_ids)], viewer
+            reader, await request.app.state.read_states(product_ids), viewer
         )
         return cached_json(
             request, {"products": states}, private=viewer is not None, max_age=max_age

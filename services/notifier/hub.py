@@ -8,6 +8,11 @@ queue nor blocks the others (offering never waits), and it gets the newest state
 
 A mailbox also paces each product: a state is handed out at most once per ``min_interval_s``
 (4 per second by default); changes arriving faster are coalesced to the latest.
+
+The hub also keeps the read API's cache (:class:`~services.notifier.cache.ProofCache`) in step
+with the channel: every announced product is invalidated before anything else happens, and the
+cache is used only while the subscription stands (flushed when it is confirmed, suspended when it
+is lost), since changes announced while not subscribed are never seen.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 import redis.asyncio as aioredis
+
+from services.notifier.cache import ProofCache
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +101,12 @@ class Hub:
         redis: aioredis.Redis,
         channel: str,
         read_states: Callable[[list[str]], Awaitable[list[dict]]],
+        cache: ProofCache | None = None,
     ) -> None:
         self.redis = redis
         self.channel = channel
         self.read_states = read_states
+        self.cache = cache
         self.watchers: dict[str, set[Mailbox]] = defaultdict(set)
         self.boxes: set[Mailbox] = set()
         self._task: asyncio.Task | None = None
@@ -135,6 +144,8 @@ class Hub:
         self._task = asyncio.create_task(self._listen(), name="notifier-hub")
 
     async def stop(self) -> None:
+        if self.cache is not None:
+            self.cache.suspend()
         for box in list(self.boxes):
             box.close()  # lets every live connection finish promptly
         if self._task:
@@ -149,18 +160,27 @@ class Hub:
         delay = 0.2
         while True:
             try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
-                    self.connected.set()
-                    delay = 0.2
-                    # Changes may have happened while we were not subscribed: refresh everyone.
-                    await self.dispatch(list(self.watchers))
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            await self.dispatch(orjson.loads(message["data"]))
+                            products = orjson.loads(message["data"])
+                            if self.cache is not None:
+                                self.cache.invalidate(products)
+                            await self.dispatch(products)
+                        elif message["type"] == "subscribe":
+                            # Confirmed: from here on no change is missed. Changes may have
+                            # happened while we were not subscribed: refresh everyone.
+                            if self.cache is not None:
+                                self.cache.resume()
+                            self.connected.set()
+                            delay = 0.2
+                            await self.dispatch(list(self.watchers))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self.cache is not None:
+                    self.cache.suspend()
                 self.connected.clear()
                 log.warning(
                     "change subscription lost; retrying",

@@ -5,6 +5,8 @@ tests and ``make bench`` directly). Stable methods of :class:`ProofReader`:
 
 - ``read_many(ids)`` / ``read(id)``: public counters per product (bought windows, reviews,
   shares), one pipelined round trip for any number of products.
+- ``read_personal(id, viewer_id)``: ``read(id)`` and ``friends_bought(viewer_id, id)`` in one
+  round trip.
 - ``friends_bought(viewer_id, product_id)``: ``(count, up to 3 first names)`` of the viewer's
   friends with a kept purchase who share purchases with friends; the viewer is never counted.
   It is an intersection on read (one ``SINTERCARD`` over the smaller of the viewer's friend set and
@@ -28,6 +30,8 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from contracts.views import (
     BOUGHT_WINDOWS_MS,
@@ -212,16 +216,47 @@ class ProofReader:
         """One pipelined round trip for any number of products."""
         now_ms = _now_ms(now_ms)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for product_id in product_ids:
-                buyers = self.keys.buyers(product_id)
-                for window_ms in BOUGHT_WINDOWS_MS.values():
-                    pipe.zcount(buyers, now_ms - window_ms, "+inf")
-                share_times = self.keys.share_times(product_id)
-                for window_ms in SHARE_WINDOWS_MS.values():
-                    pipe.zcount(share_times, now_ms - window_ms, "+inf")
-                pipe.hgetall(self.keys.reviews(product_id))
-                pipe.hgetall(self.keys.shares(product_id))
+            self._queue_counters(pipe, product_ids, now_ms)
             replies = await pipe.execute()
+        return self._proofs(product_ids, replies, now_ms)
+
+    async def read_personal(
+        self, product_id: str, viewer_id: str, now_ms: int | None = None
+    ) -> tuple[Proof, tuple[int, list[str]]]:
+        """``read(product_id)`` and ``friends_bought(viewer_id, product_id)`` in one round trip
+        (the read API's most common miss). The caller must make sure ``viewer_id`` is the
+        authenticated viewer."""
+        now_ms = _now_ms(now_ms)
+        for attempt in range(2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    self._queue_counters(pipe, [product_id], now_ms)
+                    # EVALSHA itself: a pipeline running a Script object first asks SCRIPT EXISTS
+                    pipe.evalsha(
+                        self._friends.sha, 0, self.keys.ns, viewer_id, product_id, MAX_FRIEND_NAMES
+                    )
+                    replies = await pipe.execute()
+                break
+            except NoScriptError:  # Redis restarted or flushed its scripts: load it, once
+                if attempt:
+                    raise
+                await self.redis.script_load(FRIENDS_LUA)
+        (proof,) = self._proofs([product_id], replies[:-1], now_ms)
+        friends = replies[-1]
+        return proof, (int(friends[0]), [str(n) for n in friends[1:]])
+
+    def _queue_counters(self, pipe: Pipeline, product_ids: list[str], now_ms: int) -> None:
+        for product_id in product_ids:
+            buyers = self.keys.buyers(product_id)
+            for window_ms in BOUGHT_WINDOWS_MS.values():
+                pipe.zcount(buyers, now_ms - window_ms, "+inf")
+            share_times = self.keys.share_times(product_id)
+            for window_ms in SHARE_WINDOWS_MS.values():
+                pipe.zcount(share_times, now_ms - window_ms, "+inf")
+            pipe.hgetall(self.keys.reviews(product_id))
+            pipe.hgetall(self.keys.shares(product_id))
+
+    def _proofs(self, product_ids: list[str], replies: list, now_ms: int) -> list[Proof]:
         as_of = datetime.fromtimestamp(now_ms / 1000, UTC)
         width = len(BOUGHT_WINDOWS_MS) + len(SHARE_WINDOWS_MS) + 2
         proofs = []

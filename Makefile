@@ -6,7 +6,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES      := redis-server
-TEST_SYSTEM_PACKAGES := redis-server kcat chromium
+# wrk: the read API benchmark's load generator (the test suite smoke-runs every bench scenario)
+TEST_SYSTEM_PACKAGES := redis-server kcat chromium wrk
+BENCH_SYSTEM_PACKAGES := redis-server wrk
 
 .PHONY: help setup run test deploy-check test-fast bench schemas check-schemas lint clean
 
@@ -40,7 +42,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	@scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
+	@scripts/ensure-system-packages.sh $(BENCH_SYSTEM_PACKAGES)
 	$(PY) -m bench $(BENCH_ARGS)
 
 # Unit tests only: no broker, no Redis.

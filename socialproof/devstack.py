@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -41,6 +42,9 @@ EMBEDDED_GROUP_ENV = {
     # Tansu holds a fetch for the whole wait even when records arrive (measured by make bench:
     # ~210 ms from ack to delivery with aiokafka's 500 ms default, ~21 ms with 100 ms).
     "SOCIALPROOF_WORKER_FETCH_MAX_WAIT_MS": "100",
+    # Faust's data directory (empty: the worker keeps no Faust tables) goes to the temp dir, not
+    # into the working directory of every dev stack, test and bench run.
+    "FAUST_DATADIR": str(Path(tempfile.gettempdir()) / "socialproof-faust-{conf.id}-data"),
 }
 
 COLORS = ["36", "33", "35", "32", "34", "91", "96", "93"]

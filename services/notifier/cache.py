@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -53,8 +54,9 @@ from services.notifier.proof import ProofReader, to_json
 
 log = logging.getLogger(__name__)
 
-#: an entry hit past this share of its maximum age is read again in the background
-REFRESH_AT = 0.75
+#: an entry hit past a share of its maximum age drawn from this range (per entry, so that
+#: entries filled together are not all read again at once) is read again in the background
+REFRESH_AFTER = (0.5, 0.9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +134,14 @@ class ProofCache:
         self.clock = clock
         #: False while changes cannot be seen (the hub is not subscribed)
         self.enabled = False
-        self._entries: OrderedDict[Key, tuple[Rendered, int]] = OrderedDict()
+        #: key -> (answer, epoch of its ticket, time from which a hit asks for a refresh)
+        self._entries: OrderedDict[Key, tuple[Rendered, int, float]] = OrderedDict()
         self._epoch = 0
         #: product -> epoch of its latest invalidation, oldest first
         self._marks: OrderedDict[str, int] = OrderedDict()
         #: tickets older than this are refused (a flush, or dropped marks)
         self._floor = 0
-        #: told about each hit on an entry past 3/4 of its maximum age (to refresh it ahead)
+        #: told about each hit on an entry due for a refresh (see REFRESH_AFTER)
         self.on_aging: Callable[[Key], None] | None = None
 
     def __len__(self) -> int:
@@ -152,8 +155,9 @@ class ProofCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        rendered, epoch = entry
-        age = self.clock() - rendered.read_at
+        rendered, epoch, refresh_at = entry
+        now = self.clock()
+        age = now - rendered.read_at
         if (
             not self.enabled
             or age >= self.max_age
@@ -163,7 +167,7 @@ class ProofCache:
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
-        if age >= self.max_age * REFRESH_AT and self.on_aging is not None:
+        if now >= refresh_at and self.on_aging is not None:
             self.on_aging(key)
         return rendered
 
@@ -186,7 +190,8 @@ class ProofCache:
         ):
             return False
         key = (product, viewer)
-        self._entries[key] = (rendered, ticket.epoch)
+        refresh_at = rendered.read_at + self.max_age * random.uniform(*REFRESH_AFTER)
+        self._entries[key] = (rendered, ticket.epoch, refresh_at)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -225,13 +230,15 @@ class CachedProofs:
     """Reads social proof through a :class:`ProofCache`: hits are answered from memory, misses
     read the serving store (:class:`~services.notifier.proof.ProofReader`) and are kept.
 
-    Two things keep the tail short under load (measured: without them every entry expired at
+    Three things keep the tail short under load (measured: without them every entry expired at
     once each second and the misses piled up, p99 84-132 ms at concurrency 64):
 
     - one read per answer at a time: requests that miss while a read of the same answer is in
       flight wait for it, unless the product changed since that read started;
-    - refresh ahead: a hit on an entry past 3/4 of its maximum age starts a read in the background,
-      so an answer that is asked for keeps being served from memory and never expires.
+    - refresh ahead: a hit on an entry past 50-90 % of its maximum age starts a read in the
+      background, so an answer that is asked for keeps being served from memory;
+    - the point in that range is drawn per entry: entries filled together (a cold start) would
+      otherwise all be read again in the same few milliseconds, every time, stalling the loop.
     """
 
     def __init__(self, reader: ProofReader, cache: ProofCache, public_max_age: int) -> None:

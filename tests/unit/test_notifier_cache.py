@@ -241,18 +241,34 @@ async def test_an_entry_asked_for_late_in_its_life_is_read_again_ahead_of_expiry
     reader = FakeReader()
     proofs, cache, clock = proofs_with(reader)
     old = await proofs.personal("ana", "p1")
-    clock.now += 0.5
+    clock.now += 0.45
     assert await proofs.personal("ana", "p1") is old  # young: no read
     assert len(reader.reads) == 1
-    clock.now += 0.3  # past 3/4 of the maximum age
+    clock.now += 0.5  # past 90 % of the maximum age: due, whatever the draw
     reader.value = 5
     assert await proofs.personal("ana", "p1") is old  # still served …
     await asyncio.sleep(0)  # … while a read runs in the background
     assert len(reader.reads) == 2
-    clock.now += 0.5  # the old entry would have expired by now
+    clock.now += 0.2  # the old entry would have expired by now
     fresh = await proofs.personal("ana", "p1")
     assert fresh is not old and fresh.state["friends_bought"]["count"] == 5
     assert len(reader.reads) == 2
+
+
+def test_entries_filled_together_are_not_all_refreshed_together() -> None:
+    cache, clock = make_cache(max_age_s=1.0)
+    due: list[tuple[str, str | None]] = []
+    cache.on_aging = due.append
+    for n in range(100):  # a cold start: everything read at once
+        fill(cache, f"p{n}", n)
+    clock.now += 0.45
+    assert all(cache.get(f"p{n}") for n in range(100)) and due == []
+    clock.now += 0.25  # 70 % of the maximum age: the refreshes are spread out
+    assert all(cache.get(f"p{n}") for n in range(100))
+    assert 0 < len(due) < 100
+    clock.now += 0.25  # past 90 %: every entry asked for is due
+    due.clear()
+    assert all(cache.get(f"p{n}") for n in range(100)) and len(due) == 100
 
 
 async def test_a_failed_read_reaches_the_request_and_nothing_is_kept() -> None:
@@ -343,7 +359,9 @@ def test_everything_but_a_plain_hit_falls_through_to_fastapi() -> None:
     assert ask(fast, b"/v1/proof/products/p2") is None  # a miss: FastAPI reads and fills
     assert ask(fast, b"/v1/proof/products/p1", (b"authorization", b"Bearer vt1.bad.sig")) is None
     other, _ = tokens.mint("ben")  # valid, but nothing cached for Ben: never Ana's answer
-    assert ask(fast, b"/v1/proof/products/p1", (b"authorization", b"Bearer " + other.encode())) is None
+    assert (
+        ask(fast, b"/v1/proof/products/p1", (b"authorization", b"Bearer " + other.encode())) is None
+    )
     assert ask(fast, b"/v1/proof/products/p1?viewer_token=" + token.encode()) is None
     assert ask(fast, b"/v1/proof/products/p%31") is None  # FastAPI unquotes, we do not
     assert ask(fast, b"/v1/proof/products/-p1") is None  # invalid id: FastAPI's 422

@@ -75,7 +75,7 @@ def serve(service: Annotated[Service, typer.Argument(help="which HTTP service")]
         from services.notifier.app import create_app
 
         cfg = _load(s.NotifierSettings)
-        run_service("notifier", create_app, cfg, cfg.notifier_port)
+        run_service("notifier", create_app, cfg, cfg.notifier_port, cfg.notifier_processes)
     elif service is Service.catalog:
         from services.catalog.app import create_app
 

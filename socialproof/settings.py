@@ -187,6 +187,13 @@ class SocialSettings(PrivacyDefaults):
 
 class NotifierSettings(PrivacyDefaults):
     notifier_port: int = port_field("notifier")  # type: ignore[assignment]
+    notifier_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="notifier processes sharing the port (SO_REUSEPORT), each with its own cache "
+        "and live connections; in Kubernetes keep 1 and scale replicas",
+    )
     sse_heartbeat_s: float = Field(default=15, gt=0, le=300, description="SSE keep-alive period")
     viewer_token_secret: SecretStr | None = Field(
         default=None,

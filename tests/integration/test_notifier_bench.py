@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.support.bench import run_quick
 
-SCENARIOS = ["sse_fanout", "sse_fanout_x5", "read_api"]
+SCENARIOS = ["sse_fanout", "sse_fanout_x5", "read_api", "read_api_2p"]
 
 
 def test_the_notifier_bench_scenarios_run_and_report(tmp_path: Path) -> None:
@@ -18,5 +18,7 @@ def test_the_notifier_bench_scenarios_run_and_report(tmp_path: Path) -> None:
         assert figures["missed"] == 0  # every client ended with the latest state
         assert 0 < figures["rss_connected_mb"] < 500
     assert (tmp_path / "sse_fanout-quick.png").stat().st_size > 10_000
-    read = results["read_api"]["figures"]
-    assert read["requests"] > 0 and read["errors"] == 0
+    for name, processes in (("read_api", 1), ("read_api_2p", 2)):
+        read = results[name]["figures"]
+        assert read["requests"] > 0 and read["errors"] == 0
+        assert read["processes"] == processes

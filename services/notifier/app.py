@@ -217,11 +217,18 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         async def read_states(product_ids: list[str]) -> list[dict]:
             return [rendered.state for rendered in await proofs.public(product_ids)]
 
+        async def read_encoded(product_ids: list[str]) -> list[tuple[dict, bytes]]:
+            """Public states with their JSON, encoded once when read (shared by every watcher)."""
+            return [
+                (rendered.state, rendered.body) for rendered in await proofs.public(product_ids)
+            ]
+
         # Pub/sub holds its connection for ever: give it its own client with no read timeout.
         pubsub_redis = redis_client.connect(settings, socket_timeout=None)
-        hub = Hub(pubsub_redis, reader.keys.changes_channel, read_states, cache)
+        hub = Hub(pubsub_redis, reader.keys.changes_channel, read_encoded, cache)
         app.state.redis, app.state.reader, app.state.hub = redis, reader, hub
         app.state.proofs, app.state.read_states = proofs, read_states
+        app.state.read_encoded = read_encoded
         app.state.broker = BrokerProbe(settings)
         app.state.tokens = viewer_tokens(settings)
         app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)

@@ -100,12 +100,12 @@ class Hub:
         self,
         redis: aioredis.Redis,
         channel: str,
-        read_states: Callable[[list[str]], Awaitable[list[dict]]],
+        read_encoded: Callable[[list[str]], Awaitable[list[tuple[dict, bytes]]]],
         cache: ProofCache | None = None,
     ) -> None:
         self.redis = redis
         self.channel = channel
-        self.read_states = read_states
+        self.read_encoded = read_encoded
         self.cache = cache
         self.watchers: dict[str, set[Mailbox]] = defaultdict(set)
         self.boxes: set[Mailbox] = set()
@@ -193,7 +193,8 @@ class Hub:
         watched = [p for p in dict.fromkeys(products) if p in self.watchers]
         if not watched:
             return
-        for state in await self.read_states(watched):
-            offered = (state, orjson.dumps(state))  # encoded once for every watcher
-            for box in list(self.watchers.get(state["product_id"], ())):
-                box.offer(state["product_id"], offered)
+        # each state comes encoded once (by the cache) for every watcher
+        for offered in await self.read_encoded(watched):
+            product_id = offered[0]["product_id"]
+            for box in list(self.watchers.get(product_id, ())):
+                box.offer(product_id, offered)

@@ -65,13 +65,13 @@ class Feed:
         self,
         hub: Hub,
         reader: ProofReader,
-        read_states,
+        read_encoded,
         ids: list[str],
         viewer: str | None,
         min_interval_s: float,
         first_id: int,
     ) -> None:
-        self.hub, self.reader, self.read_states = hub, reader, read_states
+        self.hub, self.reader, self.read_encoded = hub, reader, read_encoded
         self.ids, self.viewer = ids, viewer
         self.sequence = itertools.count(first_id)
         # Subscribed before the first read, so no change between the two can be missed.
@@ -83,9 +83,9 @@ class Feed:
 
     async def initial(self) -> list[tuple[int, bytes]]:
         """The current state of every product, at once."""
-        states = await self.read_states(self.ids)
+        states = await self.read_encoded(self.ids)
         self.box.mark_sent(self.ids)
-        return await self._messages([(state, None) for state in states])
+        return await self._messages(states)
 
     async def changes(self, timeout: float) -> list[tuple[int, bytes]]:
         """What changed (latest states, paced); nothing after ``timeout`` (time to heartbeat)."""
@@ -191,7 +191,7 @@ def install(app: FastAPI, settings: NotifierSettings) -> None:
         ids = parse_product_list(products)
         state = request.app.state
         first_id = _first_id(request.headers.get("last-event-id") or last_event_id)
-        feed = Feed(state.hub, reader, state.read_states, ids, viewer, min_interval, first_id)
+        feed = Feed(state.hub, reader, state.read_encoded, ids, viewer, min_interval, first_id)
         return SseResponse(feed, heartbeat)
 
     @app.websocket("/v1/proof/ws")
@@ -218,7 +218,7 @@ def install(app: FastAPI, settings: NotifierSettings) -> None:
         feed = Feed(
             state.hub,
             state.reader,
-            state.read_states,
+            state.read_encoded,
             ids,
             viewer,
             min_interval,

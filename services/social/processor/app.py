@@ -6,7 +6,7 @@ topic/partition/offset) and applies the rest to Redis through :class:`CounterSto
 committed only after a batch's Redis writes and dead letters are confirmed, so a crash replays the
 batch, which the idempotent store absorbs (effectively-once, no Kafka transactions needed).
 
-Consumption is :class:`BatchConsumer` (aiokafka ``getmany`` in the consumer group, one batch in
+Consumption is :class:`BatchConsumer` (aiokafka ``getmany`` in the consumer group, a few batches in
 flight so decoding overlaps Redis), hosted by Faust for the worker's lifecycle, web server and
 signals; Faust's per-record stream costs more than the whole batch path (see the class), and the
 per-event Faust agent is kept as ``make bench``'s baseline (``create_app(per_event=True)``).
@@ -51,6 +51,11 @@ STOP_GRACE_S = 20.0
 #: decoded events per store call within a batch (Redis applies one chunk while Python decodes
 #: the next)
 APPLY_CHUNK = 250
+
+#: fetched batches being handled at once besides the newest: Redis always has a batch's scripts
+#: queued while Python decodes the next, also while a batch's offsets are being committed.
+#: Commits stay in batch order.
+IN_FLIGHT = 2
 
 
 class BatchProcessor:
@@ -209,7 +214,7 @@ class BatchConsumer:
             fetch_max_wait_ms=s.worker_fetch_max_wait_ms,
         )
         await consumer.start()
-        # One batch in flight: while Redis applies batch N, batch N+1 is fetched and decoded.
+        # Batches in flight (IN_FLIGHT): while Redis applies batch N, N+1 is fetched and decoded.
         # Offsets of a batch are committed only after its handle() succeeded, in order.
         pending: deque[tuple[asyncio.Task, dict]] = deque()
         try:
@@ -223,8 +228,8 @@ class BatchConsumer:
                     task = asyncio.ensure_future(_with_retry(self.processor.handle, records))
                     offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
                     pending.append((task, offsets))
-                # keep one batch in flight while busy; settle everything when idle
-                while len(pending) > (1 if records else 0):
+                # keep IN_FLIGHT batches going while busy; settle everything when idle
+                while len(pending) > (IN_FLIGHT if records else 0):
                     await self._finish(consumer, *pending[0])
                     pending.popleft()
         finally:

@@ -9,7 +9,7 @@ tests and ``make bench`` directly). Stable methods of :class:`ProofReader`:
   round trip.
 - ``friends_bought(viewer_id, product_id)``: ``(count, up to 3 first names)`` of the viewer's
   friends with a kept purchase who share purchases with friends; the viewer is never counted.
-  It is an intersection on read (one ``SINTERCARD`` over the smaller of the viewer's friend set and
+  It is an intersection on read (one ``SINTER`` walking the smaller of the viewer's friend set and
   the product's consenting-buyer set; reasoning in ``services/social/processor/store.py``), so
   friendship, consent, refund and erasure changes show on the very next read. The caller (the
   notifier's viewer-token endpoint) must make sure ``viewer_id`` is the authenticated viewer.
@@ -95,32 +95,19 @@ _KINDS = {"b": "bought", "r": "reviewed", "s": "shared"}
 # ARGV: ns, viewer, product, max names. Returns {count, name, name, ...}.
 FRIENDS_LUA = """
 local ns, viewer, product, want = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local f, b = ns..':friends:'..viewer, ns..':cbuyers:'..product
-local count = redis.call('SINTERCARD', 2, f, b)
-local out = {count}
-if count == 0 or want == 0 then return out end
-local function add(u)
+-- one pass: SINTER walks the smaller set and probes the other, and its result is both the
+-- count and where the names come from (at most the viewer's friends, usually far fewer)
+local both = redis.call('SINTER', ns..':friends:'..viewer, ns..':cbuyers:'..product)
+local out = {#both}
+if #both == 0 or want == 0 then return out end
+-- a few: names in id order, so the answer is stable; many: the first ones found will do
+if #both <= 64 then table.sort(both) end
+for _, u in ipairs(both) do
   local n = redis.call('HGET', ns..':name:'..u, 'n')
-  if n then table.insert(out, n) end
-  return #out > want
-end
-if count <= 64 then
-  -- few friends bought: the whole intersection is small, take names in id order
-  local both = redis.call('SINTER', f, b)
-  table.sort(both)
-  for _, u in ipairs(both) do if add(u) then break end end
-else
-  -- many did: scan the smaller set until enough names are found (dense, so this stops early)
-  local small, big = f, b
-  if redis.call('SCARD', b) < redis.call('SCARD', f) then small, big = b, f end
-  local cursor = '0'
-  repeat
-    local r = redis.call('SSCAN', small, cursor, 'COUNT', 100)
-    cursor = r[1]
-    for _, u in ipairs(r[2]) do
-      if redis.call('SISMEMBER', big, u) == 1 and add(u) then cursor = '0'; break end
-    end
-  until cursor == '0'
+  if n then
+    table.insert(out, n)
+    if #out > want then break end
+  end
 end
 return out
 """
@@ -288,7 +275,7 @@ class ProofReader:
 
     async def friends_bought(self, viewer_id: str, product_id: str) -> tuple[int, list[str]]:
         """How many of the viewer's friends bought the product (kept, consenting), and up to
-        three of their first names. One script call: SINTERCARD + at most a few lookups."""
+        three of their first names. One script call: one SINTER + at most a few name lookups."""
         reply = await self._friends(args=[self.keys.ns, viewer_id, product_id, MAX_FRIEND_NAMES])
         return int(reply[0]), [str(n) for n in reply[1:]]
 

@@ -23,7 +23,7 @@ friends_bought — why intersection on read (see also ``services/notifier/proof.
   or refund change needs a matching fan-out and un-fan-out, each a new chance to drift. It also
   stores viewers x products counters, most never read.
 - *Intersection on read* keeps two plain sets: ``friends:{viewer}`` and ``cbuyers:{product}``
-  (buyers with a kept purchase who share purchases with friends). ``SINTERCARD`` iterates the
+  (buyers with a kept purchase who share purchases with friends). ``SINTER`` iterates the
   smaller set and probes the other in O(1), so a 5,000-friend viewer on a 1,000,000-buyer
   product costs ~5,000 hash probes (well under the 2 ms budget; ``make bench`` measures it), and
   a purchase costs O(1) writes whatever the buyer's friend count. Friendship, consent, refund

@@ -2,7 +2,7 @@
 product) and buyers per product 10 → 1,000,000 (for a 5,000-friend viewer).
 
 The read is the notifier's own (:meth:`services.notifier.proof.ProofReader.friends_bought`: one
-script call, ``SINTERCARD`` of the viewer's friends and the product's consenting buyers plus up to
+script call, ``SINTER`` of the viewer's friends and the product's consenting buyers plus up to
 three first names), timed at the client over a local socket; ``SINTERCARD`` alone is also timed
 inside Redis (``INFO commandstats``, no client). A tenth of each viewer's friends bought the
 product (capped by the number of buyers), so the count and name lookups are real.

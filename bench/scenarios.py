@@ -285,8 +285,8 @@ async def _friends_latency(env: BenchEnv, quick: bool) -> dict:
     return figures
 
 
-#: reads between two readings of the slow log: it also logs the commands a script runs (~40 per
-#: dense read), and keeps only the newest slowlog-max-len entries
+#: reads between two readings of the slow log: it also logs the commands a script runs (the
+#: intersection and each name lookup), and keeps only the newest slowlog-max-len entries
 LOG_EVERY = 100
 
 

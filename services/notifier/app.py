@@ -28,7 +28,6 @@ Run: ``socialproof serve notifier`` (port ``SOCIALPROOF_NOTIFIER_PORT``, default
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -64,6 +63,7 @@ from services.notifier.tokens import (
     issue,
 )
 from socialproof import redis as redis_client
+from socialproof.gctune import tune_gc
 from socialproof.http import (
     AUTH_RESPONSES,
     ERROR_RESPONSES,
@@ -149,17 +149,6 @@ def connect_waiting(settings: NotifierSettings) -> aioredis.Redis:
     return client
 
 
-def tune_gc() -> None:
-    """Thousands of live connections are ~a million long-lived objects that CPython's full
-    collections scan again and again: measured, those pauses (100s of ms) were the tail of the
-    change-to-client latency. So: the start-up objects (modules, schemas) are frozen out of the
-    collector, and full collections are 100 times rarer. Short-lived garbage, most of it, is
-    still freed at once by reference counting; cycles still go in the younger generations."""
-    gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, 1000)
-
-
 def viewer_tokens(settings: NotifierSettings) -> ViewerTokens:
     if settings.viewer_token_secret is not None:
         secret = settings.viewer_token_secret.get_secret_value().encode()
@@ -237,6 +226,8 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         # On SIGTERM end live streams at once; clients reconnect (see socialproof.serve).
         app.state.on_exit_signal = [hub.close_all]
         follower = asyncio.create_task(follow_active_namespace(redis, reader, hub, settings))
+        # the notifier holds thousands of live connections: full collections were the tail of
+        # change-to-client latency (see socialproof.gctune)
         tune_gc()
         try:
             yield

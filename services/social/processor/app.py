@@ -38,6 +38,7 @@ from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, DeadLetter
 from services.social.processor.store import CounterStore
 from socialproof import logs
 from socialproof import redis as redis_client
+from socialproof.gctune import tune_gc
 from socialproof.kafka import BrokerProbe, EventPublisher, topic_name
 from socialproof.metrics import BATCH_LATENCY, EVENTS_PROCESSED
 from socialproof.metrics import DEAD_LETTERS as DEAD_LETTER_COUNT
@@ -241,8 +242,10 @@ class BatchConsumer:
                     await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_S)
                     await consumer.commit(offsets)
             except BaseException as exc:  # noqa: BLE001 — stopping anyway; the log says why
-                log.warning("stopped before the batch in flight was committed",
-                            extra={"error": f"{type(exc).__name__}: {exc}"})
+                log.warning(
+                    "stopped before the batch in flight was committed",
+                    extra={"error": f"{type(exc).__name__}: {exc}"},
+                )
                 for task, _ in pending:
                     task.cancel()
             self.consumer = None
@@ -423,4 +426,7 @@ class _Worker(faust.Worker):
 def run_worker(settings: SocialSettings, per_event: bool = False) -> None:
     logs.configure("social-processor", settings.log_level, settings.log_format)
     app = create_app(settings, per_event=per_event)
+    # Full collections re-scanning the start-up objects while a batch is alive cost more than the
+    # decoding itself (see socialproof.gctune).
+    tune_gc()
     _Worker(app, settings).execute_from_commandline()

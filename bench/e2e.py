@@ -32,11 +32,11 @@ from contextlib import contextmanager
 import httpx
 from confluent_kafka import Producer
 
-from bench.env import BenchEnv, Worker, encode_all, new_namespace
+from bench.env import Background, BenchEnv, Worker, encode_all, new_namespace
 from bench.notifier import TOKEN, cpu_seconds, open_sse, percentile, raise_fd_limit, read_events
 from bench.registry import Result, Target, scenario
 from bench.scenarios import THROUGHPUT_MIX
-from contracts.topics import ORDERS, Topic
+from contracts.topics import ORDERS
 from socialproof.devstack import (
     HTTP_SERVICES,
     Stack,
@@ -77,47 +77,6 @@ def services(env: BenchEnv) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
-
-
-class Background:
-    """Produces pre-encoded events at ``rate``/s from a thread (10 ms ticks) until stopped."""
-
-    def __init__(self, env: BenchEnv, records: list[tuple[Topic, bytes, bytes]]) -> None:
-        config = producer_config(env.settings, "bench-e2e")
-        config.update({"linger.ms": 2, "queue.buffering.max.messages": 1_000_000})
-        self.producer = Producer(config)
-        self.records = [(topic_name(env.settings, t), key, value) for t, key, value in records]
-        self.cursor = 0
-        self.failures: list[str] = []
-
-    def run(self, rate: float, seconds: float) -> int:
-        """Produce ``rate * seconds`` records on schedule; returns how many were produced."""
-        total = int(rate * seconds)
-        tick = 0.01
-        per_tick = max(1, round(rate * tick))
-        started = time.monotonic()
-        made = 0
-        while made < total:
-            delay = started + (made // per_tick) * tick - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            for _ in range(min(per_tick, total - made)):
-                topic, key, value = self.records[self.cursor % len(self.records)]
-                self.cursor += 1
-                while True:
-                    try:
-                        self.producer.produce(topic, key=key, value=value, on_delivery=self._ack)
-                        break
-                    except BufferError:
-                        self.producer.poll(0.01)
-                made += 1
-            self.producer.poll(0)
-        self.producer.flush(60)
-        return made
-
-    def _ack(self, err, _msg) -> None:
-        if err is not None:
-            self.failures.append(str(err))
 
 
 async def _timed_orders(
@@ -197,8 +156,8 @@ async def _open_streams(host: str, port: int, products: list[str]) -> tuple[dict
     return conns, {}
 
 
-def _processed(url: str) -> int:
-    return BenchEnv.processed(Worker(proc=None, url=url, namespace=""))  # type: ignore[arg-type]
+def _processed(env: BenchEnv, url: str) -> int:
+    return env.processed(Worker(proc=None, url=url, namespace=""))  # type: ignore[arg-type]
 
 
 @scenario(
@@ -263,7 +222,7 @@ def e2e_latency(env: BenchEnv, quick: bool) -> Result:
         asyncio.run(measure(0, "warm", seconds=1.0))
         for repeat in range(repeats):
             for rate in rates:
-                before = _processed(stack.worker_url)
+                before = _processed(env, stack.worker_url)
                 pids = {p.name: p.proc.pid for p in stack.processes if p.proc is not None}
                 cpu_0, wall_0 = {n: cpu_seconds(pid) for n, pid in pids.items()}, time.monotonic()
                 run = asyncio.run(measure(rate, f"r{repeat}-{rate}"))
@@ -275,7 +234,7 @@ def e2e_latency(env: BenchEnv, quick: bool) -> Result:
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline:
                     stack.check_alive()
-                    if _processed(stack.worker_url) >= before + run["background"]:
+                    if _processed(env, stack.worker_url) >= before + run["background"]:
                         break
                     time.sleep(0.1)
                 run["drained_s"] = round(time.monotonic() - (deadline - 120), 2)

@@ -163,8 +163,11 @@ class BenchEnv:
             **EMBEDDED_GROUP_ENV,
         }
 
-    def produce(self, records: list[tuple[Topic, bytes, bytes]]) -> float:
-        """Produce and wait for every acknowledgement; returns the monotonic time of the last."""
+    def produce(
+        self, records: list[tuple[Topic, bytes, bytes]], acked: list[int] | None = None
+    ) -> float:
+        """Produce and wait for every acknowledgement; returns the monotonic time of the last.
+        ``acked[0]`` (if given) counts acknowledgements as they come, for another thread."""
         config = producer_config(self.settings, "bench")
         config.update(
             {"linger.ms": 5, "batch.num.messages": 10000, "queue.buffering.max.messages": 2_000_000}
@@ -175,6 +178,8 @@ class BenchEnv:
         def on_delivery(err, _msg) -> None:
             if err is not None:
                 failures.append(str(err))
+            elif acked is not None:
+                acked[0] += 1
 
         names = {topic: topic_name(self.settings, topic) for topic, _, _ in records}
         for topic, key, value in records:
@@ -227,9 +232,13 @@ class BenchEnv:
         worker.proc.stop()
         self.workers.remove(worker)
 
-    @staticmethod
-    def processed(worker: Worker) -> int:
-        text = httpx.get(f"{worker.url}/metrics", timeout=5).text
+    #: one client for every poll: ``httpx.get`` builds a new client, and its TLS context, each
+    #: call (~27 ms of CPU, measured), which at the bench's polling rates took a large share of
+    #: the 2 cores the measured processes need
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5))
+
+    def processed(self, worker: Worker) -> int:
+        text = self.http.get(f"{worker.url}/metrics").text
         total = 0.0
         for line in text.splitlines():
             if line.startswith("socialproof_events_processed_total{"):
@@ -250,6 +259,54 @@ class BenchEnv:
                 return samples
             time.sleep(interval)
         return samples
+
+
+class Background:
+    """Produces pre-encoded events at ``rate``/s from a thread (10 ms ticks) until done or
+    ``stopped``."""
+
+    def __init__(self, env: BenchEnv, records: list[tuple[Topic, bytes, bytes]]) -> None:
+        config = producer_config(env.settings, "bench-e2e")
+        config.update({"linger.ms": 2, "queue.buffering.max.messages": 1_000_000})
+        self.producer = Producer(config)
+        self.records = [(topic_name(env.settings, t), key, value) for t, key, value in records]
+        self.cursor = 0
+        self.failures: list[str] = []
+        #: records acknowledged so far (read from other threads to follow progress)
+        self.acked = 0
+        #: set from another thread to end ``run`` early
+        self.stopped = False
+
+    def run(self, rate: float, seconds: float) -> int:
+        """Produce ``rate * seconds`` records on schedule; returns how many were produced."""
+        total = int(rate * seconds)
+        tick = 0.01
+        per_tick = max(1, round(rate * tick))
+        started = time.monotonic()
+        made = 0
+        while made < total and not self.stopped:
+            delay = started + (made // per_tick) * tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            for _ in range(min(per_tick, total - made)):
+                topic, key, value = self.records[self.cursor % len(self.records)]
+                self.cursor += 1
+                while True:
+                    try:
+                        self.producer.produce(topic, key=key, value=value, on_delivery=self._ack)
+                        break
+                    except BufferError:
+                        self.producer.poll(0.01)
+                made += 1
+            self.producer.poll(0)
+        self.producer.flush(60)
+        return made
+
+    def _ack(self, err, _msg) -> None:
+        if err is not None:
+            self.failures.append(str(err))
+        else:
+            self.acked += 1
 
 
 @contextmanager
@@ -300,6 +357,7 @@ def bench_env(servers: tuple[str, str] | None = None) -> Iterator[BenchEnv]:
     finally:
         problems: list[str] = []
         if env is not None:
+            env.http.close()
             for worker in list(env.workers):
                 worker.proc.stop()
             if env.existing:

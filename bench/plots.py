@@ -74,14 +74,24 @@ def _throughput(report: dict, entry: dict) -> Figure:
 
 def _burst(report: dict, entry: dict) -> Figure:
     f = entry["figures"]
-    each = f.get("drain_after_burst_s_each") or [f["drain_after_burst_s"]]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    bars = ax.bar([f"burst {i + 1}" for i in range(len(each))], each, color="#2b7bba")
-    _label_bars(ax, bars, "{:g} s")
-    ax.axhline(1.0, color="#d62728", linestyle="--", linewidth=1, label="target 1 s")
-    ax.set_ylabel("seconds from the burst's last ack to caught up")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colors = ["#2b7bba", "#e6550d", "#31a354", "#756bb1"]
+    acked = f.get("produce_seconds_each") or []
+    for i, timeline in enumerate(f.get("timelines") or []):
+        if not timeline:
+            continue
+        xs, ys = zip(*timeline, strict=True)
+        color = colors[i % len(colors)]
+        ax.plot(xs, ys, color=color, linewidth=1.4, label=f"burst {i + 1}")
+        if i < len(acked) and acked[i] is not None:
+            ax.axvline(acked[i], color=color, linestyle=":", linewidth=1)
+    ax.axhline(1.0, color="#d62728", linestyle="--", linewidth=1, label="1 s")
+    ax.set_xlabel("seconds since the burst started (dotted: its last record acknowledged)")
+    ax.set_ylabel("lag, seconds")
     ax.set_title(
-        f"Lag after a {f['burst_events']:,}-event burst (median {f['drain_after_burst_s']} s)"
+        f"Lag around a {f['burst_events']:,}-event burst on "
+        f"{f.get('background_events_per_s', 0):,} ev/s (back under 1 s "
+        f"{f.get('lag_back_under_1s_s')} s after it, median)"
     )
     ax.legend(fontsize=8)
     fig.subplots_adjust(bottom=0.16)

@@ -19,6 +19,10 @@ def test_every_bench_scenario_runs_and_reports(tmp_path: Path) -> None:
     assert throughput["batched_processed"] == throughput["events_per_window"]
     assert throughput["baseline_events_per_s"] > 0 and throughput["ratio"] > 0
     assert results["friends_bought"]["figures"]["dense_count"] > 0
+    # the burst's lag was followed over time and came back under 1 s
+    burst = results["burst_lag"]["figures"]
+    assert burst["recovered_bursts"] == burst["bursts"] == 1
+    assert burst["timelines"][0] and burst["lag_back_under_1s_s"] is not None
     report = (tmp_path / "report-quick.md").read_text()
     assert all(f"## {name}" in report for name in SCENARIOS)
     # And the throughput and burst figures are drawn and embedded in the report

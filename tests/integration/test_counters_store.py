@@ -190,6 +190,35 @@ async def test_an_erased_user_leaves_no_trace_and_replays_stay_ignored(
     before = dump(redis_client, namespace)
     await store.apply(history)
     assert dump(redis_client, namespace) == before
+    # And so does the erasure arriving again, in one call with all her events after it
+    await store.apply([erased, *history])
+    assert dump(redis_client, namespace) == before
+
+
+async def test_events_after_an_erasure_in_the_same_call_are_ignored(
+    aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str
+) -> None:
+    # Given a user erased in the same script call that carries her later events
+    t = NOW - timedelta(minutes=30)
+    ana, ben, product = "ana-9c1", "ben-9c1", "p1"
+    erased = ev.UserErased.create({"user_id": ana}, producer=P, occurred_at=t)
+    after = [
+        name(ana, "Ana", t),
+        consent(ana, True, True, t),
+        friends(ana, ben, t),
+        purchase("o1", ana, product, t),
+        review(ev.ReviewPosted, ana, product, 5, t),
+        share("s1", ana, product, "x", t),
+    ]
+    store, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
+    # When they are applied together, erasure first
+    await store.apply([erased, *after, purchase("o9", ben, product, t)])
+    # Then only Ben's purchase counts and Ana's id is nowhere but the erased set
+    proof = to_json(await reader.read(product, now_ms=NOW_MS))
+    assert proof["bought"] == {"1h": 1, "24h": 1, "7d": 1}
+    assert proof["reviews"]["count"] == 0 and proof["shares"]["total"] == 0
+    state = dump(redis_client, namespace)
+    assert [k for k, v in state.items() if ana in k or ana in repr(v) and k != "erased"] == []
 
 
 async def test_windows_expire_without_events_and_late_events_count_only_where_they_fall(

@@ -18,7 +18,8 @@ Helpers of :class:`BenchEnv`:
 - ``start_worker(namespace, per_event=False)``: a real ``socialproof worker`` process (or the
   per-event baseline) with its own namespace, consumer group and web port, ready once it holds
   partitions.
-- ``processed(worker)``: the worker's ``socialproof_events_processed_total`` from ``/metrics``.
+- ``processed(worker)``: the worker's ``socialproof_events_processed_total`` from ``/metrics``
+  (``worker_metrics`` adds its own lag gauge).
 - ``process_env(namespace)``: the environment any other socialproof process needs.
 """
 
@@ -238,12 +239,18 @@ class BenchEnv:
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5))
 
     def processed(self, worker: Worker) -> int:
+        return self.worker_metrics(worker)[0]
+
+    def worker_metrics(self, worker: Worker) -> tuple[int, float]:
+        """(events applied, the worker's own ``socialproof_processor_lag_seconds``), one read."""
         text = self.http.get(f"{worker.url}/metrics").text
-        total = 0.0
+        total, lag = 0.0, 0.0
         for line in text.splitlines():
             if line.startswith("socialproof_events_processed_total{"):
                 total += float(line.rsplit(" ", 1)[1])
-        return int(total)
+            elif line.startswith("socialproof_processor_lag_seconds "):
+                lag = float(line.rsplit(" ", 1)[1])
+        return int(total), lag
 
     def wait_processed(
         self, worker: Worker, target: int, timeout: float, interval: float = 0.05

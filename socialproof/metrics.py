@@ -6,7 +6,7 @@ raw path, so ids in URLs do not explode the label space.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
     "socialproof_http_requests_total",
@@ -43,4 +43,10 @@ BATCH_LATENCY = Histogram(
     "socialproof_processor_batch_seconds",
     "Time to apply one batch of events to Redis",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+PROCESSOR_LAG = Gauge(
+    "socialproof_processor_lag_seconds",
+    "How far behind its partitions the worker is, in seconds: the age (from the record's Kafka "
+    "timestamp) of the newest record in the batch it committed last; 0 once a fetch finds "
+    "nothing new",
 )

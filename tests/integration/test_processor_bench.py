@@ -23,6 +23,8 @@ def test_every_bench_scenario_runs_and_reports(tmp_path: Path) -> None:
     burst = results["burst_lag"]["figures"]
     assert burst["recovered_bursts"] == burst["bursts"] == 1
     assert burst["timelines"][0] and burst["lag_back_under_1s_s"] is not None
+    # and the worker's own lag gauge moved with the burst, in seconds from Kafka's timestamps
+    assert 0 < burst["worker_lag_gauge_peak_s"] < 60
     report = (tmp_path / "report-quick.md").read_text()
     assert all(f"## {name}" in report for name in SCENARIOS)
     # And the throughput and burst figures are drawn and embedded in the report

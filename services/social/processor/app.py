@@ -40,7 +40,7 @@ from socialproof import logs
 from socialproof import redis as redis_client
 from socialproof.gctune import tune_gc
 from socialproof.kafka import BrokerProbe, EventPublisher, topic_name
-from socialproof.metrics import BATCH_LATENCY, EVENTS_PROCESSED
+from socialproof.metrics import BATCH_LATENCY, EVENTS_PROCESSED, PROCESSOR_LAG
 from socialproof.metrics import DEAD_LETTERS as DEAD_LETTER_COUNT
 from socialproof.settings import SocialSettings
 
@@ -228,17 +228,19 @@ class BatchConsumer:
                 if records:
                     task = asyncio.ensure_future(_with_retry(self.processor.handle, records))
                     offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
-                    pending.append((task, offsets))
+                    pending.append((task, offsets, _newest_timestamp_ms(fetched)))
                 # keep IN_FLIGHT batches going while busy; settle everything when idle
                 while len(pending) > (IN_FLIGHT if records else 0):
                     await self._finish(consumer, *pending[0])
                     pending.popleft()
+                if not records and not pending:
+                    PROCESSOR_LAG.set(0)  # caught up: nothing new within the fetch wait
         finally:
             # A stop (SIGTERM, rolling upgrade) lets the batches in flight finish and commit, so
             # the next owner of the partitions does not replay them; a second cancel, a failure
             # or STOP_GRACE_S cuts that short, which loses nothing (the batch is replayed).
             try:
-                for task, offsets in pending:
+                for task, offsets, _ in pending:
                     await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_S)
                     await consumer.commit(offsets)
             except BaseException as exc:  # noqa: BLE001 — stopping anyway; the log says why
@@ -246,21 +248,30 @@ class BatchConsumer:
                     "stopped before the batch in flight was committed",
                     extra={"error": f"{type(exc).__name__}: {exc}"},
                 )
-                for task, _ in pending:
+                for task, _, _ in pending:
                     task.cancel()
             self.consumer = None
             await consumer.stop()
 
     @staticmethod
-    async def _finish(consumer: Any, task: asyncio.Task, offsets: dict) -> None:
+    async def _finish(consumer: Any, task: asyncio.Task, offsets: dict, newest_ms: int) -> None:
         from aiokafka.errors import CommitFailedError, KafkaError
 
         await task
+        if newest_ms > 0:  # -1: a record without a timestamp (pre-0.10 message format)
+            # The batch is in Redis: storefronts now see events up to its newest record.
+            PROCESSOR_LAG.set(max(0.0, time.time() - newest_ms / 1000))
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partitions: their new owner replays the batch (idempotently).
             log.warning("offset commit failed", extra={"error": str(exc)})
+
+
+def _newest_timestamp_ms(fetched: dict) -> int:
+    """The newest Kafka timestamp (ms) in a fetch: a partition's last record is its newest (to
+    within its producers' clocks: they stamp records as they send them), one look a partition."""
+    return max(batch[-1].timestamp for batch in fetched.values() if batch)
 
 
 class _WebOnlyBoot(BootStrategy):

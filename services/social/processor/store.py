@@ -87,8 +87,9 @@ local function mark_user(u)
     if p then mark(p) end
   end
 end
--- which users of this call are erased: one SMISMEMBER for all of them (a SISMEMBER per event
--- was a tenth of the script's Redis calls); erase() below keeps it up to date within the call
+-- which users of this call are erased: one SMISMEMBER for all of them up front (a SISMEMBER per
+-- event was a tenth of the script's Redis calls); erase() below keeps it up to date within the
+-- call, and a user the look-ahead missed is still asked for on first use
 local erased_users = {}
 do
   local users, seen = {}, {}
@@ -105,12 +106,17 @@ do
   for start = 1, #users, 1000 do -- unpack() has a stack limit
     local slice = {unpack(users, start, math.min(start + 999, #users))}
     local flags = redis.call('SMISMEMBER', ns..':erased', unpack(slice))
-    for i, u in ipairs(slice) do
-      if flags[i] == 1 then erased_users[u] = true end
-    end
+    for i, u in ipairs(slice) do erased_users[u] = flags[i] == 1 end
   end
 end
-local function erased(u) return erased_users[u] == true end
+local function erased(u)
+  local known = erased_users[u]
+  if known == nil then
+    known = redis.call('SISMEMBER', ns..':erased', u) == 1
+    erased_users[u] = known
+  end
+  return known
+end
 -- is (ts, eid) newer than the state recorded in a fact hash? ``old`` is HMGET key ts eid …
 local function newer_than(ts, eid, old)
   if not old[1] then return true end

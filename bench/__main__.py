@@ -13,6 +13,7 @@ afterwards; see :mod:`bench.env`). The report names the backend.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -34,6 +35,23 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def host_probe_ms(repeats: int = 5) -> float:
+    """How fast this (shared, virtual) CPU is right now: the best of ``repeats`` runs of a fixed
+    single-core workload (a Python loop and a C hash), in ms. The load average says how busy the
+    machine is; this catches a slower host as well (a neighbour on the same physical cores),
+    which the load average inside the VM does not see. Lower is faster; compare runs by it."""
+    data = b"x" * 4_000_000
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        total = 0
+        for i in range(300_000):
+            total += i * i
+        hashlib.sha256(data).digest()
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
 
 
 def machine_facts() -> dict[str, Any]:
@@ -65,6 +83,7 @@ def machine_facts() -> dict[str, Any]:
         "memory_gb": memory_gb,
         "python": platform.python_version(),
         "load_average_before": load_average(),
+        "host_probe_ms_before": host_probe_ms(),
     }
 
 
@@ -98,6 +117,7 @@ def run_scenario(
         "description": sc.description,
         "backend": describe_backend(servers),
         "load_average_before": load_average(),
+        "host_probe_ms": host_probe_ms(),
     }
     try:
         runs: list[dict[str, Any]] = []
@@ -152,6 +172,7 @@ def run(
         print(f"[bench] {name}: {line} [{mark}] ({times}{entry['seconds']}s)", flush=True)
     report["finished_at"] = datetime.now(UTC).isoformat()
     report["machine"]["load_average_after"] = load_average()
+    report["machine"]["host_probe_ms_after"] = host_probe_ms()
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     body = json.dumps(report, indent=2, default=str)
@@ -193,7 +214,11 @@ def markdown(report: dict, plots: dict[str, Path] | None = None) -> str:
         f"Load average (1, 5, 15 min) before: {m.get('load_average_before')}, after: "
         f"{m.get('load_average_after')}. Other work on the same 2 cores (test suites of other "
         "engineers, the bench's own clients) inflates latencies and lowers throughput: each "
-        "scenario below records the load average around it.",
+        "scenario below records the load average around it. A slower host (other virtual "
+        "machines on the same physical cores) does too, unseen by the load average: the host "
+        "probe, a fixed single-core workload timed before each scenario (lower is faster; "
+        f"{m.get('host_probe_ms_before')} ms before this run, {m.get('host_probe_ms_after')} ms "
+        "after), tells runs on a fast host from runs on a slow one.",
         "",
         f"Backend: {report.get('backend', 'embedded')}.",
         "",
@@ -201,8 +226,8 @@ def markdown(report: dict, plots: dict[str, Path] | None = None) -> str:
         'with an expensive set-up repeats its measurement inside one set-up, "(3 inside)", '
         "and says how in its notes). The JSON next to this report keeps every run's figures.",
         "",
-        "| scenario | summary | targets | runs | load avg before → after | time |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| scenario | summary | targets | runs | load avg before → after | host probe | time |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, entry in report["scenarios"].items():
         targets = ", ".join(
@@ -213,7 +238,10 @@ def markdown(report: dict, plots: dict[str, Path] | None = None) -> str:
         load = f"{entry.get('load_average_before', '?')} → {entry.get('load_average_after', '?')}"
         inner = entry.get("figures", {}).get("inner_runs")
         runs = f"{entry.get('repeats', 1)}" + (f" ({inner} inside)" if inner else "")
-        lines.append(f"| {name} | {text} | {targets} | {runs} | {load} | {entry['seconds']} s |")
+        probe = f"{entry['host_probe_ms']} ms" if entry.get("host_probe_ms") else "?"
+        lines.append(
+            f"| {name} | {text} | {targets} | {runs} | {load} | {probe} | {entry['seconds']} s |"
+        )
     for name, entry in report["scenarios"].items():
         lines += ["", f"## {name}", "", entry["description"], ""]
         if name in plots:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.__main__ import markdown, median_figures
+from bench.__main__ import host_probe_ms, markdown, median_figures
 from bench.registry import REGISTRY, Result
 from bench.scenarios import _window_rates
 from tests.integration import (
@@ -73,12 +73,14 @@ def test_the_report_names_runs_load_and_plots() -> None:
                 "seconds": 1.0,
                 "load_average_before": [1.0, 1.0, 1.0],
                 "load_average_after": [2.0, 1.5, 1.0],
+                "host_probe_ms": 41.5,
             }
         },
     }
     text = markdown(report, {"demo": Path("demo.png")})
     assert "shared 2-core machine" in text and "4.0 GB RAM" in text
-    assert "| demo | p99 2 ms | p99_ms < 5 ms: met | 3 (3 inside) |" in text
+    assert "| demo | p99 2 ms | p99_ms < 5 ms: met | 3 (3 inside) | [1.0, 1.0, 1.0] → " in text
+    assert "| 41.5 ms | 1.0 s |" in text
     assert "- `p99_ms`: 2 (median of 1, 2, 7)" in text
     assert "![demo](demo.png)" in text
 
@@ -87,3 +89,8 @@ def test_a_summary_can_describe_the_median_figures() -> None:
     result = Result(summary=lambda f: f"{f['x']} ev/s", figures={"x": 1})
     assert result.summarize({"x": 5}) == "5 ev/s"
     assert Result(summary="fixed", figures={}).summarize({"x": 5}) == "fixed"
+
+
+def test_the_host_probe_times_a_fixed_workload() -> None:
+    # a few ms to a few hundred on any machine; the best of several runs, so never 0
+    assert 1 < host_probe_ms(repeats=2) < 2_000

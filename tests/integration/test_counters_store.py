@@ -147,6 +147,12 @@ def share(sid: str, user: str, product: str, channel: str, at: datetime) -> ev.E
     return _event(ev.ProductShared, payload, at)
 
 
+def traces_of(user: str, redis_client: redis_sync.Redis, namespace: str) -> list[str]:
+    """Keys of the namespace that name ``user`` or hold it, but for the erased set."""
+    state = dump(redis_client, namespace)
+    return [k for k, v in state.items() if user in k or user in repr(v) and k != "erased"]
+
+
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 
@@ -181,11 +187,7 @@ async def test_an_erased_user_leaves_no_trace_and_replays_stay_ignored(
     assert await reader.friends_bought(ben, product) == (0, [])
     assert await reader.activity(product) == []
 
-    def traces() -> list[str]:
-        state = dump(redis_client, namespace)
-        return [k for k, v in state.items() if ana in k or ana in repr(v) and k != "erased"]
-
-    assert traces() == []
+    assert traces_of(ana, redis_client, namespace) == []
     # And a replay of all her events (after the erasure) changes nothing
     before = dump(redis_client, namespace)
     await store.apply(history)
@@ -217,8 +219,7 @@ async def test_events_after_an_erasure_in_the_same_call_are_ignored(
     proof = to_json(await reader.read(product, now_ms=NOW_MS))
     assert proof["bought"] == {"1h": 1, "24h": 1, "7d": 1}
     assert proof["reviews"]["count"] == 0 and proof["shares"]["total"] == 0
-    state = dump(redis_client, namespace)
-    assert [k for k, v in state.items() if ana in k or ana in repr(v) and k != "erased"] == []
+    assert traces_of(ana, redis_client, namespace) == []
 
 
 async def test_windows_expire_without_events_and_late_events_count_only_where_they_fall(

@@ -7,6 +7,11 @@ three first names), timed at the client over a local socket; ``SINTERCARD`` alon
 inside Redis (``INFO commandstats``, no client). A tenth of each viewer's friends bought the
 product (capped by the number of buyers), so the count and name lookups are real.
 
+This is the intersection path: the sets are written directly, so no viewer is in ``fanout``.
+It is what every viewer below ``FRIENDS_FANOUT_AT`` (2,000 friendships) gets, and the curve that
+threshold was chosen from: above it the worker keeps the answer instead (scenario
+``friends_bought``).
+
 Each point is measured 3 times (``calls`` reads each); the figures are the medians of the
 per-run percentiles. Run: ``python -m bench --only scaling``; the plot is ``scaling.png``.
 """

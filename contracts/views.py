@@ -33,6 +33,13 @@ Views (derived from the facts inside the same atomic script):
                                                 bought windows are ``ZCOUNT now-window +inf``
 - ``{ns}:cbuyers:{product}``              set   buyers who share purchases with friends
 - ``{ns}:friends:{user}``                 set   the user's friends (symmetric)
+- ``{ns}:fanout``                         set   viewers whose friends_bought is fanned out on
+                                                write: ``FRIENDS_FANOUT_AT`` friendships or more
+                                                on record (``user:{viewer}:fr``)
+- ``{ns}:fb:{viewer}|{product}``          zset  for a viewer in ``fanout``: exactly
+                                                ``friends:{viewer}`` ∩ ``cbuyers:{product}``,
+                                                every score 0 (so members list in id order)
+- ``{ns}:user:{user}:fo``                 set   the viewers in ``fanout`` the user is a friend of
 - ``{ns}:reviews:{product}``              hash  ``count``, ``sum``, ``h1``..``h5``
 - ``{ns}:shares:{product}``               hash  ``total``, ``ch:{channel}``
 - ``{ns}:sharets:{product}``              zset  share_id scored by event ms (1 h / 24 h windows)
@@ -60,6 +67,9 @@ TRENDING_WEIGHTS: dict[str, int] = {"bought": 3, "reviewed": 2, "shared": 1}
 TRENDING_HOURS = 24
 #: activity feed: entries kept per product (the read filters consent, so keep more than shown)
 FEED_KEEP = 500
+#: friends_bought is fanned out on write for viewers with at least this many friendships on
+#: record; below it the read intersects (services/social/processor/store.py says why)
+FRIENDS_FANOUT_AT = 2000
 SHARE_CHANNELS = ("link", "facebook", "x", "whatsapp", "email", "other")
 
 
@@ -86,6 +96,13 @@ class Keys:
 
     def friends(self, user_id: str) -> str:
         return f"{self.ns}:friends:{user_id}"
+
+    @property
+    def fanout(self) -> str:
+        return f"{self.ns}:fanout"
+
+    def friends_who_bought(self, viewer_id: str, product_id: str) -> str:
+        return f"{self.ns}:fb:{viewer_id}|{product_id}"
 
     def consent(self, user_id: str) -> str:
         return f"{self.ns}:consent:{user_id}"

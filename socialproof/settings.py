@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.views import FRIENDS_FANOUT_AT
+
 #: default HTTP ports, one per service (also the dev stack's defaults)
 DEFAULT_PORTS = {"catalog": 8001, "orders": 8002, "social": 8003, "notifier": 8004}
 
@@ -164,6 +166,14 @@ class SocialSettings(PrivacyDefaults):
     )
     worker_batch_within_s: float = Field(
         default=0.05, gt=0, le=10, description="longest wait to fill a batch, seconds"
+    )
+    worker_friends_fanout_at: int = Field(
+        default=FRIENDS_FANOUT_AT,
+        ge=0,
+        le=1_000_000,
+        description="friendships on record from which a viewer's friends_bought is kept by the "
+        "worker (fan-out on write: reads cost the same whatever the sizes, each purchase adds a "
+        "set member per such friend) instead of intersected on read; 0: always intersect",
     )
     worker_consumer_group: str = Field(
         default="socialproof-processor", description="consumer group (Faust app id) of the worker"

@@ -10,8 +10,10 @@ tests and ``make bench`` directly). Stable methods of :class:`ProofReader`:
 - ``friends_bought(viewer_id, product_id)``: ``(count, up to 3 first names)`` of the viewer's
   friends with a kept purchase who share purchases with friends; the viewer is never counted.
   It is an intersection on read (one ``SINTER`` walking the smaller of the viewer's friend set and
-  the product's consenting-buyer set; reasoning in ``services/social/processor/store.py``), so
-  friendship, consent, refund and erasure changes show on the very next read. The caller (the
+  the product's consenting-buyer set), or, for a viewer with ``FRIENDS_FANOUT_AT`` friendships or
+  more, the set the processor keeps for them (fan-out on write); reasoning in
+  ``services/social/processor/store.py``. Both are written in the same atomic script as the facts,
+  so friendship, consent, refund and erasure changes show on the very next read. The caller (the
   notifier's viewer-token endpoint) must make sure ``viewer_id`` is the authenticated viewer.
 - ``trending(limit=50)``: products ranked by weighted activity of the last 24 event-time hours.
 - ``activity(product_id, limit=20)``: the newest activities of users who allow the feed, first
@@ -95,20 +97,39 @@ _KINDS = {"b": "bought", "r": "reviewed", "s": "shared"}
 # ARGV: ns, viewer, product, max names. Returns {count, name, name, ...}.
 FRIENDS_LUA = """
 local ns, viewer, product, want = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local out = {0}
+-- appends first names until there are ``want``; true once there are
+local function named(users)
+  for _, u in ipairs(users) do
+    local n = redis.call('HGET', ns..':name:'..u, 'n')
+    if n then
+      table.insert(out, n)
+      if #out > want then return true end
+    end
+  end
+  return false
+end
+if redis.call('SISMEMBER', ns..':fanout', viewer) == 1 then
+  -- a viewer with many friends: the processor keeps the answer (fan-out on write), a zset of
+  -- friend ids that all score 0, so it lists them in id order: the names are stable
+  local fanned = ns..':fb:'..viewer..'|'..product
+  out[1] = redis.call('ZCARD', fanned)
+  if out[1] == 0 or want == 0 then return out end
+  local from = 0
+  repeat
+    local page = redis.call('ZRANGE', fanned, from, from + 15)
+    from = from + 16
+  until named(page) or from >= out[1]
+  return out
+end
 -- one pass: SINTER walks the smaller set and probes the other, and its result is both the
 -- count and where the names come from (at most the viewer's friends, usually far fewer)
 local both = redis.call('SINTER', ns..':friends:'..viewer, ns..':cbuyers:'..product)
-local out = {#both}
+out[1] = #both
 if #both == 0 or want == 0 then return out end
 -- a few: names in id order, so the answer is stable; many: the first ones found will do
 if #both <= 64 then table.sort(both) end
-for _, u in ipairs(both) do
-  local n = redis.call('HGET', ns..':name:'..u, 'n')
-  if n then
-    table.insert(out, n)
-    if #out > want then break end
-  end
-end
+named(both)
 return out
 """
 

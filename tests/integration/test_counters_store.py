@@ -14,12 +14,13 @@ import redis as redis_sync
 import redis.asyncio as aioredis
 
 from contracts import events as ev
+from contracts.views import FRIENDS_FANOUT_AT
 from services.notifier.proof import ProofReader, to_json
 from services.social.processor.oracle import Oracle
 from services.social.processor.store import CounterStore
 from socialproof.loadgen import LoadConfig, LoadGenerator
 from socialproof.settings import Settings
-from tests.integration.test_processor_support import dump, first_difference
+from tests.integration.test_processor_support import dump, fanout_errors, first_difference
 
 P = "loadgen"
 
@@ -60,8 +61,18 @@ async def assert_matches_oracle(reader: ProofReader, oracle: Oracle, gen: LoadGe
     assert trending == oracle.trending(now)
 
 
+#: friends_bought's fan-out threshold: the default (no viewer of the small shop reaches it: all
+#: intersections), a mix (some viewers cross it while events arrive), everyone with a friendship
+FANOUT_THRESHOLDS = [
+    pytest.param(FRIENDS_FANOUT_AT, id="intersect"),
+    pytest.param(6, id="fanout-at-6"),
+    pytest.param(1, id="fanout-all"),
+]
+
+
+@pytest.mark.parametrize("fanout_at", FANOUT_THRESHOLDS)
 async def test_every_counter_matches_the_oracle_in_any_order_with_duplicates(
-    aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str
+    aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str, fanout_at: int
 ) -> None:
     # Given a small shop's events: names, consent, friendships, purchases, refunds, cancels,
     # reviews with edits and deletes, shares, consent changes and three erasures
@@ -74,13 +85,17 @@ async def test_every_counter_matches_the_oracle_in_any_order_with_duplicates(
     rng = random.Random(4)
     shuffled = events + rng.sample(events, 300)
     rng.shuffle(shuffled)
-    in_order, mixed = CounterStore(aredis, namespace), CounterStore(aredis, namespace + "x")
+    in_order = CounterStore(aredis, namespace, fanout_at=fanout_at)
+    mixed = CounterStore(aredis, namespace + "x", fanout_at=fanout_at)
     try:
         await apply_in_chunks(in_order, events, 250)
         await apply_in_chunks(mixed, shuffled, 97)
         # Then both hold exactly the same state
         a, b = dump(redis_client, namespace), dump(redis_client, namespace + "x")
         assert a == b, first_difference(a, b)
+        # And the fan-out is exactly what the facts say (and used, where the threshold allows)
+        assert fanout_errors(a, fanout_at) == []
+        assert bool(a.get("fanout")) == (fanout_at < FRIENDS_FANOUT_AT)
         # And every counter read back matches the oracle
         await assert_matches_oracle(ProofReader(aredis, namespace), oracle, gen)
         # And replaying everything again changes nothing
@@ -157,8 +172,9 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 
 
+@pytest.mark.parametrize("fanout_at", [FANOUT_THRESHOLDS[0], FANOUT_THRESHOLDS[2]])
 async def test_an_erased_user_leaves_no_trace_and_replays_stay_ignored(
-    aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str
+    aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str, fanout_at: int
 ) -> None:
     t = NOW - timedelta(minutes=30)
     ana, ben, product = "ana-7f3", "ben", "p1"
@@ -174,9 +190,11 @@ async def test_an_erased_user_leaves_no_trace_and_replays_stay_ignored(
         share("s1", ana, product, "x", t),
         purchase("o9", ben, product, t),
     ]
-    store, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
+    store = CounterStore(aredis, namespace, fanout_at=fanout_at)
+    reader = ProofReader(aredis, namespace)
     await store.apply(history)
     assert (await reader.read(product, now_ms=NOW_MS)).bought.h24 == 2
+    assert await reader.friends_bought(ben, product) == (1, ["Ana"])
     # When Ana is erased
     erased = ev.UserErased.create({"user_id": ana}, producer=P, occurred_at=NOW)
     await store.apply([erased])
@@ -335,6 +353,79 @@ async def test_friends_bought_counts_consenting_friends_with_kept_purchases_only
     # an older friendship event (a replay) does not undo the newer removal
     await store.apply([friends(viewer, "f1", t)])
     assert await reader.friends_bought(viewer, product) == (1, ["Chloe"])
+
+
+async def test_a_fanned_out_viewer_reads_what_an_intersection_reads(
+    aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str
+) -> None:
+    # Given a viewer with 90 friends, 70 of whom bought the product (60 have a first name), in a
+    # store that fans out from 50 friendships and in one that never does
+    t = NOW - timedelta(hours=1)
+    viewer, product = "viewer", "p-big"
+    people = [f"f{i:02d}" for i in range(90)]
+    events = [name(u, f"N{u}", t) for u in people[:60]]
+    events += [consent(u, True, True, t) for u in people]
+    events += [friends(viewer, u, t) for u in people]
+    events += [purchase(f"o-{u}", u, product, t) for u in people[:70]]
+    events += [purchase("o-stranger", "stranger", product, t), consent("stranger", True, True, t)]
+    fanned = CounterStore(aredis, namespace, fanout_at=50)
+    plain = CounterStore(aredis, namespace + "i", fanout_at=0)
+    readers = ProofReader(aredis, namespace), ProofReader(aredis, namespace + "i")
+
+    async def both_read(expected_count: int) -> None:
+        expected = oracle_names(Oracle(events), viewer, product)
+        for reader in readers:
+            count, names = await reader.friends_bought(viewer, product)
+            assert (
+                count == expected_count == len(Oracle(events).friends_who_bought(viewer, product))
+            )
+            assert len(names) == min(3, len(expected)) and len(set(names)) == len(names)
+            assert set(names) <= set(expected)
+
+    async def apply(batch: list[ev.Event]) -> None:
+        events.extend(batch)
+        await fanned.apply(batch)
+        await plain.apply(batch)
+
+    try:
+        rng = random.Random(3)
+        await apply(rng.sample(events, len(events)))  # any order
+        assert redis_client.smembers(f"{namespace}:fanout") == {viewer}
+        assert redis_client.smembers(f"{namespace}i:fanout") == set()
+        # Then both read 70 friends (more than 64: the fanned-out names come from a scan)
+        await both_read(70)
+        # When one friend refunds, one withdraws consent, one is unfriended, one is erased and
+        # one more buys
+        await apply(
+            [
+                refund("rf", "o-f00", "f00", product, 1, t + timedelta(minutes=1)),
+                consent("f01", False, True, t + timedelta(minutes=1)),
+                friends("f02", viewer, t + timedelta(minutes=1), added=False),
+                ev.UserErased.create({"user_id": "f03"}, producer=P, occurred_at=t),
+                purchase("o-f80", "f80", product, t),
+            ]
+        )
+        # Then both read 67, and the fan-out holds exactly friends ∩ consenting buyers
+        await both_read(67)
+        assert fanout_errors(dump(redis_client, namespace), 50) == []
+        # When so many friends are erased that fewer than 50 friendships are on record (48)
+        await apply(
+            [ev.UserErased.create({"user_id": u}, producer=P, occurred_at=t) for u in people[49:]]
+        )
+        # Then the viewer is read by intersection again, and no fan-out is left behind
+        state = dump(redis_client, namespace)
+        assert "fanout" not in state and not [k for k in state if k.startswith("fb:")]
+        assert fanout_errors(state, 50) == []
+        await both_read(45)
+    finally:
+        keys = list(redis_client.scan_iter(f"{namespace}i:*", count=1000))
+        if keys:
+            redis_client.delete(*keys)
+
+
+def oracle_names(oracle: Oracle, viewer: str, product: str) -> list[str]:
+    named = (oracle.first_name(u) for u in oracle.friends_who_bought(viewer, product))
+    return [n for n in named if n is not None]
 
 
 async def test_the_shops_consent_defaults_apply_to_users_who_never_chose(

@@ -54,6 +54,41 @@ def dump(client: redis_sync.Redis, namespace: str) -> dict[str, object]:
     return out
 
 
+def fanout_errors(state: dict[str, object], fanout_at: int) -> list[str]:
+    """Where a ``dump`` breaks the friends_bought fan-out's invariants (contracts.views): the
+    viewers in ``fanout`` are exactly those with ``fanout_at`` friendships on record, each of
+    their ``fb:{viewer}|{product}`` sets is exactly friends ∩ consenting buyers, and each user's
+    ``fo`` set names exactly their fanned-out friends."""
+
+    def members(key: str) -> set:
+        return set(state.get(key) or [])  # type: ignore[arg-type]
+
+    users = {k.split(":")[1] for k in state if k.startswith("user:") and k.endswith(":fr")}
+    want = {u for u in users if fanout_at and len(members(f"user:{u}:fr")) >= fanout_at}
+    errors = []
+    if members("fanout") != want:
+        errors.append(f"fanout {sorted(members('fanout'))} != {sorted(want)}")
+    products = {k.split(":", 1)[1] for k in state if k.startswith("cbuyers:")}
+    expected = {
+        f"fb:{v}|{p}": sorted(members(f"friends:{v}") & members(f"cbuyers:{p}"))
+        for v in want
+        for p in products
+    }
+    expected = {k: v for k, v in expected.items() if v}
+    actual = {
+        k: [member for member, score in v if score == 0]  # type: ignore[attr-defined]
+        for k, v in state.items()
+        if k.startswith("fb:")
+    }
+    if actual != expected:
+        errors.append(f"fb sets: {first_difference(actual, expected)}")
+    for u in users:
+        fo = {v for v in want if u in members(f"friends:{v}")}
+        if members(f"user:{u}:fo") != fo:
+            errors.append(f"user:{u}:fo {sorted(members(f'user:{u}:fo'))} != {sorted(fo)}")
+    return errors
+
+
 def first_difference(a: dict, b: dict) -> str:
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key):
@@ -109,7 +144,12 @@ class ExtraWorker:
 
 
 def start_worker(
-    settings: Settings, namespace: str, group: str, name: str = "worker", wait: bool = True
+    settings: Settings,
+    namespace: str,
+    group: str,
+    name: str = "worker",
+    wait: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> ExtraWorker:
     """A real ``socialproof worker`` process with its own namespace, group and web port."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -122,6 +162,7 @@ def start_worker(
         "SOCIALPROOF_WORKER_WEB_PORT": str(port),
         "SOCIALPROOF_LOG_FORMAT": "json",
         **EMBEDDED_GROUP_ENV,
+        **(extra_env or {}),
     }
     proc = ManagedProcess(
         name=name,

@@ -19,10 +19,13 @@ from socialproof.loadgen import LoadConfig, LoadGenerator
 from socialproof.settings import Settings
 from tests.integration.test_processor_support import (
     dump,
+    fanout_errors,
     first_difference,
     publish,
     start_worker,
 )
+
+FANOUT_AT = 5
 
 
 def assigned(url: str) -> int:
@@ -39,7 +42,7 @@ async def matches_oracle(reader: ProofReader, oracle: Oracle, gen: LoadGenerator
         got.pop("as_of")
         if got != oracle.proof(product, now):
             return False
-    for viewer in gen.user_ids[:10]:
+    for viewer in gen.user_ids:
         count, _ = await reader.friends_bought(viewer, gen.product_ids[0])
         if count != len(oracle.friends_who_bought(viewer, gen.product_ids[0])):
             return False
@@ -58,11 +61,13 @@ async def test_two_workers_with_a_crash_end_in_the_same_state_as_one(
     rng.shuffle(events)
     oracle = Oracle(events)
     ns_one, ns_two = f"one{run}", f"two{run}"
-    # Given one worker in its own group and two workers sharing another group
+    # Given one worker in its own group and two workers sharing another group, all fanning out
+    # friends_bought for viewers with 5 friendships or more (some of these users, not all)
+    fanout = {"SOCIALPROOF_WORKER_FRIENDS_FANOUT_AT": str(FANOUT_AT)}
     workers = [
-        start_worker(settings, ns_one, f"g-one-{run}", "solo", wait=False),
-        start_worker(settings, ns_two, f"g-two-{run}", "pair-a", wait=False),
-        start_worker(settings, ns_two, f"g-two-{run}", "pair-b", wait=False),
+        start_worker(settings, ns_one, f"g-one-{run}", "solo", wait=False, extra_env=fanout),
+        start_worker(settings, ns_two, f"g-two-{run}", "pair-a", wait=False, extra_env=fanout),
+        start_worker(settings, ns_two, f"g-two-{run}", "pair-b", wait=False, extra_env=fanout),
     ]
     solo, pair_a, pair_b = workers
     redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
@@ -94,6 +99,8 @@ async def test_two_workers_with_a_crash_end_in_the_same_state_as_one(
                 f"no convergence: oracle={ok}, first difference: {first_difference(a, b)}"
             )
             await asyncio.sleep(0.5)
+        # And the fan-out in it is exactly what the facts say, for the viewers above the threshold
+        assert fanout_errors(a, FANOUT_AT) == [] and a.get("fanout")
     finally:
         await redis.aclose()
         for w in workers:

@@ -340,6 +340,7 @@ def create_app(settings: SocialSettings, per_event: bool = False) -> faust.App:
             settings.redis_namespace,
             settings.default_share_purchases,
             follow_active=settings.worker_follow_active,
+            fanout_at=settings.worker_friends_fanout_at,
         ),
         publisher,
         consumer=settings.worker_consumer_group,

@@ -16,21 +16,35 @@ A batch of events becomes a few concurrent script calls (one ``EVALSHA`` per chu
 operations, JSON-encoded: one round trip each, no per-event calls), then one coalesced
 announcement of the products whose views changed. The key layout is :mod:`contracts.views`.
 
-friends_bought — why intersection on read (see also ``services/notifier/proof.py``):
+friends_bought — a hybrid: intersection on read, fan-out on write for viewers with many friends
+(see also ``services/notifier/proof.py``):
 
-- *Fan-out on write* (per viewer, a counter per product) costs O(friends) writes per purchase:
-  a buyer with 5,000 friends turns one purchase into 5,000 writes, and every friendship, consent
-  or refund change needs a matching fan-out and un-fan-out, each a new chance to drift. It also
-  stores viewers x products counters, most never read.
+- *Fan-out on write for everyone* (per viewer, the set of their friends who bought each product)
+  costs O(friends) writes per purchase: a buyer with 5,000 friends turns one purchase into 5,000
+  writes, and stores viewers x products sets, most never read.
 - *Intersection on read* keeps two plain sets: ``friends:{viewer}`` and ``cbuyers:{product}``
   (buyers with a kept purchase who share purchases with friends). ``SINTER`` iterates the
-  smaller set and probes the other in O(1), so a 5,000-friend viewer on a 1,000,000-buyer
-  product costs ~5,000 hash probes (well under the 2 ms budget; ``make bench`` measures it), and
-  a purchase costs O(1) writes whatever the buyer's friend count. Friendship, consent, refund
-  and erasure take effect on the very next read because nothing derived has to be updated.
-- A *hybrid* (fan-out for small-degree users, intersection for celebrities) would only pay off
-  if reads were far more frequent than the intersection is cheap; at ~O(min(|F|,|B|)) it is not
-  needed, and one mechanism is simpler to keep correct.
+  smaller set and probes the other, so a purchase costs O(1) writes whatever the buyer's friend
+  count. But a read costs one hash probe per friend on a big product, and on a 1,000,000-member
+  set each probe is a cache miss: ~0.1 us, so ~0.5 ms for a 5,000-friend viewer with a p99 of
+  2-4 ms on this shared machine (``make bench``, scenarios ``friends_bought`` and ``scaling``).
+- So, the *hybrid*: a viewer with ``FRIENDS_FANOUT_AT`` (2,000) friendships or more on record
+  is in ``fanout``, and for them the processor keeps ``fb:{viewer}|{product}`` = their friends
+  ∩ ``cbuyers:{product}``; the read is a ``ZCARD`` (plus names from the first few members)
+  whatever the sizes. Everyone else is read by intersection: at most ~2,000 probes, ~0.25 ms.
+  A purchase costs one more ``SMEMBERS`` (``user:{buyer}:fo``, the buyer's fanned-out friends)
+  and a member added per fanned-out friend (collected per key within a script call); memory is
+  one member per (fanned-out viewer, friend, product bought).
+- The threshold trades read time for write time. In the bench's graph (10,000 users, 150
+  friends on average, a heavy tail up to ~3,000), 1,000 fans out 30 viewers and every purchase
+  goes to 4.4 of them on average; 2,000 fans out 3 viewers, 0.84 per purchase.
+- It stays exact, order-independent and idempotent because it is set membership, not a counter:
+  every change to a ``cbuyers`` set goes through ``cbuyer()`` and every friendship change of a
+  fanned-out viewer through ``link()``, and both add or remove the same member, so a duplicate
+  is a no-op. Who is fanned out depends only on the friendship facts (which arrive in
+  any order and never go away but for an erasure), not on their order; entering builds the
+  viewer's sets from the facts, leaving (an erasure of friends) deletes them. Changing the
+  threshold applies to a viewer at their next new friendship; reads are exact either way.
 """
 
 from __future__ import annotations
@@ -45,7 +59,7 @@ import redis.asyncio as aioredis
 
 from contracts import events as ev
 from contracts import namespaces
-from contracts.views import FEED_KEEP, HOUR_MS, TRENDING_WEIGHTS, Keys
+from contracts.views import FEED_KEEP, FRIENDS_FANOUT_AT, HOUR_MS, TRENDING_WEIGHTS, Keys
 
 #: operations per script call: bounds how long one call holds Redis (a few ms)
 CHUNK = 500
@@ -65,6 +79,8 @@ local ns = ARGV[1]
 local ops = cjson.decode(ARGV[2])
 -- share_purchases_with_friends of users who never chose (the shop's default, normally off)
 local DEFAULT_SHARE = ARGV[3] == '1'
+-- friendships on record from which a viewer's friends_bought is fanned out on write (0: never)
+local FANOUT_AT = tonumber(ARGV[4]) or 0
 local changed, changed_list = {}, {}
 -- Commutative writes are collected and applied once per call, not once per event: the chunk's
 -- increments of one counter become one HINCRBY/ZINCRBY, its feed and share-time entries of one
@@ -152,6 +168,56 @@ local function feed_add(p, ts, member)
   trimmed[key] = true
 end
 local function feed_remove(p, member) zrem(ns..':feed:'..p, member) end
+-- friends_bought's fan-out (the module docstring): for every viewer in ``fanout``,
+-- ``fb:{viewer}|{product}`` holds exactly friends:viewer ∩ cbuyers:product (a zset, every score
+-- 0: small ones stay compact, and members come back in id order), and ``user:{u}:fo`` the
+-- viewers in ``fanout`` that u is a friend of. Every change to a cbuyers set goes through
+-- cbuyer(), every change to a fanned-out viewer's friends through link(). Nothing here reads an
+-- fb key back, so their writes are collected and applied once per key at the end of the call.
+local fb_writes = {} -- fb key -> {member -> true (in) | false (out)}, the call's last word
+local function fb(v, p, u, on)
+  local key = ns..':fb:'..v..'|'..p
+  local w = fb_writes[key]
+  if not w then w = {}; fb_writes[key] = w end
+  w[u] = on
+end
+local fanned_friends = {} -- user -> user:{u}:fo, read once per call
+local function fanned_friends_of(u)
+  local list = fanned_friends[u]
+  if not list then
+    list = redis.call('SMEMBERS', ns..':user:'..u..':fo')
+    fanned_friends[u] = list
+  end
+  return list
+end
+local function fanned_out(v) return redis.call('SISMEMBER', ns..':fanout', v) == 1 end
+local function cbuyer(p, u, on)
+  if redis.call(on and 'SADD' or 'SREM', ns..':cbuyers:'..p, u) == 1 then
+    for _, v in ipairs(fanned_friends_of(u)) do fb(v, p, u, on) end
+  end
+end
+-- v (in fanout) gained (on) or lost f as a friend
+local function link(v, f, on)
+  redis.call(on and 'SADD' or 'SREM', ns..':user:'..f..':fo', v)
+  fanned_friends[f] = nil
+  for _, p in ipairs(redis.call('SMEMBERS', ns..':user:'..f..':products')) do
+    if not on or redis.call('SISMEMBER', ns..':cbuyers:'..p, f) == 1 then fb(v, p, f, on) end
+  end
+end
+-- v is fanned out while it has FANOUT_AT friendships on record (facts, which only an erasure
+-- removes: the outcome does not depend on the order events arrive in, and a friendship toggled
+-- back and forth does not rebuild anything); entering builds v's sets, leaving deletes them
+local function refanout(v)
+  local want = FANOUT_AT > 0 and redis.call('SCARD', ns..':user:'..v..':fr') >= FANOUT_AT
+  if want == fanned_out(v) then return end
+  if want then
+    redis.call('SADD', ns..':fanout', v)
+    for _, f in ipairs(redis.call('SMEMBERS', ns..':friends:'..v)) do link(v, f, true) end
+  else
+    redis.call('SREM', ns..':fanout', v)
+    for _, f in ipairs(redis.call('SMEMBERS', ns..':user:'..v..':fr')) do link(v, f, false) end
+  end
+end
 local function shares_with_friends(u)
   local s = redis.call('HGET', ns..':consent:'..u, 's')
   if not s then return DEFAULT_SHARE end
@@ -165,7 +231,7 @@ local function add_buyer(o, p, u, ts)
   feed_add(p, ts, 'b|'..u..'|'..o)
   -- the buyer's score is their latest kept purchase: GT keeps a later one already there
   redis.call('ZADD', ns..':buyers:'..p, 'GT', ts, u)
-  if shares_with_friends(u) then redis.call('SADD', ns..':cbuyers:'..p, u) end
+  if shares_with_friends(u) then cbuyer(p, u, true) end
   mark(p)
 end
 
@@ -197,7 +263,7 @@ local function recompute(o, p, u, ts)
     redis.call('ZADD', ns..':buyers:'..p, best, u)
   else
     redis.call('ZREM', ns..':buyers:'..p, u)
-    redis.call('SREM', ns..':cbuyers:'..p, u)
+    cbuyer(p, u, false)
   end
   mark(p)
 end
@@ -241,6 +307,10 @@ local function erase(u)
   erased_users[u] = true
   local ukey = ns..':user:'..u
   mark_user(u)
+  if fanned_out(u) then
+    redis.call('SREM', ns..':fanout', u)
+    for _, f in ipairs(redis.call('SMEMBERS', ukey..':fr')) do link(u, f, false) end
+  end
   for _, p in ipairs(redis.call('SMEMBERS', ukey..':products')) do
     local ub = ns..':ub:'..p..'|'..u
     local kept = redis.call('HGETALL', ub)
@@ -250,7 +320,7 @@ local function erase(u)
     end
     redis.call('DEL', ub)
     redis.call('ZREM', ns..':buyers:'..p, u)
-    redis.call('SREM', ns..':cbuyers:'..p, u)
+    cbuyer(p, u, false)
   end
   for _, o in ipairs(redis.call('SMEMBERS', ukey..':orders')) do
     redis.call('DEL', ns..':order:'..o)
@@ -276,9 +346,11 @@ local function erase(u)
     local a, b = u, f
     if b < a then a, b = f, u end
     redis.call('DEL', ns..':fr:'..a..'|'..b)
+    refanout(f) -- one friendship fewer on record
   end
   redis.call('DEL', ns..':friends:'..u, ns..':consent:'..u, ns..':name:'..u,
-    ukey..':products', ukey..':orders', ukey..':refunds', ukey..':reviews', ukey..':shares', ukey..':fr')
+    ukey..':products', ukey..':orders', ukey..':refunds', ukey..':reviews', ukey..':shares', ukey..':fr',
+    ukey..':fo')
 end
 
 for _, op in ipairs(ops) do
@@ -357,8 +429,8 @@ for _, op in ipairs(ops) do
     local fkey = ns..':fr:'..a..'|'..b
     if a ~= b and not erased(a) and not erased(b) and newer(ts, eid, fkey) then
       redis.call('HSET', fkey, 'on', on, 'ts', ts, 'eid', eid)
-      redis.call('SADD', ns..':user:'..a..':fr', b)
-      redis.call('SADD', ns..':user:'..b..':fr', a)
+      local new_a = redis.call('SADD', ns..':user:'..a..':fr', b) == 1
+      local new_b = redis.call('SADD', ns..':user:'..b..':fr', a) == 1
       local was = redis.call('SISMEMBER', ns..':friends:'..a, b) == 1
       if on == 1 then
         redis.call('SADD', ns..':friends:'..a, b)
@@ -367,8 +439,12 @@ for _, op in ipairs(ops) do
         redis.call('SREM', ns..':friends:'..a, b)
         redis.call('SREM', ns..':friends:'..b, a)
       end
-      -- friend counts of both users' products change: announce those products
+      if new_a then refanout(a) end
+      if new_b then refanout(b) end
       if was ~= (on == 1) then
+        if fanned_out(a) then link(a, b, on == 1) end
+        if fanned_out(b) then link(b, a, on == 1) end
+        -- friend counts of both users' products change: announce those products
         for _, p in ipairs(redis.call('SMEMBERS', ns..':user:'..a..':products')) do mark(p) end
         for _, p in ipairs(redis.call('SMEMBERS', ns..':user:'..b..':products')) do mark(p) end
       end
@@ -379,11 +455,7 @@ for _, op in ipairs(ops) do
     if not erased(u) and newer(ts, eid, ckey) then
       redis.call('HSET', ckey, 's', s, 'f', f, 'ts', ts, 'eid', eid)
       for _, p in ipairs(redis.call('SMEMBERS', ns..':user:'..u..':products')) do
-        if s == 1 and redis.call('ZSCORE', ns..':buyers:'..p, u) then
-          redis.call('SADD', ns..':cbuyers:'..p, u)
-        else
-          redis.call('SREM', ns..':cbuyers:'..p, u)
-        end
+        cbuyer(p, u, s == 1 and redis.call('ZSCORE', ns..':buyers:'..p, u) ~= false)
       end
       mark_user(u)
     end
@@ -429,6 +501,20 @@ for key, members in pairs(zadds) do
   if #args > 2 then redis.call(unpack(args)) end
 end
 for key in pairs(trimmed) do redis.call('ZREMRANGEBYRANK', key, 0, -(FEED_KEEP + 1)) end
+for key, members in pairs(fb_writes) do
+  local add, remove = {'ZADD', key}, {'ZREM', key}
+  for member, on in pairs(members) do
+    if on then
+      table.insert(add, 0); table.insert(add, member)
+      if #add >= 400 then redis.call(unpack(add)); add = {'ZADD', key} end
+    else
+      table.insert(remove, member)
+      if #remove >= 400 then redis.call(unpack(remove)); remove = {'ZREM', key} end
+    end
+  end
+  if #add > 2 then redis.call(unpack(add)) end
+  if #remove > 2 then redis.call(unpack(remove)) end
+end
 -- one JSON string rather than a multi-bulk reply of ids: the worker parses it in one call
 if #changed_list == 0 then return '[]' end
 return cjson.encode(changed_list)
@@ -510,6 +596,7 @@ class CounterStore:
         namespace: str,
         default_share_purchases: bool = False,
         follow_active: bool = False,
+        fanout_at: int = FRIENDS_FANOUT_AT,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
@@ -521,6 +608,9 @@ class CounterStore:
         #: consent of users who never chose (SOCIALPROOF_DEFAULT_SHARE_PURCHASES); privacy by
         #: default. Changing it later applies to purchases recorded from then on.
         self._default_share = "1" if default_share_purchases else "0"
+        #: friendships on record from which a viewer's friends_bought is fanned out on write
+        #: (SOCIALPROOF_WORKER_FRIENDS_FANOUT_AT; 0: never)
+        self._fanout_at = str(fanout_at)
 
     async def targets(self) -> tuple[str, ...]:
         """The namespaces this batch must be written to (first: the one readers serve)."""
@@ -542,7 +632,12 @@ class CounterStore:
         results = await asyncio.gather(
             *(
                 self._apply(
-                    args=[ns, orjson.dumps(ops[start : start + CHUNK]), self._default_share]
+                    args=[
+                        ns,
+                        orjson.dumps(ops[start : start + CHUNK]),
+                        self._default_share,
+                        self._fanout_at,
+                    ]
                 )
                 for start in range(0, len(ops), CHUNK)
             )

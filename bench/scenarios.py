@@ -351,7 +351,8 @@ async def _seed_friends_bought(
 
 
 async def _friends_latency(env: BenchEnv, quick: bool) -> dict:
-    buyers_n, friends_n = (20_000, 1_500) if quick else (1_000_000, 5_000)
+    # --quick still needs viewers at the fan-out threshold, just fewer buyers
+    buyers_n, friends_n = (20_000, FRIENDS_FANOUT_AT) if quick else (1_000_000, 5_000)
     redis = aioredis.Redis.from_url(env.settings.redis_url, decode_responses=True)
     reader = ProofReader(redis, new_namespace())
     store = CounterStore(redis, reader.keys.ns, default_share_purchases=True)

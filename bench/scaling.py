@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from bench.env import BenchEnv, new_namespace
 from bench.notifier import percentile
 from bench.registry import Result, Target, scenario
+from contracts.views import FRIENDS_FANOUT_AT
 from services.notifier.proof import ProofReader
 
 FRIENDS_AXIS = [10, 100, 500, 1_000, 2_000, 5_000]
@@ -131,6 +132,10 @@ async def _measure(env: BenchEnv, quick: bool) -> dict:
             figures[f"{tag}_{key}"] = round(statistics.median(r[key] for r in each), 3)
         figures[f"{tag}_sintercard_us"] = round(statistics.median(r["server_us"] for r in each), 2)
     figures["p99_ms_at_max"] = figures[f"f{big_friends}_b{big_buyers}_p99_ms"]
+    # the most friends a viewer read by intersection can have: at the threshold they are fanned out
+    at = max(f for f in friends_axis if f <= FRIENDS_FANOUT_AT)
+    figures["friends_at_threshold"] = at
+    figures["p99_ms_at_threshold"] = figures[f"f{at}_b{big_buyers}_p99_ms"]
     await redis.aclose()
     return figures
 
@@ -153,13 +158,15 @@ def scaling(env: BenchEnv, quick: bool) -> Result:
             f"SINTERCARD {f[f'f{lo_f}_b{big_b}_sintercard_us']} → "
             f"{f[f'f{big_f}_b{big_b}_sintercard_us']} us; buyers {lo_b:,} → {big_b:,} "
             f"(friends {big_f:,}): p99 {f[f'f{big_f}_b{lo_b}_p99_ms']} → "
-            f"{f[f'f{big_f}_b{big_b}_p99_ms']} ms (medians of {f['repeats']} runs)"
+            f"{f[f'f{big_f}_b{big_b}_p99_ms']} ms (medians of {f['repeats']} runs); "
+            f"p99 {f['p99_ms_at_threshold']} ms at {f['friends_at_threshold']:,} friends, the "
+            f"most read by intersection"
         )
 
     return Result(
         summary=summary,
         figures=figures,
-        targets=[Target("p99_ms_at_max", "<", 2.0, " ms")],
+        targets=[Target("p99_ms_at_threshold", "<", 2.0, " ms")],
         notes=[
             "`f{friends}_b{buyers}_*`: client p50/p99 of the whole read (script call incl. "
             "names) and SINTERCARD's mean time inside Redis (us per call)",
@@ -167,5 +174,8 @@ def scaling(env: BenchEnv, quick: bool) -> Result:
             "follows min(friends, buyers), so once a product has more buyers than the viewer "
             "has friends, more buyers cost nothing more",
             "medians of 3 interleaved runs per point",
+            "the target is at the fan-out threshold (FRIENDS_FANOUT_AT friendships): the "
+            "largest viewer read by intersection; bigger viewers are fanned out on write "
+            "(scenario friends_bought), so the points beyond it show what that avoids",
         ],
     )

@@ -365,13 +365,17 @@ async def _friends_latency(env: BenchEnv, quick: bool) -> dict:
     # the viewer: a tenth of their friends bought the product; a second viewer with few
     # overlapping friends; a third just below the fan-out threshold, read by intersection
     below_n = FRIENDS_FANOUT_AT - 1
-    friends = [f"u{rng.randrange(buyers_n)}" for _ in range(friends_n // 10)]
-    friends += [f"f{i}" for i in range(friends_n - len(friends))]
-    sparse = [f"u{rng.randrange(buyers_n)}" for _ in range(20)]
-    sparse += [f"f{i}" for i in range(friends_n - 20)]
-    below = [f"u{rng.randrange(buyers_n)}" for _ in range(below_n // 10)]
-    below += [f"f{i}" for i in range(below_n - len(below))]
-    viewers = {"viewer": friends, "viewer-sparse": sparse, "viewer-below": below}
+
+    def friends(n: int, bought: int) -> list[str]:
+        """``n`` friends: ``bought`` random buyers, the rest users who bought nothing."""
+        buyers = [f"u{rng.randrange(buyers_n)}" for _ in range(bought)]
+        return buyers + [f"f{i}" for i in range(n - bought)]
+
+    viewers = {
+        "viewer": friends(friends_n, friends_n // 10),
+        "viewer-sparse": friends(friends_n, 20),
+        "viewer-below": friends(below_n, below_n // 10),
+    }
     seed_s = await _seed_friends_bought(store, product, buyers_n, viewers)
     fanned = await redis.smembers(keys.fanout)
     if fanned != {"viewer", "viewer-sparse"}:

@@ -34,8 +34,8 @@ friends_bought — a hybrid: intersection on read, fan-out on write for viewers 
   whatever the sizes. Everyone else is read by intersection: at most ~2,000 probes, ~0.25 ms
   inside Redis (p99 0.6-0.9 ms at the client in `make bench`).
   A purchase costs one more ``SMEMBERS`` (``user:{buyer}:fo``, the buyer's fanned-out friends)
-  and a member added per fanned-out friend (collected per key within a script call); memory is
-  one member per (fanned-out viewer, friend, product bought).
+  and a member added per fanned-out friend (collected per key within a script call, like the
+  other ZADDs); memory is one member per (fanned-out viewer, friend, product bought).
 - The threshold trades read time for write time. In the bench's graph (10,000 users, 150
   friends on average, a heavy tail up to ~3,000), 1,000 fans out 30 viewers and every purchase
   goes to 4.4 of them on average; 2,000 fans out 3 viewers, 0.84 per purchase.
@@ -174,13 +174,10 @@ local function feed_remove(p, member) zrem(ns..':feed:'..p, member) end
 -- 0: small ones stay compact, and members come back in id order), and ``user:{u}:fo`` the
 -- viewers in ``fanout`` that u is a friend of. Every change to a cbuyers set goes through
 -- cbuyer(), every change to a fanned-out viewer's friends through link(). Nothing here reads an
--- fb key back, so their writes are collected and applied once per key at the end of the call.
-local fb_writes = {} -- fb key -> {member -> true (in) | false (out)}, the call's last word
+-- fb key back, so additions go with the call's other collected ZADDs.
 local function fb(v, p, u, on)
   local key = ns..':fb:'..v..'|'..p
-  local w = fb_writes[key]
-  if not w then w = {}; fb_writes[key] = w end
-  w[u] = on
+  if on then zadd(key, 0, u) else zrem(key, u) end
 end
 local fanned_friends = {} -- user -> user:{u}:fo, read once per call
 local function fanned_friends_of(u)
@@ -502,20 +499,6 @@ for key, members in pairs(zadds) do
   if #args > 2 then redis.call(unpack(args)) end
 end
 for key in pairs(trimmed) do redis.call('ZREMRANGEBYRANK', key, 0, -(FEED_KEEP + 1)) end
-for key, members in pairs(fb_writes) do
-  local add, remove = {'ZADD', key}, {'ZREM', key}
-  for member, on in pairs(members) do
-    if on then
-      table.insert(add, 0); table.insert(add, member)
-      if #add >= 400 then redis.call(unpack(add)); add = {'ZADD', key} end
-    else
-      table.insert(remove, member)
-      if #remove >= 400 then redis.call(unpack(remove)); remove = {'ZREM', key} end
-    end
-  end
-  if #add > 2 then redis.call(unpack(add)) end
-  if #remove > 2 then redis.call(unpack(remove)) end
-end
 -- one JSON string rather than a multi-bulk reply of ids: the worker parses it in one call
 if #changed_list == 0 then return '[]' end
 return cjson.encode(changed_list)

@@ -5,17 +5,20 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-SYSTEM_PACKAGES      := redis-server
+# Apache Kafka runs from Maven Central's jars on Java 17 (socialproof/kafka_jars/pom.xml).
+KAFKA_SYSTEM_PACKAGES := java=openjdk-17-jre-headless mvn=maven
+SYSTEM_PACKAGES      := redis-server $(KAFKA_SYSTEM_PACKAGES)
+# kcat: the engineers' Kafka tool, tested against the embedded broker;
 # wrk: the read API benchmark's load generator (the test suite smoke-runs every bench scenario)
-TEST_SYSTEM_PACKAGES := redis-server kcat chromium wrk
-BENCH_SYSTEM_PACKAGES := redis-server wrk
+TEST_SYSTEM_PACKAGES := $(SYSTEM_PACKAGES) kcat chromium wrk
+BENCH_SYSTEM_PACKAGES := $(SYSTEM_PACKAGES) wrk
 
-.PHONY: help setup run test deploy-check test-fast bench schemas check-schemas lint clean
+.PHONY: help setup kafka-jars run test deploy-check test-fast bench schemas check-schemas lint clean
 
 help:
 	@echo "make run    - start the whole stack (embedded broker, Redis, every service)"
 	@echo "make test   - set up what is missing, then run the whole test suite"
-	@echo "make setup  - only create .venv and install system packages"
+	@echo "make setup  - only create .venv, install system packages and fetch Apache Kafka's jars"
 	@echo "make deploy-check - build, validate and policy-check the Kubernetes manifests (deploy/)"
 
 $(STAMP): pyproject.toml
@@ -26,12 +29,19 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 	@scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
+	@$(PY) -m socialproof.embeddedkafka
+
+# Apache Kafka's jars, fetched once with Maven into ~/.cache/socialproof/kafka (offline after).
+kafka-jars: $(STAMP)
+	@scripts/ensure-system-packages.sh $(KAFKA_SYSTEM_PACKAGES)
+	@$(PY) -m socialproof.embeddedkafka
 
 run: setup
 	$(VENV)/bin/socialproof run
 
 test: $(STAMP) deploy-check
 	@scripts/ensure-system-packages.sh $(TEST_SYSTEM_PACKAGES)
+	@$(PY) -m socialproof.embeddedkafka
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Performance of the stream processor and the serving store (results in bench/results/);
@@ -43,6 +53,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench: $(BENCH_STAMP)
 	@scripts/ensure-system-packages.sh $(BENCH_SYSTEM_PACKAGES)
+	@$(PY) -m socialproof.embeddedkafka
 	$(PY) -m bench $(BENCH_ARGS)
 
 # Unit tests only: no broker, no Redis.

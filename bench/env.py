@@ -46,7 +46,6 @@ from contracts import codec, namespaces
 from contracts.events import Event
 from contracts.topics import Topic, topic_for
 from socialproof.devstack import (
-    EMBEDDED_GROUP_ENV,
     ManagedProcess,
     embedded_broker,
     free_port,
@@ -161,7 +160,6 @@ class BenchEnv:
             "SOCIALPROOF_WORKER_CONSUMER_GROUP": group_for(namespace),
             # Faust's data folder (empty for the worker) in the work folder, not the current one
             "FAUST_DATADIR": str(self.workdir / f"faust-{namespace}"),
-            **EMBEDDED_GROUP_ENV,
         }
 
     def produce(
@@ -332,7 +330,9 @@ def bench_env(servers: tuple[str, str] | None = None) -> Iterator[BenchEnv]:
         if servers is None:
             kafka_port, redis_port = free_port(), free_port()
             procs.append(
-                embedded_broker(kafka_port, echo=False, log_path=workdir / "broker.log").start()
+                embedded_broker(
+                    kafka_port, workdir / "kafka", echo=False, log_path=workdir / "broker.log"
+                ).start()
             )
             procs.append(
                 redis_server(

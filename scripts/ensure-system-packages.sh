@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Makes sure the Debian packages the project needs are installed.
-# Usage: scripts/ensure-system-packages.sh redis-server [kcat chromium …]
-# Each argument is a Debian package named after the command it provides. As root the missing
-# ones are installed with apt-get; otherwise this prints the exact command to run and fails.
+# Usage: scripts/ensure-system-packages.sh redis-server [kcat java=openjdk-17-jre-headless …]
+# Each argument is a Debian package named after the command it provides, or COMMAND=PACKAGE
+# where the names differ. As root the missing ones are installed with apt-get; otherwise this
+# prints the exact command to run and fails.
 set -euo pipefail
 
 missing=()
-for pkg in "$@"; do
-  command -v "$pkg" >/dev/null 2>&1 || [ -x "/usr/bin/$pkg" ] || missing+=("$pkg")
+for arg in "$@"; do
+  cmd=${arg%%=*}
+  pkg=${arg#*=}
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/bin/$cmd" ] || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 work = Path(tempfile.mkdtemp(prefix="measure-rebuild-"))
 bp, rp = free_port(), free_port()
-broker = embedded_broker(bp, echo=False, log_path=work / "broker.log").start()
+broker = embedded_broker(bp, work / "kafka", echo=False, log_path=work / "broker.log").start()
 redis = redis_server(rp, work / "redis", echo=False, log_path=work / "redis.log").start()
 try:
     bootstrap, url = f"127.0.0.1:{bp}", f"redis://127.0.0.1:{rp}/0"

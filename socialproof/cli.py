@@ -110,8 +110,19 @@ def run(
             help="demo traffic, events per second (socialproof simulate); 0 = none",
         ),
     ] = 5.0,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="start empty: delete the embedded broker's topics and the dev Redis data first "
+            "(kept across runs otherwise)",
+        ),
+    ] = False,
 ) -> None:
-    """Start the whole stack (embedded broker, Redis, every service) until Ctrl-C."""
+    """Start the whole stack (Apache Kafka, Redis, every service) until Ctrl-C.
+
+    Topics, consumer offsets and counters are kept under the dev stack's folder, so a second
+    `make run` carries on where the first stopped; --fresh starts empty."""
     from socialproof.devstack import Stack, StackConfig, StackError
     from socialproof.settings import (
         DEFAULT_PORTS,
@@ -148,6 +159,9 @@ def run(
         signal.signal(sig, interrupt)
     started = time.monotonic()
     stack = Stack(config)
+    if fresh:
+        for what in stack.wipe_local_data():
+            console.print(f"--fresh: deleted {what}")
     try:
         console.print("[bold]starting socialproof…[/]")
         stack.start_infrastructure()

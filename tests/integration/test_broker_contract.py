@@ -1,7 +1,6 @@
 """Broker contract tests: the Kafka semantics socialproof relies on, asserted against whatever
-broker the suite runs on. On Apache Kafka every test passes; on the embedded broker (Tansu) the
-known deviations from ../shared/broker-notes.md are marked xfail with their reason (strict, so a
-Tansu release that fixes one is noticed).
+broker the suite runs on (the embedded Apache Kafka by default, or KAFKA_BOOTSTRAP_SERVERS). No
+test here is allowed an xfail: a broker that fails one is not a broker socialproof supports.
 
 Each test uses its own fresh topic, so they are independent of each other and of the services.
 """
@@ -164,15 +163,7 @@ def test_a_consumer_group_delivers_within_seconds_with_a_short_session_timeout(
     assert time.monotonic() - started < 15
 
 
-def test_the_high_watermark_is_the_last_offset_plus_one(
-    backend: Backend, topic: str, request: pytest.FixtureRequest
-) -> None:
-    if backend.is_tansu:
-        request.applymarker(pytest.mark.xfail(
-            strict=True,
-            reason="Tansu reports the base offset of the last batch + 1 as the high watermark "
-            "(broker-notes.md): tools reading 'to the end' must not trust it alone",
-        ))
+def test_the_high_watermark_is_the_last_offset_plus_one(backend: Backend, topic: str) -> None:
     p = producer(backend, **{"linger.ms": 50})
     for _ in range(2):  # two batches of ten records on one partition
         produce_all(p, topic, [(b"one-partition", b"x")] * 10)
@@ -186,8 +177,7 @@ def test_the_high_watermark_is_the_last_offset_plus_one(
 def test_read_committed_consumers_see_only_committed_transactions(
     backend: Backend, topic: str
 ) -> None:
-    """confluent-kafka's transactional producer (InitProducerId v4+). Measured: works on Tansu too.
-    socialproof still does not rely on it (see the aiokafka test below)."""
+    """confluent-kafka's transactional producer (InitProducerId v4+)."""
     p = Producer({"bootstrap.servers": backend.bootstrap,
                   "transactional.id": f"tx-{uuid.uuid4().hex[:6]}"})
     p.init_transactions(10)
@@ -207,15 +197,8 @@ def test_read_committed_consumers_see_only_committed_transactions(
 
 
 def test_aiokafka_transactions_as_faust_exactly_once_uses_them(
-    backend: Backend, topic: str, request: pytest.FixtureRequest
+    backend: Backend, topic: str
 ) -> None:
-    if backend.is_tansu:
-        request.applymarker(pytest.mark.xfail(
-            strict=True,
-            reason="Tansu answers aiokafka's InitProducerId with UnknownError, so Faust's "
-            "processing_guarantee='exactly_once' cannot run: socialproof's sinks are idempotent "
-            "instead (at-least-once + idempotence = effectively-once)",
-        ))
     import asyncio
 
     from aiokafka import AIOKafkaProducer

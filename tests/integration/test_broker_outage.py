@@ -8,6 +8,7 @@ connections are refused).
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 import uuid
@@ -21,7 +22,6 @@ from confluent_kafka import Consumer, TopicPartition
 from contracts import codec
 from contracts.topics import ORDERS
 from socialproof.devstack import (
-    EMBEDDED_GROUP_ENV,
     ManagedProcess,
     embedded_broker,
     free_port,
@@ -32,7 +32,7 @@ from socialproof.devstack import (
 from socialproof.kafka import ensure_topics
 from socialproof.settings import Settings
 from tests.conftest import ARTIFACTS, SERVICE_TOKEN
-from tests.support.backends import Backend
+from tests.support.backends import FAST_FAILOVER_ENV, Backend
 from tests.support.storefront import product, publish
 from tests.support.waiting import wait_for
 
@@ -54,7 +54,7 @@ class PrivateOrders:
             "orders-outage",
             service_argv("orders"),
             env={
-                **EMBEDDED_GROUP_ENV,
+                **FAST_FAILOVER_ENV,
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 "REDIS_URL": backend.redis_url,
                 "SOCIALPROOF_SERVICE_TOKEN": SERVICE_TOKEN,
@@ -66,9 +66,9 @@ class PrivateOrders:
         )
 
     def start_broker(self) -> None:
-        self.broker = embedded_broker(self.broker_port, echo=False,
+        self.broker = embedded_broker(self.broker_port, self.workdir / "kafka", echo=False,
                                       log_path=self.workdir / "broker-outage.log").start()
-        wait_for_broker(self.bootstrap)
+        wait_for_broker(self.bootstrap, proc=self.broker)
         ensure_topics(self.settings)
         # orders only accept products the catalog published on the product topic
         publish(self.settings, *(product(p) for p in PRODUCTS_USED))
@@ -104,6 +104,7 @@ class PrivateOrders:
 @pytest.fixture
 def private(backend: Backend) -> Iterator[PrivateOrders]:
     workdir = ARTIFACTS / "outage"
+    shutil.rmtree(workdir / "kafka", ignore_errors=True)  # a broker of this test's own, empty
     workdir.mkdir(parents=True, exist_ok=True)
     env = PrivateOrders(backend, workdir)
     env.start_broker()

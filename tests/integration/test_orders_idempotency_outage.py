@@ -7,6 +7,7 @@ Uses a private embedded broker that the test freezes (SIGSTOP); the session brok
 
 from __future__ import annotations
 
+import shutil
 import signal
 from collections.abc import Iterator
 
@@ -16,7 +17,6 @@ import pytest
 from contracts.events import PurchaseCompleted
 from contracts.topics import ORDERS
 from socialproof.devstack import (
-    EMBEDDED_GROUP_ENV,
     ManagedProcess,
     embedded_broker,
     free_port,
@@ -27,7 +27,7 @@ from socialproof.devstack import (
 from socialproof.kafka import ensure_topics
 from socialproof.settings import Settings
 from tests.conftest import ARTIFACTS
-from tests.support.backends import Backend
+from tests.support.backends import FAST_FAILOVER_ENV, Backend
 from tests.support.services import topic_records
 from tests.support.storefront import product, publish
 from tests.support.waiting import wait_for
@@ -44,12 +44,15 @@ class Private:
             kafka_bootstrap_servers=f"127.0.0.1:{broker_port}", redis_url=backend.redis_url
         )
         self.url = f"http://127.0.0.1:{port}"
-        self.broker = embedded_broker(broker_port, echo=False, log_path=logs / "broker.log")
+        shutil.rmtree(logs / "kafka", ignore_errors=True)
+        self.broker = embedded_broker(
+            broker_port, logs / "kafka", echo=False, log_path=logs / "broker.log"
+        )
         self.orders = ManagedProcess(
             "orders-idem",
             service_argv("orders"),
             env={
-                **EMBEDDED_GROUP_ENV,
+                **FAST_FAILOVER_ENV,
                 "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
                 "REDIS_URL": backend.redis_url,
                 "SOCIALPROOF_SERVICE_TOKEN": token,

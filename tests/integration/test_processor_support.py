@@ -16,13 +16,13 @@ import redis as redis_sync
 
 from contracts.events import Event
 from socialproof.devstack import (
-    EMBEDDED_GROUP_ENV,
     ManagedProcess,
     free_port,
     wait_worker_assigned,
 )
 from socialproof.kafka import Delivered, EventPublisher
 from socialproof.settings import Settings
+from tests.support.backends import FAST_FAILOVER_ENV
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,7 +161,7 @@ def start_worker(
         "SOCIALPROOF_WORKER_CONSUMER_GROUP": group,
         "SOCIALPROOF_WORKER_WEB_PORT": str(port),
         "SOCIALPROOF_LOG_FORMAT": "json",
-        **EMBEDDED_GROUP_ENV,
+        **FAST_FAILOVER_ENV,
         **(extra_env or {}),
     }
     proc = ManagedProcess(

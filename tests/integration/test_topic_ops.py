@@ -8,6 +8,7 @@ Runs on a private embedded broker (module scope) so the registry's topics start 
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -35,13 +36,17 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def broker(backend: Backend) -> Iterator[str]:
     """A broker whose registry topics are empty (private embedded one when possible)."""
-    if not backend.is_tansu:
+    if backend.kind != "embedded":
         yield backend.bootstrap
         return
     port = free_port()
-    proc = embedded_broker(port, echo=False, log_path=ARTIFACTS / "topic-ops-broker.log").start()
+    data = ARTIFACTS / "topic-ops-kafka"
+    shutil.rmtree(data, ignore_errors=True)
+    proc = embedded_broker(
+        port, data, echo=False, log_path=ARTIFACTS / "topic-ops-broker.log"
+    ).start()
     try:
-        wait_for_broker(f"127.0.0.1:{port}")
+        wait_for_broker(f"127.0.0.1:{port}", proc=proc)
         ensure_topics(Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}"))
         yield f"127.0.0.1:{port}"
     finally:

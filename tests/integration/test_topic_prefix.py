@@ -18,12 +18,13 @@ from confluent_kafka.admin import AdminClient
 from contracts.topics import ALL_TOPICS, ORDERS, PRODUCTS
 from contracts.views import Keys
 from socialproof import topicops
-from socialproof.devstack import EMBEDDED_GROUP_ENV, Stack, StackConfig, free_port
+from socialproof.devstack import Stack, StackConfig, free_port
 from socialproof.kafka import ensure_topics, topic_name
 from socialproof.settings import Settings
 from tests.conftest import ARTIFACTS, SERVICE_TOKEN
 from tests.integration.test_processor_support import processed_count, publish, start_worker
 from tests.integration.test_topic_ops import purchase
+from tests.support.backends import FAST_FAILOVER_ENV
 from tests.support.services import topic_records
 from tests.support.waiting import wait_for
 
@@ -111,7 +112,7 @@ def test_prefixed_services_publish_and_read_their_own_topics(
             redis_url=settings.redis_url,
             service_token=SERVICE_TOKEN,
             extra_env={
-                **EMBEDDED_GROUP_ENV,
+                **FAST_FAILOVER_ENV,
                 "SOCIALPROOF_KAFKA_TOPIC_PREFIX": prefixed.kafka_topic_prefix,
                 "SOCIALPROOF_REDIS_NAMESPACE": f"t{run}",
             },

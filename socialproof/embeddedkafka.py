@@ -1,0 +1,296 @@
+"""Apache Kafka on this machine: the jars from Maven Central, run as KRaft processes.
+
+The dev stack (``make run``), the test suite and the bench run the real broker, not a stand-in:
+the pinned release in ``kafka_jars/pom.xml`` is fetched once with Maven
+(``dependency:copy-dependencies``) into a cache outside git (``~/.cache/socialproof/kafka/``,
+or ``SOCIALPROOF_KAFKA_CACHE``) and started with ``java -cp 'libs/*' kafka.Kafka``, the entry
+point of the distribution's own scripts. Once fetched, nothing is downloaded again.
+
+- :func:`single_node` is one process in combined mode (broker + controller, a static voter),
+  replication factor 1: the dev stack and the test suite. Measured on 2 cores: ready in about
+  3 s (formatting a new log dir adds about 1 s).
+- :class:`KafkaCluster` is three such processes on loopback, each broker and controller, with
+  replication factor 3 and ``min.insync.replicas=2``: the reliability suite's fault tests.
+
+Log dirs are the caller's (``.devstack/kafka`` for ``make run``, so topics survive a restart);
+a node's log goes to a file, never to the console. ``SOCIALPROOF_KAFKA_LIBS`` points at an
+existing Kafka distribution's ``libs/`` instead of the Maven cache; ``SOCIALPROOF_KAFKA_HEAP``
+bounds the heap (default 512m: Kafka keeps records in the page cache, not on the heap).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from socialproof.devstack import ManagedProcess, StackError, free_port
+
+POM = Path(__file__).with_name("kafka_jars") / "pom.xml"
+MIN_JAVA = 17
+INSTALL_JAVA = (
+    "Apache Kafka needs Java {min}+ and Maven: `sudo apt-get install -y openjdk-17-jre-headless "
+    "maven` (make setup does this when run as root), or set KAFKA_BOOTSTRAP_SERVERS to an "
+    "existing Kafka"
+)
+
+
+def kafka_version() -> str:
+    """The pinned Apache Kafka release (``kafka.version`` in the pom)."""
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    node = ET.parse(POM).getroot().find("m:properties/m:kafka.version", ns)
+    assert node is not None and node.text, f"{POM} names no kafka.version"
+    return node.text.strip()
+
+
+def _cache_root() -> Path:
+    configured = os.environ.get("SOCIALPROOF_KAFKA_CACHE")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "socialproof" / "kafka"
+
+
+def java_binary() -> str:
+    """``java`` of version 17 or newer, or a StackError saying what to install."""
+    java = shutil.which("java")
+    if java is None:
+        raise StackError(INSTALL_JAVA.format(min=MIN_JAVA))
+    done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    found = re.search(r'version "(\d+)', done.stderr)
+    if found is None or int(found.group(1)) < MIN_JAVA:
+        raise StackError(
+            f"{java} is {found.group(1) if found else 'of an unknown version'}: "
+            + INSTALL_JAVA.format(min=MIN_JAVA)
+        )
+    return java
+
+
+def ensure_jars(echo: bool = True) -> Path:
+    """The folder of the pinned release's jars, fetched with Maven on first use.
+
+    The copy goes to a temporary folder renamed into place when complete, so an interrupted
+    fetch is never mistaken for a finished one, and two processes fetching at once both end with
+    the same folder.
+    """
+    if os.environ.get("SOCIALPROOF_KAFKA_LIBS"):
+        libs = Path(os.environ["SOCIALPROOF_KAFKA_LIBS"])
+        if not any(libs.glob("kafka_2.13-*.jar")):
+            raise StackError(f"SOCIALPROOF_KAFKA_LIBS={libs} holds no kafka_2.13-*.jar")
+        return libs
+    version = kafka_version()
+    libs = _cache_root() / version / "libs"
+    if (libs / ".complete").exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StackError(INSTALL_JAVA.format(min=MIN_JAVA))
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
+    if echo:
+        print(f"fetching Apache Kafka {version} from Maven Central (once) into {libs} ...",
+              flush=True)
+    argv = [
+        mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
+        "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StackError(
+            f"Maven could not fetch Apache Kafka {version} ({' '.join(argv)}):\n"
+            + (done.stdout + done.stderr)[-3000:]
+        )
+    (staging / ".complete").write_text(version + "\n")
+    try:
+        staging.rename(libs)
+    except OSError:  # another process finished first: its copy is as good as ours
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (libs / ".complete").exists():
+            raise
+    return libs
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id as ``kafka-storage random-uuid`` prints it (URL-safe base64, 22 chars)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+@dataclass
+class KafkaNode:
+    """One KRaft process, broker and controller in one (combined mode)."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    data_dir: Path
+    voters: str
+    replication: int = 1
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    proc: ManagedProcess | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def properties(self) -> dict[str, str]:
+        rf, min_isr = str(self.replication), str(min(2, self.replication))
+        return {
+            "process.roles": "broker,controller",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters,
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir / "logs"),
+            # Topics come from the contracts registry (ensure_topics), never from a typo.
+            "auto.create.topics.enable": "false",
+            "num.partitions": "1",
+            "default.replication.factor": rf,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": rf,
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
+            "transaction.state.log.num.partitions": "10",
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            # A single group member need not wait for others to join (the default 3 s is for
+            # fleets of consumers starting together).
+            "group.initial.rebalance.delay.ms": "0",
+            # The log cleaner's dedupe buffer defaults to 128 MiB of heap; compacted topics here
+            # are small.
+            "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+            **self.overrides,
+        }
+
+    def write_properties(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
+        return path
+
+    def format(self, java: str, classpath: str, cluster_id: str) -> None:
+        """Format the log dir once; a formatted one is reused (its topics survive)."""
+        props = self.write_properties()
+        done = subprocess.run(
+            [java, "-Xmx256m", "-cp", classpath, "kafka.tools.StorageTool", "format",
+             "-t", cluster_id, "-c", str(props), "--ignore-formatted"],
+            capture_output=True, text=True, timeout=120,
+        )
+        if done.returncode != 0:
+            raise StackError(
+                f"formatting Kafka's log dir {self.data_dir} failed:\n"
+                + (done.stdout + done.stderr)[-3000:]
+            )
+
+    def process(self, java: str, classpath: str, **kwargs: object) -> ManagedProcess:
+        heap = os.environ.get("SOCIALPROOF_KAFKA_HEAP", "512m")
+        argv = [
+            java, f"-Xmx{heap}", f"-Xms{min(256, _megabytes(heap))}m",
+            "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            "-Dorg.slf4j.simpleLogger.showDateTime=true",
+            "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",
+            # The request log and the config dumps at start are thousands of lines a minute.
+            "-Dorg.slf4j.simpleLogger.log.kafka.request.logger=warn",
+            "-Dorg.slf4j.simpleLogger.log.org.apache.kafka.common.config.AbstractConfig=warn",
+            "-cp", classpath, "kafka.Kafka", str(self.data_dir / "server.properties"),
+        ]
+        self.proc = ManagedProcess(name=f"kafka-{self.node_id}", argv=argv, **kwargs)  # type: ignore[arg-type]
+        return self.proc
+
+
+def _megabytes(heap: str) -> int:
+    number, unit = int(heap[:-1]), heap[-1].lower()
+    return number * 1024 if unit == "g" else number if unit == "m" else number // (1024 * 1024)
+
+
+def _prepare(nodes: list[KafkaNode], echo: bool) -> tuple[str, str]:
+    """Java, the classpath, and every node's log dir formatted with one cluster id (kept in the
+    first node's folder, so a restart reuses it)."""
+    java = java_binary()
+    classpath = str(ensure_jars(echo=echo) / "*")
+    id_file = nodes[0].data_dir.parent / "cluster-id" if len(nodes) > 1 else (
+        nodes[0].data_dir / "cluster-id")
+    id_file.parent.mkdir(parents=True, exist_ok=True)
+    if not id_file.exists():
+        id_file.write_text(new_cluster_id())
+    cluster_id = id_file.read_text().strip()
+    for node in nodes:
+        node.format(java, classpath, cluster_id)
+    return java, classpath
+
+
+def single_node(
+    port: int, data_dir: Path, controller_port: int | None = None, echo_fetch: bool = True,
+    **kwargs: object,
+) -> ManagedProcess:
+    """One combined-mode KRaft process on ``port`` with its log dir under ``data_dir``; returns
+    the (not yet started) process. ``kwargs`` go to :class:`ManagedProcess` (log path, echo)."""
+    controller_port = controller_port or free_port()
+    node = KafkaNode(1, port, controller_port, data_dir, f"1@127.0.0.1:{controller_port}")
+    java, classpath = _prepare([node], echo_fetch)
+    proc = node.process(java, classpath, **kwargs)
+    proc.name = "kafka"
+    return proc
+
+
+class KafkaCluster:
+    """Three KRaft processes on loopback (each broker and controller), replication factor 3,
+    ``min.insync.replicas=2``: one broker may die and every acknowledged record survives."""
+
+    def __init__(self, data_dir: Path, size: int = 3, log_dir: Path | None = None) -> None:
+        ports = [(free_port(), free_port()) for _ in range(size)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+        self.log_dir = log_dir or data_dir
+        self.nodes = [
+            KafkaNode(i + 1, p, c, data_dir / f"node-{i + 1}", voters, replication=min(3, size))
+            for i, (p, c) in enumerate(ports)
+        ]
+        self._java, self._classpath = _prepare(self.nodes, echo=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def node(self, node_id: int) -> KafkaNode:
+        return self.nodes[node_id - 1]
+
+    def start_node(self, node_id: int) -> ManagedProcess:
+        node = self.node(node_id)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        proc = node.process(
+            self._java, self._classpath, echo=False,
+            log_path=self.log_dir / f"kafka-{node_id}.log",
+        )
+        return proc.start()
+
+    def start(self) -> KafkaCluster:
+        for node in self.nodes:
+            self.start_node(node.node_id)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.proc is not None:
+                node.proc.stop(timeout=30)
+
+
+if __name__ == "__main__":  # `make setup`: fetch the jars now, so the first start is quick
+    try:
+        print(f"Apache Kafka {kafka_version()}: {ensure_jars()}")
+    except StackError as exc:
+        raise SystemExit(f"error: {exc}") from None

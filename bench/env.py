@@ -2,7 +2,7 @@
 
 Two backends, chosen by the environment (:func:`existing_servers`):
 
-- **embedded** (default): a fresh Tansu broker and redis-server on free ports for every scenario
+- **embedded** (default): a fresh Apache Kafka (one KRaft node) and redis-server on free ports for every scenario
   run, thrown away afterwards.
 - **existing servers**: ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` both set. Safe on a shared
   cluster: every scenario run gets its own topics (``SOCIALPROOF_KAFKA_TOPIC_PREFIX`` =
@@ -58,7 +58,7 @@ from socialproof.kafka import admin_client, ensure_topics, producer_config, topi
 from socialproof.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-EMBEDDED = "embedded (Tansu + redis-server started by the bench)"
+EMBEDDED = "embedded (Apache Kafka KRaft node + redis-server started by the bench)"
 
 #: every namespace :func:`new_namespace` handed out in this process, in order; an environment
 #: cleans up the ones made while it was open

@@ -139,15 +139,17 @@ def run(
         for name, default in DEFAULT_PORTS.items()
     }
     token = os.environ.get("SOCIALPROOF_SERVICE_TOKEN")
+    workdir = Path(dev.devstack_dir).resolve()
+    token_file = None if token else workdir / "service-token"
     config = StackConfig(
-        workdir=Path(dev.devstack_dir).resolve(),
+        workdir=workdir,
         broker_port=dev.broker_port,
         redis_port=dev.redis_port,
         ports=ports,
         worker_web_port=social.worker_web_port,
         kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
         redis_url=os.environ.get("REDIS_URL"),
-        service_token=token,
+        service_token=token or _kept_token(token_file),
         # the demo storefront (and its unauthenticated viewer tokens) exists only in the dev stack
         extra_env={"SOCIALPROOF_DEMO_ENABLED": os.environ.get("SOCIALPROOF_DEMO_ENABLED", "true")},
     )
@@ -172,7 +174,7 @@ def run(
         _banner(
             stack,
             time.monotonic() - started,
-            generated_token=token is None,
+            token_file=token_file,
             notifier_port=notifier.notifier_port,
         )
         while True:
@@ -189,7 +191,19 @@ def run(
     console.print("stopped; no process left behind.")
 
 
-def _banner(stack, elapsed: float, generated_token: bool, notifier_port: int) -> None:
+def _kept_token(path: Path) -> str:
+    """The dev stack's generated service token, kept beside its data so that a restarted stack
+    (whose topics and counters are kept too) answers to the same token."""
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
+def _banner(stack, elapsed: float, token_file: Path | None, notifier_port: int) -> None:
     token = stack.service_token
     table = Table(title=f"socialproof is up in {elapsed:.1f}s", show_header=True)
     table.add_column("what")
@@ -202,7 +216,8 @@ def _banner(stack, elapsed: float, generated_token: bool, notifier_port: int) ->
     table.add_row("stream worker", f"{stack.worker_url}/readyz")
     table.add_row("Kafka", stack.bootstrap)
     table.add_row("Redis", stack.redis_url)
-    table.add_row("service token", token + ("  (generated)" if generated_token else ""))
+    table.add_row("service token", token + (f"  (generated, kept in {token_file})"
+                                            if token_file else ""))
     console.print(table)
     console.print(
         "try it:\n"

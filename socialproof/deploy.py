@@ -46,7 +46,8 @@ DEPLOY_DIR = ROOT / "deploy"
 TOPICS_FILE = Path("k8s/components/kafka/topics.yaml")  # relative to the deploy directory
 #: seconds uvicorn waits for in-flight requests after SIGTERM (socialproof/serve.py)
 HTTP_GRACEFUL_SHUTDOWN_S = 20
-#: shortest consumer-group session timeout allowed in a deployment (the dev stack uses 6 s)
+#: shortest consumer-group session timeout allowed in a deployment (only the tests that SIGKILL
+#: consumers go lower, to the broker's minimum of 6 s)
 MIN_SESSION_TIMEOUT_MS = 30_000
 
 Obj = dict[str, Any]
@@ -874,7 +875,7 @@ def _processor(objects: list[Obj]) -> list[Problem]:
 
 @rule(
     "kafka-timeouts",
-    f"consumer-group session timeout ≥ {MIN_SESSION_TIMEOUT_MS} ms (the dev stack's short ones are for the embedded broker only)",
+    f"consumer-group session timeout ≥ {MIN_SESSION_TIMEOUT_MS} ms (the 6 s of the crash tests is for tests only)",
 )
 def _kafka_timeouts(objects: list[Obj]) -> list[Problem]:
     out = []

@@ -6,7 +6,8 @@ process with prefixed logs. ``make run`` (``socialproof run``) starts it; Ctrl-C
   ``KAFKA_BOOTSTRAP_SERVERS`` names an existing Kafka.
 - Redis: Debian's ``redis-server`` with append-only persistence under ``.devstack/redis``,
   unless ``REDIS_URL`` names an existing Redis.
-- Topics are created from the contracts registry; services get a generated service token when
+- Topics are created from the contracts registry; services get a generated service token (kept in
+  ``.devstack/service-token`` by ``socialproof run``) when
   ``SOCIALPROOF_SERVICE_TOKEN`` is unset.
 
 The test fixtures use the same process classes on free ports. Children are started in their own

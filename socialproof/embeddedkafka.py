@@ -120,8 +120,13 @@ def ensure_jars(echo: bool = True) -> Path:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id as ``kafka-storage random-uuid`` prints it (URL-safe base64, 22 chars)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id as ``kafka-storage random-uuid`` prints it (URL-safe base64, 22 chars),
+    never starting with "-" (Kafka's ``Uuid.randomUuid`` draws again then: such an id reads as an
+    option on a command line)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @dataclass

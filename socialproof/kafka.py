@@ -83,10 +83,10 @@ class EventPublisher:
 
     A daemon thread polls for delivery reports and resolves asyncio futures on the caller's loop.
 
-    An idempotent producer can end up unusable: a fatal error, or its producer id/epoch refused
-    for good (measured on the embedded broker: PRODUCER_FENCED for every record after librdkafka
-    bumped the epoch following requests that timed out while the broker was frozen). The poll thread then replaces it with a fresh producer, so a service recovers from a
-    broker outage without a restart. Records in flight on the old instance fail (the caller got
+    An idempotent producer can end up unusable: a fatal error (librdkafka raises one when the
+    broker refuses its producer id or epoch for good, e.g. after it bumped the epoch following
+    requests that timed out while the broker was unreachable). The poll thread then replaces it
+    with a fresh producer, so a service recovers from a broker outage without a restart. Records in flight on the old instance fail (the caller got
     or gets a 503) and are never reported as delivered.
     """
 

@@ -183,7 +183,7 @@ class SocialSettings(PrivacyDefaults):
         ge=1,
         le=10_000,
         description="longest a worker's fetch waits for records (Kafka answers as soon as "
-        "there are any; the dev stack shortens it for the embedded broker, which waits it out)",
+        "there are any, so this only bounds an idle worker's round trips)",
     )
     worker_follow_active: bool = Field(
         default=True,

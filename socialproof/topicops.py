@@ -1,11 +1,10 @@
 """Reading and writing whole topics for engineers: list, tail, dump, load, copy, dead letters,
 consumer-group lag and resets. The ``socialproof topics|dlq|groups`` commands are thin wrappers.
 
-"Up to the end" is decided by the partition-EOF event of librdkafka, not by the high watermark
-alone: EOF fires when a fetch returns nothing more, which is the real end on Apache Kafka and on
-the embedded broker, whose ListOffsets answer under-reports the end (the base offset of the last
-batch + 1). A read is complete for a partition once EOF was seen at or beyond the reported high
-watermark.
+"Up to the end" is the high watermark read when the command starts (the last offset + 1, as
+the broker contract tests assert), confirmed by librdkafka's partition-EOF event: a read is
+complete for a partition once EOF was seen at or beyond that watermark, so records written while
+a dump runs are neither waited for forever nor cut off halfway through a fetch.
 
 Dump format: one JSON object per line, keys sorted:
 ``{"headers": [[name, value], …], "key": "…", "partition": 0, "timestamp_ms": …, "value": {…}}``.

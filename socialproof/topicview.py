@@ -8,15 +8,12 @@ reads every partition.
 Two questions the services ask of a view:
 
 - **Has it caught up?** (``/readyz``) At start the view records each partition's high watermark
-  ``hw``. A partition is caught up once the record at offset ``hw - 1`` has been applied. On Apache
-  Kafka that is the last record. The embedded broker (Tansu) under-reports ``hw`` as the base offset
-  of the last batch + 1, so ``hw - 1`` is the *first* record of the last batch; but a fetch returns
-  whole batches, so by then the rest of that batch sits in the consumer's queue. The view therefore
-  also waits for one poll that returns nothing before it calls itself caught up. Both brokers are
-  right under that rule, and nothing in it is a Tansu special case. :meth:`TopicView.sync` applies
-  the same rule to the watermarks of *now*: "has the view seen everything written so far?" (orders
-  uses it before calling a product unknown, because the product may have been created a moment
-  ago).
+  ``hw``. A partition is caught up once the record at offset ``hw - 1``, the last one written,
+  has been applied (the broker contract tests assert that ``hw`` is the last offset + 1). The
+  topics' writers are plain idempotent producers (one writer per topic, never transactional), so
+  that offset is a record and never a transaction marker. :meth:`TopicView.sync` applies the same
+  rule to the watermarks of *now*: "has the view seen everything written so far?" (orders uses it
+  before calling a product unknown, because the product may have been created a moment ago).
 - **Does it include my write?** (read-your-writes) After publishing, a handler awaits
   :meth:`TopicView.wait_applied` with the delivery report's partition and offset, so that the
   service's next answer already reflects the write, in log order with other replicas' writes.
@@ -45,11 +42,9 @@ from socialproof.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: how long the broker may hold an empty fetch; bounds how stale a tailing view can be (Apache
-#: Kafka answers a long poll as soon as data arrives, the embedded broker waits the whole time)
-FETCH_WAIT_MS = 25
 POLL_BATCH = 1000
-#: longest a poll blocks; also bounds how long "is the queue drained?" takes to answer
+#: longest a poll blocks (the broker answers a fetch as soon as records arrive, so this only
+#: bounds how quickly the thread notices a stop)
 POLL_TIMEOUT_S = 0.05
 
 
@@ -110,9 +105,6 @@ class TopicView:
         self._offsets_lock = threading.Lock()
         self._assignment_list: list[TopicPartition] | None = None
         self._catching_up: asyncio.Future | None = None
-        #: set by the loop when it wants to hear about the next poll that finds the queue empty
-        self._want_drain = threading.Event()
-        self._drains = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -172,8 +164,8 @@ class TopicView:
     async def sync(self, timeout: float) -> bool:
         """Wait until everything written to the topics so far is applied (False on timeout).
 
-        Reads the current high watermarks, waits for the record at ``hw - 1`` of each partition,
-        then for a poll that finds nothing queued (the rest of a batch, see the module docs).
+        Reads the current high watermarks and waits for the record at ``hw - 1`` of each
+        partition.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -190,15 +182,9 @@ class TopicView:
         return await self._reach(targets, deadline - loop.time())
 
     async def _reach(self, targets: dict[tuple[str, int], int], timeout: float) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        if not await self.wait_until(
+        return await self.wait_until(
             lambda: all(self._applied.get(tp, -1) >= off for tp, off in targets.items()), timeout
-        ):
-            return False
-        seen = self._drains
-        self._want_drain.set()
-        return await self.wait_until(lambda: self._drains > seen, deadline - loop.time())
+        )
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Re-check ``predicate`` after each applied batch until it holds or ``timeout`` passes."""
@@ -226,7 +212,6 @@ class TopicView:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": FETCH_WAIT_MS,
                 "socket.timeout.ms": 10_000,
                 "reconnect.backoff.max.ms": 1000,
             },
@@ -286,9 +271,6 @@ class TopicView:
                 # batch or the timeout); then take whatever else is already queued.
                 first = consumer.poll(POLL_TIMEOUT_S)
                 messages = [] if first is None else [first, *consumer.consume(POLL_BATCH, 0)]
-                if not messages and self._want_drain.is_set():
-                    self._want_drain.clear()
-                    self._call(self._drained)
                 records = []
                 for msg in messages:
                     err = msg.error()
@@ -335,10 +317,6 @@ class TopicView:
         self._caught_up = True
         self._status = "caught up"
         log.info("view caught up", extra={"view": self._name, "records": self.records_applied})
-        self._notify()
-
-    def _drained(self) -> None:
-        self._drains += 1
         self._notify()
 
     def _notify(self) -> None:

@@ -1,5 +1,7 @@
 """``socialproof run`` (what ``make run`` starts): the whole stack comes up within 60 s, prints its
-URLs, serves the thin path, and Ctrl-C stops every process it started."""
+URLs, serves the thin path, and Ctrl-C stops every process it started; a second run finds the
+topics, views and counters of the first (the broker's log dirs and Redis' append-only file are
+kept), and ``--fresh`` starts empty."""
 
 from __future__ import annotations
 
@@ -66,49 +68,105 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def start_run(dev_env: dict[str, str], output: Path, *args: str) -> subprocess.Popen:
+    """``socialproof run`` as ``make run`` starts it; returns once the banner is printed."""
+    with output.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "socialproof.cli", "run", *args],
+                                env=dev_env, stdout=sink, stderr=subprocess.STDOUT)
+    wait_for(lambda: "is up in" in output.read_text() or proc.poll() is not None, 60,
+             "the 'is up' banner")
+    assert proc.poll() is None, output.read_text()[-3000:]
+    return proc
+
+
+def ctrl_c(proc: subprocess.Popen, output: Path) -> None:
+    """Ctrl-C, then nothing the stack started is left running."""
+    children = descendants(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(45) == 0, output.read_text()[-3000:]
+    wait_for(lambda: not any(alive(pid) for pid in children), 10, "every child to exit")
+    assert "no process left behind" in output.read_text()
+
+
+def command_lines(pids: set[int]) -> list[str]:
+    lines = []
+    for pid in pids:
+        try:
+            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return lines
+
+
 def test_run_starts_everything_within_60s_and_ctrl_c_leaves_no_process(
     dev_env: dict[str, str], tmp_path: Path
 ) -> None:
     output = tmp_path / "run.out"
     started = time.monotonic()
-    with output.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "socialproof.cli", "run"], env=dev_env,
-                                stdout=sink, stderr=subprocess.STDOUT)
+    proc = start_run(dev_env, output)
     try:
         # Given the stack started with the quickstart command
-        wait_for(lambda: "is up in" in output.read_text() or proc.poll() is not None, 60,
-                 "the 'is up' banner")
-        assert proc.poll() is None, output.read_text()[-3000:]
         assert time.monotonic() - started < 60
         text = output.read_text()
         notifier = f"http://127.0.0.1:{dev_env['SOCIALPROOF_NOTIFIER_PORT']}"
         orders = f"http://127.0.0.1:{dev_env['SOCIALPROOF_ORDERS_PORT']}"
+        catalog = f"http://127.0.0.1:{dev_env['SOCIALPROOF_CATALOG_PORT']}"
         assert f"{notifier}/v1/proof/products/" in text
         assert f"{orders}/docs" in text
+        assert "Apache Kafka" in text and "(KRaft) ready at" in text
         token = re.search(r"Bearer ([A-Za-z0-9_\-]+)", text).group(1)
+        auth = {"Authorization": f"Bearer {token}"}
         # (orders only accept catalogued products: the catalog creates one)
-        catalog = f"http://127.0.0.1:{dev_env['SOCIALPROOF_CATALOG_PORT']}"
-        created = httpx.post(f"{catalog}/v1/products", headers={"Authorization": f"Bearer {token}"},
+        created = httpx.post(f"{catalog}/v1/products", headers=auth,
                              json={"id": "devstack-p1", "name": "Dev mug", "price": "1.00",
                                    "currency": "EUR"}, timeout=10)
         assert created.status_code == 201, created.text
         # When an order is posted with the printed token
-        response = httpx.post(f"{orders}/v1/orders", headers={"Authorization": f"Bearer {token}"},
-                              json={"user_id": "u1", "currency": "EUR", "lines": [
-                                  {"product_id": "devstack-p1", "quantity": 1,
-                                   "unit_price": "1.00"}]}, timeout=10)
+        order = {"user_id": "u1", "currency": "EUR",
+                 "lines": [{"product_id": "devstack-p1", "quantity": 1, "unit_price": "1.00"}]}
+        keyed = {**auth, "Idempotency-Key": "devstack-order-1"}
+        response = httpx.post(f"{orders}/v1/orders", headers=keyed, json=order, timeout=10)
         assert response.status_code == 201, response.text
         # Then the proof shows it
         wait_for(lambda: httpx.get(f"{notifier}/v1/proof/products/devstack-p1", timeout=5)
                  .json()["bought"]["24h"] == 1, 2, "the order in the proof")
         children = descendants(proc.pid)
         assert len(children) >= 7, "broker, redis, 4 services and the worker"
+        # and the broker is Apache Kafka itself
+        assert any("kafka.Kafka" in line and "java" in line for line in command_lines(children))
         # When Ctrl-C
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(45) == 0, output.read_text()[-3000:]
-        # Then nothing it started is left running
-        wait_for(lambda: not any(alive(pid) for pid in children), 10, "every child to exit")
-        assert "no process left behind" in output.read_text()
+        ctrl_c(proc, output)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    # When the stack is started again
+    proc = start_run(dev_env, tmp_path / "run2.out")
+    try:
+        # Then the product, the order (its Idempotency-Key answers with the same order) and the
+        # counter are still there: topics, views and counters survived the restart
+        product = httpx.get(f"{catalog}/v1/products/devstack-p1", timeout=10)
+        assert product.status_code == 200, product.text
+        again = httpx.post(f"{orders}/v1/orders", headers=keyed, json=order, timeout=10)
+        assert again.status_code in (200, 201), again.text
+        assert again.json()["order_id"] == response.json()["order_id"]
+        proof = httpx.get(f"{notifier}/v1/proof/products/devstack-p1", timeout=5).json()
+        assert proof["bought"]["24h"] == 1
+        ctrl_c(proc, tmp_path / "run2.out")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    # When it is started with --fresh
+    proc = start_run(dev_env, tmp_path / "run3.out", "--fresh")
+    try:
+        # Then it starts empty
+        assert httpx.get(f"{catalog}/v1/products/devstack-p1", timeout=10).status_code == 404
+        proof = httpx.get(f"{notifier}/v1/proof/products/devstack-p1", timeout=5).json()
+        assert proof["bought"]["24h"] == 0
+        ctrl_c(proc, tmp_path / "run3.out")
     finally:
         if proc.poll() is None:
             proc.kill()

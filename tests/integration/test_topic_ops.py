@@ -88,8 +88,8 @@ def cli(*args: str, input: str | None = None):
     return runner.invoke(app, list(args), input=input, catch_exceptions=False)
 
 
-def test_list_counts_every_record_even_when_the_high_watermark_under_reports(broker: str) -> None:
-    # Given one partition written in three batches (the embedded broker reports the end wrongly)
+def test_list_counts_every_record_of_a_topic_written_in_batches(broker: str) -> None:
+    # Given one partition written in three batches
     topic = make_topic(broker, partitions=1)
     produce(broker, topic, [purchase(f"o{i}") for i in range(30)], batches=3)
     # When listing topics

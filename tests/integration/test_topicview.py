@@ -1,6 +1,6 @@
 """The topic view (how catalog, orders and social rebuild their state) against the real broker:
-"caught up" and "synced" must mean that every record written before was applied, also on the
-embedded broker whose high watermark under-reports (records sent in large batches here)."""
+"caught up" and "synced" must mean that every record written before was applied (records sent
+in large batches and handed over in small slices here)."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ async def write(publisher: EventPublisher, topic: Topic, start: int, count: int)
 def test_caught_up_and_synced_views_hold_every_record_written_before(
     settings: Settings, topic: Topic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Hand records over in small slices, so that a batch's tail is often still queued when the
-    # record at hw - 1 is applied (what the embedded broker's low watermark report leads to).
+    # Hand records over in small slices, so that a fetched batch is applied in many steps and a
+    # view that called itself caught up too early would be seen missing records.
     monkeypatch.setattr(topicview, "POLL_BATCH", 7)
 
     async def scenario() -> None:

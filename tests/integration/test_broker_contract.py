@@ -151,16 +151,78 @@ def test_the_idempotent_producer_is_accepted_and_writes_each_record_once(
     assert sorted(int(m.value()) for m in got) == list(range(200))
 
 
-def test_a_consumer_group_delivers_within_seconds_with_a_short_session_timeout(
+def test_a_consumer_group_with_kafkas_default_timings_delivers_within_seconds(
     backend: Backend, topic: str
 ) -> None:
+    """The services and the worker use Kafka's default group timings (45 s session timeout): a
+    new group's first member still gets its records at once (no initial rebalance delay)."""
     produce_all(producer(backend), topic, [(b"k", b"v")])
-    c = consumer(backend, f"g-{uuid.uuid4().hex[:6]}")
+    c = consumer(backend, f"g-{uuid.uuid4().hex[:6]}",
+                 **{"session.timeout.ms": 45_000, "heartbeat.interval.ms": 3_000})
     started = time.monotonic()
     c.subscribe([topic])
     consume(c, 1, timeout=15)
     c.close()
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 5
+
+
+def test_a_group_rebalances_partitions_between_members_and_back_when_one_leaves(
+    backend: Backend, topic: str
+) -> None:
+    """What the worker replicas rely on (aiokafka, as the worker consumes): two members of one
+    group split the partitions without overlap; when one stops (LeaveGroup) the other takes all
+    of them over and reads on from the committed offsets, losing and repeating nothing."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    produce_all(producer(backend), topic, [(str(i).encode(), str(i).encode()) for i in range(60)])
+    group = f"g-{uuid.uuid4().hex[:6]}"
+
+    def member() -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(topic, bootstrap_servers=backend.bootstrap, group_id=group,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+
+    async def until(predicate, what: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"no {what} within {timeout}s"
+            await asyncio.sleep(0.1)
+
+    async def scenario() -> None:
+        a, b = member(), member()
+        await a.start()
+        await b.start()
+        try:
+            # Given two members of one group, each consuming and committing what it read
+            seen: list[bytes] = []
+
+            async def drain(c: AIOKafkaConsumer) -> None:
+                for records in (await c.getmany(timeout_ms=200)).values():
+                    seen.extend(r.value for r in records)
+                await c.commit()
+
+            await until(lambda: len(a.assignment()) + len(b.assignment()) == 3
+                        and not (a.assignment() & b.assignment()), "split of 3 partitions")
+            assert a.assignment() and b.assignment()
+            for _ in range(5):
+                await drain(a)
+                await drain(b)
+            # When one member leaves and more records arrive
+            await b.stop()
+            produce_all(producer(backend), topic,
+                        [(str(i).encode(), str(i).encode()) for i in range(60, 90)])
+            # Then the other holds every partition and reads everything, each record once
+            await until(lambda: len(a.assignment()) == 3, "take-over of every partition")
+            deadline = time.monotonic() + 20
+            while len(seen) < 90 and time.monotonic() < deadline:
+                await drain(a)
+            assert sorted(int(v) for v in seen) == list(range(90))
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(scenario())
 
 
 def test_the_high_watermark_is_the_last_offset_plus_one(backend: Backend, topic: str) -> None:

@@ -194,17 +194,26 @@ def run(
     from bench.plots import write_plots  # matplotlib is only needed here
 
     plots = write_plots(merged, out, suffix)
-    (out / f"report{suffix}.md").write_text(markdown(merged, plots))
+    (out / f"report{suffix}.md").write_text(markdown(merged, plots, before_tansu(out)))
     for path in sorted(set(plots.values())):
         print(f"[bench-plot] {path}", flush=True)
     return report
+
+
+def before_tansu(out: Path) -> dict | None:
+    """The last full run on the stand-in broker (Tansu, memory only) before the bench moved to
+    Apache Kafka: ``before-tansu.json``, kept so the report shows both side by side."""
+    path = out / "before-tansu.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _fmt(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
-def markdown(report: dict, plots: dict[str, Path] | None = None) -> str:
+def markdown(
+    report: dict, plots: dict[str, Path] | None = None, before: dict | None = None
+) -> str:
     plots = plots or {}
     m = report["machine"]
     lines = [
@@ -245,6 +254,23 @@ def markdown(report: dict, plots: dict[str, Path] | None = None) -> str:
         lines.append(
             f"| {name} | {text} | {targets} | {runs} | {load} | {probe} | {entry['seconds']} s |"
         )
+    if before:
+        lines += [
+            "",
+            "## Before: the same scenarios on Tansu",
+            "",
+            f"Until {before['started_at'][:10]} the bench ran on Tansu, a Kafka-compatible "
+            "stand-in with memory storage; its last full run "
+            f"({before.get('backend', '?')}, started {before['started_at']}) beside this one:",
+            "",
+            f"| scenario | this report ({report.get('backend', 'embedded')}) | Tansu |",
+            "| --- | --- | --- |",
+        ]
+        for name, entry in report["scenarios"].items():
+            old = before.get("scenarios", {}).get(name)
+            old_text = (old.get("summary") or f"error: {old.get('error')}") if old else "(none)"
+            now_text = entry.get("summary") or f"error: {entry.get('error')}"
+            lines.append(f"| {name} | {now_text} | {old_text} |")
     for name, entry in report["scenarios"].items():
         lines += ["", f"## {name}", "", entry["description"], ""]
         if name in plots:

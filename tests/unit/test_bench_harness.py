@@ -83,6 +83,12 @@ def test_the_report_names_runs_load_and_plots() -> None:
     assert "| 41.5 ms | 1.0 s |" in text
     assert "- `p99_ms`: 2 (median of 1, 2, 7)" in text
     assert "![demo](demo.png)" in text
+    assert "Before: the same scenarios on Tansu" not in text
+    # With the last run on the stand-in broker beside it, each scenario's summaries side by side
+    before = {"started_at": "2026-11-28T10:39:07+00:00", "backend": "embedded (Tansu)",
+              "scenarios": {"demo": {"summary": "p99 9 ms"}}}
+    text = markdown(report, {}, before)
+    assert "| demo | p99 2 ms | p99 9 ms |" in text
 
 
 def test_a_summary_can_describe_the_median_figures() -> None:

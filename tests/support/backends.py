@@ -29,7 +29,9 @@ from socialproof.devstack import (
     wait_for_redis,
 )
 
-KAFKA_IMAGE = "apache/kafka:3.9.1"
+# testcontainers' KafkaContainer starts Confluent's images (its with_kraft() refuses any tag below
+# 7.0.0, so an apache/kafka tag cannot run there): CP 8.0 is Apache Kafka 4.0, KRaft only.
+KAFKA_IMAGE = "confluentinc/cp-kafka:8.0.0"
 REDIS_IMAGE = "redis:7.2.5-alpine"
 
 # Tests that SIGKILL a consumer want its group to notice within seconds: the broker's minimum

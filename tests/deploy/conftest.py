@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from socialproof import deploy
+from tools.deploycheck import rules as deploy
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from socialproof import deploy
+from tools.deploycheck import rules as deploy
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from socialproof import deploy
 from socialproof.settings import DEFAULT_PORTS
+from tools.deploycheck import rules as deploy
 
 ROOT = deploy.ROOT
 BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from socialproof import deploy
+from tools.deploycheck import rules as deploy
 
 
 def render(template: str, container: str, env: list[str], image: str) -> list[dict]:

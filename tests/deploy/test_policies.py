@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from socialproof import deploy
+from tools.deploycheck import rules as deploy
 
 Objs = list[dict]
 

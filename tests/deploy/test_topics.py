@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from contracts import topics as registry
-from socialproof import deploy
+from tools.deploycheck import rules as deploy
 
 
 def test_checked_in_topics_match_the_registry() -> None:

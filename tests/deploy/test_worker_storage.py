@@ -7,8 +7,8 @@ from pathlib import Path
 
 import faust
 
-from socialproof import deploy
 from socialproof.settings import SocialSettings
+from tools.deploycheck import rules as deploy
 
 
 def test_faust_data_directory_is_on_a_writable_volume(built: dict[str, list[dict]]) -> None:

@@ -41,7 +41,7 @@ IMAGE_NAME = "socialproof"
 #: the one ConfigMap and Secret every socialproof container reads its settings from
 CONFIG_MAP = "socialproof-config"
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = ROOT / "deploy"
 TOPICS_FILE = Path("k8s/components/kafka/topics.yaml")  # relative to the deploy directory
 #: seconds uvicorn waits for in-flight requests after SIGTERM (socialproof/serve.py)

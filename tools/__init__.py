@@ -1,0 +1,1 @@
+"""Tools that ship with socialproof but are not part of the running service."""

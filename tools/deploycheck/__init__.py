@@ -1,0 +1,1 @@
+"""Kubernetes manifest checks for operators and CI, run via `socialproof deploy check`."""

@@ -23,7 +23,7 @@ from contracts import namespaces
 from services.social.processor.oracle import Oracle
 from socialproof.loadgen import LoadConfig, LoadGenerator
 from tests.integration.test_processor_support import dump, first_difference, publish_all
-from tests.support.private import FAST_GROUP_ENV, ROOT, PrivateBackend, metric_total, private
+from tests.support.private import ROOT, PrivateBackend, metric_total, private
 from tests.support.waiting import wait_for
 
 __all__ = ["private"]  # the module-scoped private backend fixture
@@ -46,7 +46,7 @@ def log_with_everything(prefix: str) -> list[ev.Event]:
 
 def rebuild(private: PrivateBackend, base: str, group: str, *args: str,
             timeout: float = 180) -> subprocess.CompletedProcess:
-    env = {**os.environ, **private.env(base, **FAST_GROUP_ENV),
+    env = {**os.environ, **private.env(base),
            "SOCIALPROOF_WORKER_CONSUMER_GROUP": group}
     return subprocess.run(
         [sys.executable, "-m", "socialproof.cli", "replay", "rebuild", *args],
@@ -118,7 +118,7 @@ def test_an_interrupted_rebuild_leaves_nothing_half_switched(
     private: PrivateBackend, world
 ) -> None:
     client, base = world["client"], world["base"]
-    env = {**os.environ, **private.env(base, **FAST_GROUP_ENV),
+    env = {**os.environ, **private.env(base),
            "SOCIALPROOF_WORKER_CONSUMER_GROUP": world["group"]}
     keys_before = set(client.scan_iter(count=5000))
     proc = subprocess.Popen(
@@ -148,7 +148,7 @@ def test_a_switch_loses_no_event_published_during_the_rebuild(
     private: PrivateBackend, world
 ) -> None:
     client, base = world["client"], world["base"]
-    env = {**os.environ, **private.env(base, **FAST_GROUP_ENV),
+    env = {**os.environ, **private.env(base),
            "SOCIALPROOF_WORKER_CONSUMER_GROUP": world["group"]}
     proc = subprocess.Popen(
         [sys.executable, "-m", "socialproof.cli", "replay", "rebuild", "--switch", "--yes",

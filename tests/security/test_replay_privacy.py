@@ -29,7 +29,7 @@ from tests.integration.test_counters_store import purchase
 from tests.integration.test_processor_support import publish, publish_all
 from tests.support.convergence import first_mismatch
 from tests.support.eventsource import EventSource
-from tests.support.private import FAST_GROUP_ENV, ROOT, PrivateBackend
+from tests.support.private import ROOT, PrivateBackend
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -119,7 +119,7 @@ def test_a_full_replay_keeps_erased_and_withdrawn_users_out(private: PrivateBack
     stream.next_matching(lambda e: True, timeout=5)
     # When the counters are rebuilt from the whole log and readers switched to the result (the
     # old namespace is deleted 2 s after the switch: readers must have moved by then)
-    env = {**os.environ, **private.env(ns, **FAST_GROUP_ENV),
+    env = {**os.environ, **private.env(ns),
            "SOCIALPROOF_WORKER_CONSUMER_GROUP": group}
     done = subprocess.run(
         [sys.executable, "-m", "socialproof.cli", "replay", "rebuild", "--switch", "--yes",

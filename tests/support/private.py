@@ -43,15 +43,6 @@ from socialproof.settings import Settings
 from tests.support.backends import FAST_FAILOVER_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
-#: a shorter group session than the session stack's: a SIGKILLed member is expired (and its
-#: partitions handed to the next worker) after this long, which bounds each restart's cost
-FAST_GROUP_ENV = {
-    "SOCIALPROOF_KAFKA_SESSION_TIMEOUT_MS": "3000",
-    "SOCIALPROOF_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-    "FAUST_DATADIR": FAST_FAILOVER_ENV["FAUST_DATADIR"],
-}
-
-
 @dataclass
 class Proc:
     """A socialproof process of the private backend and the URL it serves on."""
@@ -143,7 +134,7 @@ class PrivateBackend:
 
     def worker(self, namespace: str, group: str, wait: bool = True, **extra: str) -> Proc:
         port = free_port()
-        env = self.env(namespace, **FAST_GROUP_ENV, **extra)
+        env = self.env(namespace, **extra)
         env.update(SOCIALPROOF_WORKER_CONSUMER_GROUP=group,
                    SOCIALPROOF_WORKER_WEB_PORT=str(port))
         proc = self._spawn("worker", [sys.executable, "-m", "socialproof.cli", "worker"], env)

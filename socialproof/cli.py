@@ -416,7 +416,7 @@ _register_simulate()
 
 def _register_deploy() -> None:
     try:
-        from tools.deploycheck.rules import deploy_app
+        from tools.deploycheck.cli import deploy_app
     except ModuleNotFoundError as exc:  # the service image ships without tools/
         if exc.name not in ("tools", "tools.deploycheck"):
             raise

@@ -6,12 +6,12 @@ import copy
 
 import pytest
 
-from tools.deploycheck import rules as deploy
+from tools.deploycheck import manifests
 
 
 @pytest.fixture(scope="session")
 def built() -> dict[str, list[dict]]:
-    return {path.name: deploy.kustomize_build(path) for path in deploy.overlays()}
+    return {path.name: manifests.kustomize_build(path) for path in manifests.overlays()}
 
 
 @pytest.fixture

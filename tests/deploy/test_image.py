@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from socialproof.settings import DEFAULT_PORTS
-from tools.deploycheck import rules as deploy
+from tools.deploycheck import manifests
 
-ROOT = deploy.ROOT
+ROOT = manifests.ROOT
 BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "make", "cmake", "git", "curl", "wget")
 
@@ -57,11 +57,11 @@ def test_runtime_stage_has_no_build_tools_and_runs_as_non_root_socialproof() -> 
     assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0"
     assert 'ENTRYPOINT ["socialproof"]' in runtime
     # the UID the manifests run as is the image's user
-    objects = deploy.kustomize_build(deploy.DEPLOY_DIR / "k8s/overlays/prod")
+    objects = manifests.kustomize_build(manifests.DEPLOY_DIR / "k8s/overlays/prod")
     uid = int(users[-1].split(":")[0])
-    for obj, spec in deploy.workloads(objects):
-        if any(deploy.is_socialproof(c) for c in spec["containers"]):
-            assert spec["securityContext"]["runAsUser"] == uid, deploy.ref(obj)
+    for obj, spec in manifests.workloads(objects):
+        if any(manifests.is_socialproof(c) for c in spec["containers"]):
+            assert spec["securityContext"]["runAsUser"] == uid, manifests.ref(obj)
 
 
 def test_exposed_ports_are_the_service_ports() -> None:

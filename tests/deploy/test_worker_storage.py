@@ -8,7 +8,7 @@ from pathlib import Path
 import faust
 
 from socialproof.settings import SocialSettings
-from tools.deploycheck import rules as deploy
+from tools.deploycheck import manifests
 
 
 def test_faust_data_directory_is_on_a_writable_volume(built: dict[str, list[dict]]) -> None:
@@ -21,7 +21,7 @@ def test_faust_data_directory_is_on_a_writable_volume(built: dict[str, list[dict
             for o in objects
             if o["kind"] == "Deployment" and o["metadata"]["name"] == "stream-processor"
         )
-        spec = deploy.pod_spec(worker)
+        spec = manifests.pod_spec(worker)
         container = spec["containers"][0]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from confluent_kafka import KafkaException
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -197,16 +199,92 @@ def topics_dump(
     err.print(f"dumped {written} record(s) from {topic}")
 
 
+Create = Annotated[bool, typer.Option(
+    "--create", help="create the target topic if it does not exist (replication factor: the "
+    "broker's default)")]
+Partitions = Annotated[int | None, typer.Option(
+    "--partitions", min=1, help="with --create: partitions of the new topic")]
+TopicConfig = Annotated[list[str] | None, typer.Option(
+    "--config", help="with --create: a config of the new topic, key=value (repeatable)")]
+
+
+def _config_pairs(values: list[str] | None) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value:
+            err.print("[red]error:[/] --config takes key=value (e.g. retention.ms=604800000), "
+                      f"not {escape(repr(item))}")
+            raise typer.Exit(2)
+        pairs[key.strip()] = value
+    return pairs
+
+
+def _creation_options(create: bool, partitions: int | None,
+                      config: list[str] | None) -> dict[str, str]:
+    """The --config pairs, after checking that --partitions/--config come with --create."""
+    pairs = _config_pairs(config)
+    if not create and (partitions is not None or pairs):
+        err.print("[red]error:[/] --partitions and --config describe a topic to create: they "
+                  "only apply with --create")
+        raise typer.Exit(2)
+    return pairs
+
+
+def _target_to_create(settings: Settings, target: str, create: bool, partitions: int | None,
+                      config: dict[str, str], base: Callable[[], ops.TopicSpec | None],
+                      no_base: str) -> ops.TopicSpec | None:
+    """What to create ``target`` with, or None when it exists. ``base`` gives the partitions and
+    configs to start from (--partitions/--config override them); when it gives None,
+    --partitions is required and ``no_base`` says why."""
+    try:
+        existing = ops.topic_partitions(settings, target)
+        if existing is not None:
+            if create and (partitions is not None or config):
+                err.print(f"{target} exists ({existing} partition(s)): nothing created, "
+                          "--partitions/--config not applied", markup=False)
+            return None
+        if not create:
+            raise ops.missing_target(target)
+        spec = base()
+    except (ops.OpsError, KafkaException) as exc:
+        raise _fail(exc) from None
+    if spec is None:
+        if partitions is None:
+            err.print(f"[red]error:[/] --partitions is required to create {target!r}: {no_base}")
+            raise typer.Exit(2)
+        spec = ops.TopicSpec(partitions)
+    return spec.with_overrides(partitions, config)
+
+
+def _create(settings: Settings, target: str, spec: ops.TopicSpec | None) -> None:
+    if spec is None:
+        return
+    try:
+        created = ops.create_topic(settings, target, spec)
+    except (ops.OpsError, KafkaException) as exc:
+        raise _fail(exc) from None
+    err.print(created.describe(), markup=False)
+
+
 def topics_load(
     file: Annotated[Path, typer.Argument(help="a JSON-lines dump", exists=True, dir_okay=False)],
     to: Annotated[str, typer.Option("--to", help="the topic to write to")],
     skip_invalid: Annotated[bool, typer.Option(help="load the valid lines, skip the rest")] = False,
+    create: Create = False,
+    partitions: Partitions = None,
+    config: TopicConfig = None,
     yes: Yes = False,
 ) -> None:
-    """Produce a dump file's records into a topic, validating every line against the contracts."""
+    """Produce a dump file's records into a topic, validating every line against the contracts.
+
+    With --create a missing topic is created first: a registry topic with the registry's
+    partitions and configs, any other with --partitions (required) and --config."""
     settings = _settings()
+    overrides = _creation_options(create, partitions, config)
+    registry = registry_topic(settings, to)
     with file.open("rb") as handle:
-        records, invalid = ops.read_dump(iter(handle), to, registry_topic(settings, to))
+        records, invalid = ops.read_dump(iter(handle), to, registry)
     for bad in invalid[:50]:
         err.print(f"{file}:{bad.line_no}: {bad.reason}")
     if len(invalid) > 50:
@@ -215,7 +293,13 @@ def topics_load(
         err.print(f"[red]{len(invalid)} invalid line(s); nothing loaded[/] (--skip-invalid to "
                   "load the valid ones)")
         raise typer.Exit(1)
-    _confirm(f"write {len(records)} record(s) to {to}?", yes)
+    spec = _target_to_create(
+        settings, to, create, partitions, overrides,
+        lambda: ops.TopicSpec(registry.partitions, registry.config) if registry else None,
+        "it is not a registry topic, so there are no partitions to take from the registry")
+    _confirm(f"create topic {to} ({spec.describe()}) and write {len(records)} record(s) to it?"
+             if spec else f"write {len(records)} record(s) to {to}?", yes)
+    _create(settings, to, spec)
     try:
         with _progress(f"load {to}", len(records)) as update:
             delivered = ops.load(settings, records, to, on_progress=update)
@@ -233,12 +317,23 @@ def topics_copy(
     from_time: Annotated[str | None, typer.Option("--from-time", help="ISO time")] = None,
     to_time: Annotated[str | None, typer.Option("--to-time", help="ISO time")] = None,
     event_type: Annotated[str | None, typer.Option("--type", help="only this event_type")] = None,
+    create: Create = False,
+    partitions: Partitions = None,
+    config: TopicConfig = None,
     yes: Yes = False,
 ) -> None:
-    """Copy records between topics (keys, headers, timestamps kept), optionally filtered."""
+    """Copy records between topics (keys, headers, timestamps kept), optionally filtered.
+
+    With --create a missing target is created first with the source's partition count and its
+    non-default configs; --partitions and --config override them."""
     settings = _settings()
     start, stop = _time(from_time, "--from-time"), _time(to_time, "--to-time")
-    _confirm(f"copy {source} -> {target}?", yes)
+    overrides = _creation_options(create, partitions, config)
+    spec = _target_to_create(settings, target, create, partitions, overrides,
+                             lambda: ops.spec_of(settings, source), "")
+    _confirm(f"create topic {target} ({spec.describe()}) and copy {source} -> {target}?"
+             if spec else f"copy {source} -> {target}?", yes)
+    _create(settings, target, spec)
     try:
         with _progress(f"copy {source}") as update:
             read, written = ops.copy(settings, source, target, start=start, stop=stop,

@@ -34,7 +34,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic, ResourceType
 
 from contracts import codec
 from contracts.topics import DEAD_LETTERS, DeadLetter, Topic
@@ -459,12 +459,102 @@ class Writer:
                            + "; ".join(self.failures[:3]))
 
 
-def partition_count(settings: Settings, topic: str) -> int:
+# --- creating a target topic --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What a topic is created with: partitions and topic-level configs. The replication factor
+    is always the broker's default (-1 in CreateTopics)."""
+
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+    def with_overrides(self, partitions: int | None, config: dict[str, str]) -> TopicSpec:
+        return TopicSpec(partitions or self.partitions, {**self.config, **config})
+
+    def describe(self) -> str:
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(self.config.items()))
+        return f"{self.partitions} partition(s), config: {settings or 'broker defaults'}"
+
+
+@dataclass(frozen=True)
+class CreatedTopic:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str]
+
+    def describe(self) -> str:
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(self.config.items()))
+        return (f"created topic {self.name}: {self.partitions} partition(s), replication factor "
+                f"{self.replication_factor} (broker default), config: "
+                f"{settings or 'broker defaults'}")
+
+
+def topic_partitions(settings: Settings, topic: str) -> int | None:
+    """The partition count of ``topic``, or None when the broker has no such topic."""
     consumer = reader(settings)
     try:
-        return len(partitions_of(consumer, topic))
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
     finally:
         consumer.close()
+    if meta is None or meta.error is not None or not meta.partitions:
+        return None
+    return len(meta.partitions)
+
+
+def missing_target(topic: str) -> OpsError:
+    return OpsError(f"target topic {topic!r} does not exist; pass --create to create it "
+                    "(the broker does not create topics on first write)")
+
+
+def dynamic_configs(settings: Settings, topic: str) -> dict[str, str]:
+    """The configs set on ``topic`` itself (source DYNAMIC_TOPIC_CONFIG): what was given when it
+    was created or altered since, not the broker's defaults."""
+    adm = admin(settings)  # keep the client alive until its futures resolve
+    futures = adm.describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=10)
+    try:
+        entries = next(iter(futures.values())).result()
+    except KafkaException as exc:
+        raise OpsError(f"cannot read the configs of {topic!r}: {exc.args[0].str()}") from None
+    return {name: entry.value for name, entry in entries.items()
+            if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value and entry.value is not None}
+
+
+def spec_of(settings: Settings, topic: str) -> TopicSpec:
+    """An existing topic's partition count and non-default (dynamic) configs."""
+    partitions = topic_partitions(settings, topic)
+    if partitions is None:
+        raise OpsError(f"topic {topic!r} does not exist (see `socialproof topics list`)")
+    return TopicSpec(partitions, dynamic_configs(settings, topic))
+
+
+def create_topic(settings: Settings, topic: str, spec: TopicSpec,
+                 timeout: float = 30) -> CreatedTopic:
+    """Create ``topic`` (replication factor: the broker's default) and wait until every
+    partition has a leader, so records can be written to it at once."""
+    adm = admin(settings)  # keep the client alive until its futures resolve
+    futures = adm.create_topics(
+        [NewTopic(topic, num_partitions=spec.partitions, replication_factor=-1,
+                  config=dict(spec.config))],
+        operation_timeout=timeout, request_timeout=timeout)
+    try:
+        futures[topic].result()
+    except KafkaException as exc:
+        raise OpsError(f"cannot create topic {topic!r}: {exc.args[0].str()}") from None
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = adm.list_topics(topic, timeout=10).topics.get(topic)
+        ready = (meta is not None and meta.error is None and len(meta.partitions) == spec.partitions
+                 and all(p.leader >= 0 for p in meta.partitions.values()))
+        if ready:
+            replicas = len(next(iter(meta.partitions.values())).replicas)
+            return CreatedTopic(topic, spec.partitions, replicas, dict(spec.config))
+        if time.monotonic() >= deadline:
+            raise OpsError(f"topic {topic!r} was created but its partitions have no leader "
+                           f"after {timeout:.0f}s")
+        time.sleep(0.1)
 
 
 def load(settings: Settings, records: list[LoadRecord], topic: str,
@@ -472,7 +562,9 @@ def load(settings: Settings, records: list[LoadRecord], topic: str,
          should_stop: Callable[[], bool] = lambda: False) -> int:
     """Produce ``records`` to ``topic`` keeping key, headers, timestamp and — when the topic has
     enough partitions — the partition. Returns how many the broker acknowledged."""
-    count = partition_count(settings, topic)
+    count = topic_partitions(settings, topic)
+    if count is None:
+        raise missing_target(topic)
     writer = Writer(settings)
     for i, rec in enumerate(records, start=1):
         if should_stop():
@@ -501,7 +593,8 @@ def copy(settings: Settings, source: str, target: str, *, start: datetime | None
          on_progress: Callable[[int, int], None] | None = None,
          should_stop: Callable[[], bool] = lambda: False) -> tuple[int, int]:
     """Copy records (keys, headers, timestamps kept); returns (read, written)."""
-    partition_count(settings, target)  # fail early on a missing target
+    if topic_partitions(settings, target) is None:  # fail early on a missing target
+        raise missing_target(target)
     writer = Writer(settings)
     read = 0
     for rec in read_topic(settings, source, start=start, stop=stop, on_progress=on_progress,

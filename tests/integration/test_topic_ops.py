@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    ConfigResource,
+    ConfigSource,
+    NewTopic,
+    ResourceType,
+)
 from typer.testing import CliRunner
 
 from contracts import codec
@@ -58,12 +64,27 @@ def env(broker: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker)
 
 
-def make_topic(broker: str, partitions: int = 3) -> str:
+def make_topic(broker: str, partitions: int = 3, config: dict[str, str] | None = None) -> str:
     name = f"ops-{uuid.uuid4().hex[:10]}"
     admin = AdminClient({"bootstrap.servers": broker})
-    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(10)
+    admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])[name].result(10)
     wait_for(lambda: name in admin.list_topics(timeout=5).topics, 10, f"topic {name}")
     return name
+
+
+def topic_partitions(broker: str, topic: str) -> int | None:
+    """The topic's partition count on the broker, None when it does not exist."""
+    meta = AdminClient({"bootstrap.servers": broker}).list_topics(timeout=10).topics.get(topic)
+    return None if meta is None else len(meta.partitions)
+
+
+def set_configs(broker: str, topic: str) -> dict[str, str]:
+    """The configs set on the topic itself (not defaults of the broker)."""
+    admin = AdminClient({"bootstrap.servers": broker})
+    entries = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)])
+    result = next(iter(entries.values())).result(10)
+    return {k: e.value for k, e in result.items()
+            if e.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value}
 
 
 def purchase(order: str, user: str = "u1", product: str = "p1", when: datetime | None = None):
@@ -212,6 +233,138 @@ def test_copy_filters_by_type_and_time(broker: str) -> None:
     assert result.exit_code == 0, result.output
     assert "read 2, wrote 1" in result.output  # o2 is after --to-time
     assert _count(broker, target) == 1
+
+
+def test_copy_create_makes_the_target_like_the_source_and_copies_every_record(
+    broker: str, tmp_path: Path
+) -> None:
+    # Given a source topic with 5 partitions, configs of its own, and records in every partition
+    configs = {"retention.ms": "604800000", "max.message.bytes": "2097152",
+               "segment.bytes": "16777216"}
+    source = make_topic(broker, partitions=5, config=configs)
+    produce(broker, source, [purchase(f"o{i}", user=f"u{i % 7}") for i in range(60)], batches=3)
+    target = f"ops-copy-{uuid.uuid4().hex[:10]}"
+    assert topic_partitions(broker, target) is None
+    # When it is copied to a target that does not exist, with --create
+    result = cli("topics", "copy", source, target, "--create", "--yes")
+    assert result.exit_code == 0, result.output
+    # Then the target was created with the source's partitions and non-default configs, and said so
+    assert topic_partitions(broker, target) == 5
+    assert set_configs(broker, source) == configs
+    assert set_configs(broker, target) == configs
+    assert f"created topic {target}: 5 partition(s)" in result.output
+    assert "max.message.bytes=2097152" in result.output
+    # And every record is in it, in the same partition, with its key, headers and timestamp
+    assert "read 60, wrote 60" in result.output
+    dumped_source, dumped_target = tmp_path / "source.jsonl", tmp_path / "target.jsonl"
+    assert cli("topics", "dump", source, "-o", str(dumped_source)).exit_code == 0
+    assert cli("topics", "dump", target, "-o", str(dumped_target)).exit_code == 0
+    assert len(dumped_source.read_text().splitlines()) == 60
+    assert dumped_target.read_bytes() == dumped_source.read_bytes()
+
+
+def test_copy_create_takes_explicit_partitions_and_configs_over_the_source(broker: str) -> None:
+    # Given a source topic with 3 partitions and a retention of its own
+    source = make_topic(broker, partitions=3, config={"retention.ms": "604800000",
+                                                      "segment.bytes": "16777216"})
+    produce(broker, source, [purchase(f"o{i}") for i in range(10)])
+    target = f"ops-copy-{uuid.uuid4().hex[:10]}"
+    # When copied with --create, --partitions and a --config that overrides one of them
+    result = cli("topics", "copy", source, target, "--create", "--partitions", "2",
+                 "--config", "retention.ms=3600000", "--yes")
+    assert result.exit_code == 0, result.output
+    # Then the explicit values win and the source's other configs are kept
+    assert topic_partitions(broker, target) == 2
+    assert set_configs(broker, target) == {"retention.ms": "3600000", "segment.bytes": "16777216"}
+    assert "read 10, wrote 10" in result.output
+    assert _count(broker, target) == 10
+
+
+def test_load_create_with_partitions_and_configs(broker: str, tmp_path: Path) -> None:
+    # Given a dump of 20 events
+    source = make_topic(broker, partitions=3)
+    produce(broker, source, [purchase(f"o{i}") for i in range(20)])
+    file = tmp_path / "twenty.jsonl"
+    assert cli("topics", "dump", source, "-o", str(file)).exit_code == 0
+    target = f"ops-load-{uuid.uuid4().hex[:10]}"
+    # When it is loaded into a topic that is not in the registry, with --create but no partitions
+    refused = cli("topics", "load", str(file), "--to", target, "--create", "--yes")
+    # Then that is refused, naming the missing option, and nothing is created
+    assert refused.exit_code == 2, refused.output
+    assert "--partitions is required" in refused.output
+    assert topic_partitions(broker, target) is None
+    # When loaded with --partitions and two --config
+    result = cli("topics", "load", str(file), "--to", target, "--create", "--partitions", "2",
+                 "--config", "retention.ms=3600000", "--config", "cleanup.policy=delete", "--yes")
+    assert result.exit_code == 0, result.output
+    # Then the topic has them and every record
+    assert topic_partitions(broker, target) == 2
+    assert set_configs(broker, target) == {"retention.ms": "3600000", "cleanup.policy": "delete"}
+    assert f"created topic {target}: 2 partition(s)" in result.output
+    assert "loaded 20 record(s)" in result.output
+    assert _count(broker, target) == 20
+
+
+def test_load_create_into_a_registry_topic_takes_the_registry_partitions_and_configs(
+    broker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deployment prefix whose registry topics do not exist yet
+    prefix = f"ops{uuid.uuid4().hex[:6]}."
+    monkeypatch.setenv("SOCIALPROOF_KAFKA_TOPIC_PREFIX", prefix)
+    target = prefix + ORDERS.name
+    assert topic_partitions(broker, target) is None
+    event = purchase("o-registry")
+    file = tmp_path / "one.jsonl"
+    file.write_text(json.dumps({"key": "o-registry", "value": json.loads(codec.encode(event))})
+                    + "\n")
+    # When an orders dump is loaded into that deployment's orders topic with --create
+    result = cli("topics", "load", str(file), "--to", target, "--create", "--yes")
+    assert result.exit_code == 0, result.output
+    # Then the topic is the registry's orders topic: its partitions and configs
+    assert topic_partitions(broker, target) == ORDERS.partitions
+    assert set_configs(broker, target) == ORDERS.config
+    assert _order_ids(broker, target) == {"o-registry"}
+
+
+def test_a_missing_target_without_create_is_an_error_and_creates_nothing(
+    broker: str, tmp_path: Path
+) -> None:
+    # Given a source topic and a dump of it
+    source = make_topic(broker, partitions=1)
+    produce(broker, source, [purchase("o1")])
+    file = tmp_path / "one.jsonl"
+    assert cli("topics", "dump", source, "-o", str(file)).exit_code == 0
+    missing = f"ops-missing-{uuid.uuid4().hex[:10]}"
+    # When loading or copying into a topic that does not exist, without --create
+    loaded = cli("topics", "load", str(file), "--to", missing, "--yes")
+    copied = cli("topics", "copy", source, missing, "--yes")
+    # Then both fail saying to pass --create, and the broker has no such topic
+    for result in (loaded, copied):
+        assert result.exit_code == 1, result.output
+        assert f"target topic {missing!r} does not exist; pass --create" in result.output
+    assert topic_partitions(broker, missing) is None
+
+
+def test_creation_options_are_checked_before_anything_is_written(
+    broker: str, tmp_path: Path
+) -> None:
+    # Given a source topic and a target that does not exist
+    source = make_topic(broker, partitions=1)
+    produce(broker, source, [purchase("o1")])
+    target = f"ops-opts-{uuid.uuid4().hex[:10]}"
+    # When the creation options are wrong
+    without_create = cli("topics", "copy", source, target, "--partitions", "2", "--yes")
+    bad_config = cli("topics", "copy", source, target, "--create", "--config", "retention", "--yes")
+    no_partitions = cli("topics", "copy", source, target, "--create", "--partitions", "0",
+                        "--yes")
+    rejected = cli("topics", "copy", source, target, "--create", "--config",
+                   "retention.ms=soon", "--yes")
+    # Then each is a clear error naming the option, and nothing is created
+    assert without_create.exit_code == 2 and "only apply with --create" in without_create.output
+    assert bad_config.exit_code == 2 and "--config takes key=value" in bad_config.output
+    assert no_partitions.exit_code == 2 and "--partitions" in no_partitions.output
+    assert rejected.exit_code == 1 and f"cannot create topic {target!r}" in rejected.output
+    assert topic_partitions(broker, target) is None
 
 
 def test_tail_decodes_and_filters(broker: str) -> None:

@@ -3,6 +3,10 @@ producing side, as a misbehaving foreign producer would): not JSON, wrong schema
 a future schema version and a 2 MB payload. Each lands in the dead-letter topic with its original
 bytes and reason, the worker keeps going, and the counters are untouched.
 
+The 2 MB record is over an event topic's max.message.bytes (Kafka's default, about 1 MiB): the
+broker refuses it and kcat says so. It reaches the worker only once an operator raised that
+topic's limit, and is then dead-lettered as ``too_large``.
+
 Uses a private broker, so the dead-letter topic holds only this module's letters.
 """
 
@@ -22,6 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from contracts.topics import DEAD_LETTERS, ORDERS, REVIEWS, SHARES, USERS, DeadLetter
 from tests.integration.test_counters_store import purchase
+from tests.integration.test_processor_deadletter import end_offsets, raised_max_message_bytes
 from tests.integration.test_processor_support import dump, first_difference
 from tests.support import kcat
 from tests.support.private import PrivateBackend, metric_total
@@ -50,6 +55,18 @@ def dead_letters(bootstrap: str, keys: set[str], timeout: float = 30) -> dict[st
     finally:
         consumer.close()
     return found
+
+
+def produce_once_accepted(bootstrap: str, topic: str, key: str, path: Path) -> None:
+    """kcat produces the file until the topic accepts it; only 'too large' refusals are retried."""
+
+    def attempt() -> bool:
+        done = kcat.produce(bootstrap, topic, key, path, check=False)
+        assert done.returncode == 0 or b"Message size too large" in done.stderr, (
+            done.stderr[-2000:])
+        return done.returncode == 0
+
+    wait_for(attempt, 10, f"{topic} to accept a {path.stat().st_size}-byte record")
 
 
 def good_json(event_type: str = "purchase.completed", **override: object) -> dict:
@@ -91,8 +108,21 @@ def test_poison_records_go_to_the_dead_letter_topic_and_touch_no_counter(
         path = tmp_path / reason
         path.write_bytes(value)
         keys[reason] = f"poison-{run}-{reason}"
-        kcat.produce(private.bootstrap, topic, keys[reason], path)
-    # Then each is dead-lettered (the worker handled them) ...
+        if reason != "too_large":
+            kcat.produce(private.bootstrap, topic, keys[reason], path)
+            continue
+        # the 2 MB record: refused by the topic as it is (nothing appended), then accepted once
+        # an operator raised the topic's max.message.bytes; KRaft applies the new limit a moment
+        # after it reads back, and a record refused in that moment is refused whole: sent again
+        ends = end_offsets(private.bootstrap, topic)
+        refused = kcat.produce(private.bootstrap, topic, f"{keys[reason]}-refused", path,
+                               check=False)
+        assert refused.returncode != 0 and b"Message size too large" in refused.stderr, (
+            refused.returncode, refused.stderr[-2000:])
+        assert end_offsets(private.bootstrap, topic) == ends
+        with raised_max_message_bytes(private.bootstrap, topic):
+            produce_once_accepted(private.bootstrap, topic, keys[reason], path)
+    # Then each is dead-lettered (the worker handled them; the refused record never reached it) ...
     wait_for(
         lambda: metric_total(worker.url, "socialproof_dead_letters_total") - letters_before == 5,
         20, "five dead letters",

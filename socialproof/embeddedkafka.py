@@ -24,15 +24,17 @@ import base64
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from socialproof.devstack import ManagedProcess, StackError, free_port
+from socialproof.devstack import ManagedProcess, StackError, free_port, wait_until
 
 POM = Path(__file__).with_name("kafka_jars") / "pom.xml"
 MIN_JAVA = 17
@@ -255,7 +257,14 @@ def single_node(
 
 class KafkaCluster:
     """Three KRaft processes on loopback (each broker and controller), replication factor 3,
-    ``min.insync.replicas=2``: one broker may die and every acknowledged record survives."""
+    ``min.insync.replicas=2``: one broker may die and every acknowledged record survives.
+
+    Built for fault tests: every node keeps its ports and log dir for the cluster's life, so a
+    node killed (:meth:`kill`) or frozen (:meth:`freeze`) comes back with :meth:`start_node` or
+    :meth:`thaw` as the same broker, with the data it had. Start nodes from a long-lived thread
+    (see ``devstack._die_with_parent``). Measured on 2 cores: formatting the three log dirs takes
+    3-5 s, and every broker sees the other two about 11 s after :meth:`start`.
+    """
 
     def __init__(self, data_dir: Path, size: int = 3, log_dir: Path | None = None) -> None:
         ports = [(free_port(), free_port()) for _ in range(size)]
@@ -274,7 +283,14 @@ class KafkaCluster:
     def node(self, node_id: int) -> KafkaNode:
         return self.nodes[node_id - 1]
 
+    def running(self, node_id: int) -> bool:
+        proc = self.node(node_id).proc
+        return proc is not None and proc.running
+
     def start_node(self, node_id: int) -> ManagedProcess:
+        """Start (or start again, after :meth:`kill`) one node on its ports and log dir."""
+        if self.running(node_id):
+            raise StackError(f"kafka-{node_id} is already running")
         node = self.node(node_id)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         proc = node.process(
@@ -288,10 +304,57 @@ class KafkaCluster:
             self.start_node(node.node_id)
         return self
 
-    def stop(self) -> None:
-        for node in self.nodes:
-            if node.proc is not None:
-                node.proc.stop(timeout=30)
+    def wait_ready(self, timeout: float = 90.0, node_ids: Iterable[int] | None = None) -> None:
+        """Until every node in ``node_ids`` (default: all) answers a metadata request naming
+        every one of them as a live broker; fails fast if one of them exits."""
+        from confluent_kafka.admin import AdminClient
+
+        ids = sorted(node_ids or (n.node_id for n in self.nodes))
+        admins = {
+            i: AdminClient({"bootstrap.servers": self.node(i).bootstrap,
+                            "socket.timeout.ms": 2000, "log_level": 0})
+            for i in ids
+        }
+
+        def ready() -> bool:
+            for i in ids:
+                proc = self.node(i).proc
+                if proc is None:
+                    raise StackError(f"kafka-{i} was never started")
+                proc.ensure_alive()
+            return all(set(ids) <= set(admins[i].list_topics(timeout=1.0).brokers) for i in ids)
+
+        wait_until(ready, timeout, f"Kafka brokers {ids} to see each other", interval=0.2)
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL one node, as a crash would; :meth:`start_node` brings it back."""
+        proc = self.node(node_id).proc
+        assert proc is not None, f"kafka-{node_id} was never started"
+        proc.kill()
+
+    def freeze(self, node_id: int) -> None:
+        """SIGSTOP one node: its connections stay open and hang, as with a stalled machine or a
+        network partition; :meth:`thaw` resumes it."""
+        proc = self.node(node_id).proc
+        assert proc is not None and proc.running, f"kafka-{node_id} is not running"
+        proc.signal(signal.SIGSTOP)
+
+    def thaw(self, node_id: int) -> None:
+        proc = self.node(node_id).proc
+        assert proc is not None, f"kafka-{node_id} was never started"
+        proc.signal(signal.SIGCONT)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM every node at once, then SIGKILL whatever is left after ``timeout``. (One by
+        one, the last node waits for a controller quorum that is gone: 39 s, ended by SIGKILL
+        after 30; all at once, about 6 s.)"""
+        procs = [n.proc for n in self.nodes if n.proc is not None]
+        for proc in procs:
+            proc.signal(signal.SIGCONT)
+            proc.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            proc.stop(timeout=max(0.1, deadline - time.monotonic()))
 
 
 if __name__ == "__main__":  # `make setup`: fetch the jars now, so the first start is quick

@@ -133,7 +133,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(
             503,
             "broker_unavailable",
-            f"the event broker did not acknowledge the write; nothing was accepted ({exc.reason})",
+            f"the event broker did not acknowledge the write in time ({exc.reason}): it is not "
+            "accepted, though it may still reach the log; retry with the same Idempotency-Key, "
+            "which never records it twice",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 

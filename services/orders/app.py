@@ -350,7 +350,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
                     503,
                     "broker_unavailable",
                     "the event broker does not answer, so the products cannot be checked; "
-                    "nothing was accepted",
+                    "nothing was accepted: retry with the same Idempotency-Key",
                     headers={"Retry-After": str(RETRY_AFTER_S)},
                 ) from exc
         if found := problems():

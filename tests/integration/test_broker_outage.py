@@ -124,7 +124,7 @@ def assert_unavailable(response: httpx.Response) -> None:
     assert int(response.headers["Retry-After"]) > 0
     body = response.json()
     assert body["error"] == "broker_unavailable"
-    assert "nothing was accepted" in body["message"]
+    assert "retry with the same Idempotency-Key" in body["message"]
 
 
 def test_a_frozen_broker_gets_503_and_the_service_recovers_when_it_thaws(

@@ -493,8 +493,10 @@ def friends_bought(env: BenchEnv, quick: bool) -> Result:
     )
 
 
-# The notifier's scenarios (sse_fanout, sse_fanout_x5, read_api), end-to-end latency and the
-# friends_bought scaling curves live beside these; importing registers them after these.
+# The notifier's scenarios (sse_fanout, sse_fanout_x5, read_api), end-to-end latency, the
+# friends_bought scaling curves and Faust exactly-once vs the worker live beside these; importing
+# registers them after these.
 from bench import e2e as _e2e  # noqa: E402, F401
+from bench import faust_eos as _faust_eos  # noqa: E402, F401
 from bench import notifier as _notifier  # noqa: E402, F401
 from bench import scaling as _scaling  # noqa: E402, F401

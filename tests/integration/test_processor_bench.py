@@ -7,14 +7,16 @@ from pathlib import Path
 
 from tests.support.bench import run_quick
 
-#: the processor's scenarios (other scenarios in the registry have their own smoke tests)
-SCENARIOS = ["throughput", "burst_lag", "friends_bought"]
+#: the processor's scenarios (other scenarios in the registry have their own smoke tests);
+#: faust_eos (two designs, SIGKILLs and restarts, about a minute) runs on its own below
+SCENARIOS = ["throughput", "burst_lag", "friends_bought", "faust_eos"]
+RUN_TOGETHER = SCENARIOS[:3]
 
 
 def test_every_bench_scenario_runs_and_reports(tmp_path: Path) -> None:
     # When the bench runs in quick mode into a scratch folder, then each scenario printed its
     # summary line and reported figures (run_quick asserts both)
-    results = run_quick(SCENARIOS, tmp_path)["scenarios"]
+    results = run_quick(RUN_TOGETHER, tmp_path)["scenarios"]
     throughput = results["throughput"]["figures"]
     assert throughput["batched_processed"] == throughput["events_per_window"]
     assert throughput["baseline_events_per_s"] > 0 and throughput["ratio"] > 0
@@ -26,8 +28,30 @@ def test_every_bench_scenario_runs_and_reports(tmp_path: Path) -> None:
     # and the worker's own lag gauge moved with the burst, in seconds from Kafka's timestamps
     assert 0 < burst["worker_lag_gauge_peak_s"] < 60
     report = (tmp_path / "report-quick.md").read_text()
-    assert all(f"## {name}" in report for name in SCENARIOS)
+    assert all(f"## {name}" in report for name in RUN_TOGETHER)
     # And the throughput and burst figures are drawn and embedded in the report
     for plot in ("throughput-quick.png", "burst_lag-quick.png"):
         assert (tmp_path / plot).stat().st_size > 10_000
         assert f"]({plot})" in report
+
+
+def test_faust_exactly_once_scenario_compares_both_designs_after_kills(tmp_path: Path) -> None:
+    # When the Faust exactly-once scenario runs in quick mode, then it printed its summary line
+    # and reported figures (run_quick asserts both)
+    results = run_quick(["faust_eos"], tmp_path)["scenarios"]
+    figures = results["faust_eos"]["figures"]
+    # And both designs were timed on the backlog
+    assert figures["worker_events_per_s"] > 0 and figures["faust_events_per_s"] > 0
+    assert figures["throughput_ratio"] > 0
+    # And each was killed and restarted, the first event after each restart timed
+    for design in ("worker", "faust"):
+        assert len(figures[f"{design}_recovery_s_each"]) == figures["kills"] >= 1
+        assert 0 < figures[f"{design}_to_partitions_s"] <= figures[f"{design}_recovery_s"]
+    # And the kept design counted every product exactly after the kills, its served views too;
+    # Faust's counts were read both from its live table and from its changelog (compared with
+    # the same oracle: their errors are a measurement here, not a failure)
+    assert figures["worker_redis_products_wrong"] == figures["worker_views_wrong"] == 0
+    assert figures["worker_redis_count_sum"] == figures["oracle_count_sum"] > 0
+    for source in ("served", "changelog"):
+        assert figures[f"faust_{source}_count_sum"] > 0
+    assert "## faust_eos" in (tmp_path / "report-quick.md").read_text()

@@ -16,7 +16,7 @@ BENCH_SYSTEM_PACKAGES := $(SYSTEM_PACKAGES) wrk
 .PHONY: help setup kafka-jars run test deploy-check test-fast bench schemas check-schemas lint clean
 
 help:
-	@echo "make run    - start the whole stack (embedded broker, Redis, every service)"
+	@echo "make run    - start the whole stack (embedded Apache Kafka, Redis, every service)"
 	@echo "make test   - set up what is missing, then run the whole test suite"
 	@echo "make setup  - only create .venv, install system packages and fetch Apache Kafka's jars"
 	@echo "make deploy-check - build, validate and policy-check the Kubernetes manifests (deploy/)"

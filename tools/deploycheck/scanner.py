@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from tools.deploycheck.manifests import Obj, Problem, pod_spec, ref
+from tools.deploycheck.manifests import Obj, Problem, pod_spec, ref, venv_tool
 
 SCANNER = "checkov"
 
@@ -105,9 +103,8 @@ def checkov_version() -> str:
 
 
 def checkov_binary() -> str:
-    """checkov from the virtualenv (the checkov wheel of the deploy extra), else from PATH."""
-    here = Path(sys.executable).parent
-    found = shutil.which("checkov", path=f"{here}{os.pathsep}{os.environ.get('PATH', '')}")
+    """checkov from the checkov wheel of the deploy extra (or PATH)."""
+    found = venv_tool("checkov")
     if not found:
         raise ScannerFailed(
             "checkov not found: install the project with `pip install -e '.[deploy]'`, "

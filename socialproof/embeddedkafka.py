@@ -229,8 +229,9 @@ def _megabytes(heap: str) -> int:
 
 
 def _prepare(nodes: list[KafkaNode], echo: bool) -> tuple[str, str]:
-    """Java, the classpath, and every node's log dir formatted with one cluster id (kept in the
-    first node's folder, so a restart reuses it)."""
+    """Java, the classpath, and every node's log dir formatted with one cluster id, kept in a
+    ``cluster-id`` file (a single node's own folder; beside a cluster's node folders) so that a
+    restart reuses it."""
     java = java_binary()
     classpath = str(ensure_jars(echo=echo) / "*")
     id_file = nodes[0].data_dir.parent / "cluster-id" if len(nodes) > 1 else (

@@ -24,13 +24,16 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # dependencies first (a layer that survives code changes), then the code
 COPY pyproject.toml README.md ./
-RUN mkdir -p socialproof contracts services \
- && touch socialproof/__init__.py contracts/__init__.py services/__init__.py \
+RUN mkdir -p socialproof contracts services ops cli \
+ && touch socialproof/__init__.py contracts/__init__.py services/__init__.py ops/__init__.py \
+      cli/__init__.py \
  && pip install . \
  && pip uninstall -y socialproof
 COPY socialproof ./socialproof
 COPY contracts ./contracts
 COPY services ./services
+COPY ops ./ops
+COPY cli ./cli
 RUN pip install --no-deps . \
  && python -m compileall -q /opt/venv \
  && socialproof --help > /dev/null

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-# Apache Kafka runs from Maven Central's jars on Java 17 (socialproof/kafka_jars/pom.xml).
+# Apache Kafka runs from Maven Central's jars on Java 17 (tools/kafka_jars/pom.xml).
 KAFKA_SYSTEM_PACKAGES := java=openjdk-17-jre-headless mvn=maven
 SYSTEM_PACKAGES      := redis-server $(KAFKA_SYSTEM_PACKAGES)
 # kcat: the engineers' Kafka tool, tested against the embedded broker;
@@ -29,19 +29,19 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 	@scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
-	@$(PY) -m socialproof.embeddedkafka
+	@$(PY) -m tools.embeddedkafka
 
 # Apache Kafka's jars, fetched once with Maven into ~/.cache/socialproof/kafka (offline after).
 kafka-jars: $(STAMP)
 	@scripts/ensure-system-packages.sh $(KAFKA_SYSTEM_PACKAGES)
-	@$(PY) -m socialproof.embeddedkafka
+	@$(PY) -m tools.embeddedkafka
 
 run: setup
 	$(VENV)/bin/socialproof run
 
 test: $(STAMP) deploy-check
 	@scripts/ensure-system-packages.sh $(TEST_SYSTEM_PACKAGES)
-	@$(PY) -m socialproof.embeddedkafka
+	@$(PY) -m tools.embeddedkafka
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Performance of the stream processor and the serving store (results in bench/results/);
@@ -53,7 +53,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench: $(BENCH_STAMP)
 	@scripts/ensure-system-packages.sh $(BENCH_SYSTEM_PACKAGES)
-	@$(PY) -m socialproof.embeddedkafka
+	@$(PY) -m tools.embeddedkafka
 	$(PY) -m bench $(BENCH_ARGS)
 
 # Unit tests only: no broker, no Redis.

@@ -3,8 +3,8 @@ call (the way Faust's examples process a stream). Run only by ``make bench``."""
 
 from __future__ import annotations
 
-from services.social.processor.app import run_worker
-from socialproof.settings import SocialSettings
+from services.counters.app import run_worker
+from services.counters.settings import CountersSettings
 
 if __name__ == "__main__":
-    run_worker(SocialSettings(), per_event=True)
+    run_worker(CountersSettings(), per_event=True)

@@ -1,7 +1,7 @@
 """End-to-end latency: an order accepted by the orders service → the new count at an SSE client.
 
 What runs: a real stack on the bench's broker and Redis — catalog, orders, notifier and one
-stream worker, each its own process (:class:`socialproof.devstack.Stack` on free ports).
+stream worker, each its own process (:class:`tools.devstack.Stack` on free ports).
 
 What is timed: *timed orders*. Each of a few timed products (created through the catalog first:
 orders validate products) gets one ``POST /v1/orders`` per second from a new buyer, and an SSE
@@ -11,7 +11,7 @@ to the moment the SSE client received a state whose ``bought["24h"]`` includes i
 own time (request sent → 201) is reported separately.
 
 The load around them: ``rate`` events/s in total, i.e. the timed orders plus background events
-(purchases, shares, reviews, refunds, consent changes from :mod:`socialproof.loadgen` over other
+(purchases, shares, reviews, refunds, consent changes from :mod:`tools.loadgen` over other
 products) produced straight to the contract topics at a steady pace, so the worker carries the
 whole stream while the timed orders cross it. Each product gets at most one timed order a second,
 so the notifier's 4-updates/s pacing never holds a timed state back.
@@ -37,14 +37,10 @@ from bench.notifier import TOKEN, cpu_seconds, open_sse, percentile, raise_fd_li
 from bench.registry import Result, Target, scenario
 from bench.scenarios import THROUGHPUT_MIX
 from contracts.topics import ORDERS
-from socialproof.devstack import (
-    HTTP_SERVICES,
-    Stack,
-    StackConfig,
-    free_port,
-)
 from socialproof.kafka import producer_config, topic_name
-from socialproof.loadgen import LoadConfig, LoadGenerator
+from socialproof.processes import free_port
+from tools.devstack import HTTP_SERVICES, Stack, StackConfig
+from tools.loadgen import LoadConfig, LoadGenerator
 
 SERVICES = ("catalog", "orders", "notifier")
 

@@ -45,17 +45,16 @@ from confluent_kafka.admin import AdminClient
 from contracts import codec, namespaces
 from contracts.events import Event
 from contracts.topics import Topic, topic_for
-from socialproof.devstack import (
-    ManagedProcess,
+from socialproof.kafka import admin_client, ensure_topics, producer_config, topic_name
+from socialproof.processes import ManagedProcess, free_port
+from socialproof.settings import Settings
+from tools.devstack import (
     embedded_broker,
-    free_port,
     redis_server,
     wait_for_broker,
     wait_for_redis,
     wait_worker_assigned,
 )
-from socialproof.kafka import admin_client, ensure_topics, producer_config, topic_name
-from socialproof.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED = "embedded (Apache Kafka KRaft node + redis-server started by the bench)"
@@ -210,7 +209,7 @@ class BenchEnv:
         argv = (
             [sys.executable, "-m", "bench.baseline_worker"]
             if per_event
-            else [sys.executable, "-m", "socialproof.cli", "worker"]
+            else [sys.executable, "-m", "cli.main", "worker"]
         )
         name = "baseline" if per_event else "worker"
         proc = ManagedProcess(

@@ -9,7 +9,7 @@ The two designs (each a process of its own, so that it can be SIGKILLed):
   product in an in-memory table rebuilt from its changelog at start, behind a dedupe table and a
   repartition topic (what a per-product Faust table needs, orders being keyed by order id).
 
-The workload: purchases from :mod:`socialproof.loadgen` (Zipf products, 1-2 lines each) with a
+The workload: purchases from :mod:`tools.loadgen` (Zipf products, 1-2 lines each) with a
 tenth of them sent twice, at random later positions (a producer's retry, a replayed topic). The
 count compared is the same in both designs: for each product, how many distinct orders contain
 it. The oracle computes it from the event list; the worker's is read from Redis
@@ -86,13 +86,13 @@ from bench.env import ROOT, Background, BenchEnv, encode_all, group_for, new_nam
 from bench.registry import Result, Target, scenario
 from contracts import events as ev
 from contracts.topics import ORDERS
+from ops.topics import true_end_offsets
+from services.counters.oracle import Oracle
 from services.notifier.proof import ProofReader, to_json
-from services.social.processor.oracle import Oracle
-from socialproof.devstack import ManagedProcess, free_port
 from socialproof.kafka import ensure_topics, topic_name
-from socialproof.loadgen import LoadConfig, LoadGenerator
+from socialproof.processes import ManagedProcess, free_port
 from socialproof.settings import Settings
-from socialproof.topicops import true_end_offsets
+from tools.loadgen import LoadConfig, LoadGenerator
 
 #: both designs: the broker's minimum (group.min.session.timeout.ms), so a killed member leaves
 #: its group within seconds
@@ -336,7 +336,7 @@ class WorkerDesign(Design):
         return group_for(self.namespace)
 
     def argv_env(self, port: int) -> tuple[list[str], dict[str, str]]:
-        return [sys.executable, "-m", "socialproof.cli", "worker"], {
+        return [sys.executable, "-m", "cli.main", "worker"], {
             **self.env.process_env(self.namespace),
             "SOCIALPROOF_KAFKA_TOPIC_PREFIX": self.settings.kafka_topic_prefix,
             "SOCIALPROOF_WORKER_WEB_PORT": str(port),

@@ -37,7 +37,8 @@ import redis as redis_sync
 from bench.env import BenchEnv, new_namespace
 from bench.registry import Result, Target, scenario
 from contracts.views import Keys
-from socialproof.devstack import ManagedProcess, free_port, service_argv, wait_ready
+from socialproof.processes import ManagedProcess, free_port, service_argv
+from tools.devstack import wait_ready
 
 TOKEN = "bench-service-token-0123456789"
 

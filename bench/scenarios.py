@@ -1,7 +1,7 @@
 """The benchmark scenarios. Add one with ``@scenario(name, description)``; see :mod:`bench.registry`.
 
 - ``throughput``: one batched worker vs the per-event baseline on the same pre-produced events
-  (purchases, shares, reviews… from :mod:`socialproof.loadgen`: 10,000 users, 1,000 products,
+  (purchases, shares, reviews… from :mod:`tools.loadgen`: 10,000 users, 1,000 products,
   Zipf, 150 friends on average), events/s each and the ratio.
 - ``burst_lag``: a worker under steady traffic gets 100,000-event bursts; how high the lag (in
   seconds) goes, and how soon after the burst it is back under 1 s.
@@ -27,10 +27,10 @@ import redis.asyncio as aioredis
 from bench.env import Background, BenchEnv, encode_all, new_namespace
 from bench.registry import Result, Target, scenario
 from contracts.views import FRIENDS_FANOUT_AT
+from services.counters.settings import CountersSettings
+from services.counters.store import CounterStore, operation
 from services.notifier.proof import ProofReader
-from services.social.processor.store import CounterStore, operation
-from socialproof.loadgen import LoadConfig, LoadGenerator
-from socialproof.settings import SocialSettings
+from tools.loadgen import LoadConfig, LoadGenerator
 
 THROUGHPUT_MIX = {"purchase": 0.45, "share": 0.35, "review": 0.15, "refund": 0.03, "consent": 0.02}
 
@@ -52,7 +52,7 @@ async def _seed_graph(env: BenchEnv, ops: list[list], namespace: str) -> None:
     graph is setup, not what is measured. With the worker's fan-out threshold, so that the
     viewers it would fan out are (their purchases' extra writes are part of what is measured)."""
     redis = aioredis.Redis.from_url(env.settings.redis_url, decode_responses=True)
-    store = CounterStore(redis, namespace, fanout_at=SocialSettings().worker_friends_fanout_at)
+    store = CounterStore(redis, namespace, fanout_at=CountersSettings().worker_friends_fanout_at)
     for start in range(0, len(ops), 5000):
         await store.apply_operations(ops[start : start + 5000])
     await redis.aclose()

@@ -68,7 +68,7 @@ TRENDING_HOURS = 24
 #: activity feed: entries kept per product (the read filters consent, so keep more than shown)
 FEED_KEEP = 500
 #: friends_bought is fanned out on write for viewers with at least this many friendships on
-#: record; below it the read intersects (services/social/processor/store.py says why)
+#: record; below it the read intersects (services/counters/store.py says why)
 FRIENDS_FANOUT_AT = 2000
 SHARE_CHANNELS = ("link", "facebook", "x", "whatsapp", "email", "other")
 

@@ -20,16 +20,11 @@ from confluent_kafka import Producer
 
 from contracts import codec
 from contracts.topics import topic_for
-from socialproof.devstack import (
-    embedded_broker,
-    free_port,
-    redis_server,
-    wait_for_broker,
-    wait_for_redis,
-)
 from socialproof.kafka import ensure_topics, producer_config, topic_name
-from socialproof.loadgen import LoadConfig, LoadGenerator
+from socialproof.processes import free_port
 from socialproof.settings import Settings
+from tools.devstack import embedded_broker, redis_server, wait_for_broker, wait_for_redis
+from tools.loadgen import LoadConfig, LoadGenerator
 
 ROOT = Path(__file__).resolve().parent.parent
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
@@ -79,7 +74,7 @@ try:
     }
     t = time.time()
     r = subprocess.run(
-        [sys.executable, "-m", "socialproof.cli", "replay", "rebuild", "--yes", "--json"],
+        [sys.executable, "-m", "cli.main", "replay", "rebuild", "--yes", "--json"],
         env=env,
         capture_output=True,
         text=True,

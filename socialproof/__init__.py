@@ -1,7 +1,7 @@
-"""socialproof's shared runtime: settings, logging, metrics, Kafka and Redis clients, the HTTP
-app factory every service uses, the dev stack and the ``socialproof`` command.
+"""socialproof's runtime, imported by every service: settings, logs, metrics, Kafka and Redis
+clients, the HTTP app factory, topic views, child processes and the server entry point.
 
-Services (``services/*``) build on this package and on ``contracts``, never on each other.
+It imports no tool (``tools/``, ``ops/``, ``cli/``) and no service (a test asserts it).
 """
 
 __version__ = "0.1.0"

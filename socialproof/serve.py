@@ -149,9 +149,9 @@ def _child(
     """One of several server processes: its own socket on the shared port, its own app."""
     # Own process group (a terminal's Ctrl-C reaches the supervisor only, which forwards
     # SIGTERM), and SIGTERM when the supervisor dies, however it dies.
-    from socialproof.devstack import _die_with_parent
+    from socialproof.processes import die_with_parent
 
-    _die_with_parent()
+    die_with_parent()
     logs.configure(service, settings.log_level, settings.log_format)
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,4 +1,5 @@
-"""Settings shared by every socialproof process, read from the environment with pydantic-settings.
+"""Settings shared by every socialproof process (each service adds its own in
+``services/<name>/settings.py``), read from the environment with pydantic-settings.
 
 Three names are fixed by the product's interface and have no prefix: ``KAFKA_BOOTSTRAP_SERVERS``,
 ``REDIS_URL`` and ``SOCIALPROOF_SERVICE_TOKEN``. Everything else is ``SOCIALPROOF_<FIELD>``
@@ -13,8 +14,6 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from contracts.views import FRIENDS_FANOUT_AT
 
 #: default HTTP ports, one per service (also the dev stack's defaults)
 DEFAULT_PORTS = {"catalog": 8001, "orders": 8002, "social": 8003, "notifier": 8004}
@@ -128,23 +127,6 @@ def port_field(service: str) -> object:
     )
 
 
-class CatalogSettings(Settings):
-    catalog_port: int = port_field("catalog")  # type: ignore[assignment]
-
-
-class OrdersSettings(Settings):
-    orders_port: int = port_field("orders")  # type: ignore[assignment]
-    product_wait_s: float = Field(
-        default=2.0,
-        ge=0,
-        le=30,
-        description="how long an order waits for a just-created product to reach the product view",
-    )
-    idempotency_ttl_s: int = Field(
-        default=86_400, ge=60, le=30 * 86_400, description="how long Idempotency-Key records live"
-    )
-
-
 class PrivacyDefaults(Settings):
     """The shop's privacy defaults, read by every part that applies consent (social service,
     stream worker, notifier): they must agree, so they are one definition."""
@@ -157,103 +139,3 @@ class PrivacyDefaults(Settings):
     default_show_in_activity_feed: bool = Field(
         default=False, description="show_in_activity_feed of users who never chose"
     )
-
-
-class SocialSettings(PrivacyDefaults):
-    social_port: int = port_field("social")  # type: ignore[assignment]
-    worker_batch_size: int = Field(
-        default=5000, ge=1, le=100_000, description="most events the worker takes per batch"
-    )
-    worker_batch_within_s: float = Field(
-        default=0.05, gt=0, le=10, description="longest wait to fill a batch, seconds"
-    )
-    worker_friends_fanout_at: int = Field(
-        default=FRIENDS_FANOUT_AT,
-        ge=0,
-        le=1_000_000,
-        description="friendships on record from which a viewer's friends_bought is kept by the "
-        "worker (fan-out on write: reads cost the same whatever the sizes, each purchase adds a "
-        "set member per such friend) instead of intersected on read; 0: always intersect",
-    )
-    worker_consumer_group: str = Field(
-        default="socialproof-processor", description="consumer group (Faust app id) of the worker"
-    )
-    worker_fetch_max_wait_ms: int = Field(
-        default=500,
-        ge=1,
-        le=10_000,
-        description="longest a worker's fetch waits for records (Kafka answers as soon as "
-        "there are any, so this only bounds an idle worker's round trips)",
-    )
-    worker_follow_active: bool = Field(
-        default=True,
-        description="write the namespace `replay rebuild --switch` made active (and its shadow "
-        "during a hand-over); false only for a rebuild's own replay worker",
-    )
-    worker_web_port: int = Field(
-        default=6066, ge=1, le=65535, description="the worker's health and metrics port"
-    )
-
-
-class NotifierSettings(PrivacyDefaults):
-    notifier_port: int = port_field("notifier")  # type: ignore[assignment]
-    notifier_processes: int = Field(
-        default=1,
-        ge=1,
-        le=64,
-        description="notifier processes sharing the port (SO_REUSEPORT), each with its own cache "
-        "and live connections; in Kubernetes keep 1 and scale replicas",
-    )
-    sse_heartbeat_s: float = Field(default=15, gt=0, le=300, description="SSE keep-alive period")
-    viewer_token_secret: SecretStr | None = Field(
-        default=None,
-        description="HMAC key of viewer tokens; unset: derived from the service token",
-    )
-    viewer_token_ttl_s: int = Field(
-        default=900, ge=30, le=86_400, description="lifetime of a viewer token, seconds"
-    )
-    rate_limit_per_s: float = Field(
-        default=20, gt=0, description="public read requests per second per client (sustained)"
-    )
-    rate_limit_burst: int = Field(
-        default=100, ge=1, description="public read requests a client may make in a burst"
-    )
-    stream_max_updates_per_s: float = Field(
-        default=4, gt=0, le=100, description="live updates per product per connection, at most"
-    )
-    public_max_age_s: int = Field(
-        default=2, ge=0, le=3600, description="Cache-Control max-age of public proof answers"
-    )
-    proof_cache_max_age_s: float = Field(
-        default=1.0,
-        ge=0,
-        le=60,
-        description="longest a cached read API answer is served (time windows expire without "
-        "events); 0: no cache",
-    )
-    proof_cache_max_entries: int = Field(
-        default=100_000, ge=1, description="read API answers cached per notifier process, at most"
-    )
-    widget_min_count: int = Field(
-        default=3, ge=1, description="widget hides counts below this (data-min-count overrides)"
-    )
-    cors_origins: str = Field(
-        default="*", description="origins allowed to call the read API from a browser, comma-separated"
-    )
-    demo_enabled: bool = Field(
-        default=False,
-        description="serve the demo storefront and issue viewer tokens without auth (dev only)",
-    )
-    demo_seed: int = Field(
-        default=42, description="seed of the demo world (socialproof simulate --seed uses it too)"
-    )
-
-
-class DevStackSettings(BaseSettings):
-    """Only for ``make run`` / ``socialproof run``: where the embedded parts listen."""
-
-    model_config = SettingsConfigDict(env_prefix="SOCIALPROOF_", extra="ignore", frozen=True)
-
-    broker_port: int = Field(default=9092, ge=1, le=65535, description="embedded broker port")
-    redis_port: int = Field(default=6390, ge=1, le=65535, description="dev redis-server port")
-    devstack_dir: str = Field(default=".devstack", description="dev stack data and log folder")

@@ -17,10 +17,11 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from socialproof.devstack import Stack, StackConfig, free_port
 from socialproof.kafka import ensure_topics
+from socialproof.processes import free_port
 from socialproof.settings import DEFAULT_PORTS, Settings
 from tests.support.backends import FAST_FAILOVER_ENV, Backend, provide_backend
+from tools.devstack import Stack, StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import Identifier, ProductDeleted, ProductFields, ProductRef, ProductUpserted
 from contracts.topics import PRODUCTS
+from services.catalog.settings import CatalogSettings
 from socialproof.http import (
     AUTH_RESPONSES,
     ERROR_RESPONSES,
@@ -37,7 +38,6 @@ from socialproof.kafka import EventPublisher, topic_name
 from socialproof.money import DecimalString, IsoCurrency
 from socialproof.paging import Cursor, Limit, Page, paginate
 from socialproof.productview import ProductTable
-from socialproof.settings import CatalogSettings
 from socialproof.topicview import TopicView, lifespan_with_view, view_readiness
 
 SERVICE = "catalog"

@@ -55,6 +55,7 @@ from services.notifier.fastpath import Cors, FastPath, etags, protocol_class
 from services.notifier.hub import Hub
 from services.notifier.proof import FriendsBought, Proof, ProofReader
 from services.notifier.ratelimit import RateLimiter
+from services.notifier.settings import NotifierSettings
 from services.notifier.tokens import (
     ViewerTokenIn,
     ViewerTokenOut,
@@ -72,7 +73,6 @@ from socialproof.http import (
     create_service_app,
 )
 from socialproof.kafka import BrokerProbe
-from socialproof.settings import NotifierSettings
 
 SERVICE = "notifier"
 log = logging.getLogger("socialproof.notifier")

@@ -17,7 +17,7 @@ What is kept, keyed by ``(product, viewer)``:
 Correctness rules:
 
 - **Invalidation**: the processor announces every product whose views changed, friend, consent,
-  name and erasure effects included (``mark`` in ``services/social/processor/store.py``); the hub
+  name and erasure effects included (``mark`` in ``services/counters/store.py``); the hub
   calls :meth:`ProofCache.invalidate` with every announced product before anything else.
 - **Stale fills**: a read that started before a change but finishes after its invalidation must
   not be stored. Every read takes a :class:`Ticket` (the invalidation epoch) before it starts;

@@ -40,8 +40,8 @@ from services.notifier.deps import (
 )
 from services.notifier.hub import Hub
 from services.notifier.proof import ProofReader
+from services.notifier.settings import NotifierSettings
 from socialproof.http import RETRY_AFTER_S, ApiError, error_response
-from socialproof.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
 SEND_TIMEOUT_S = 30

@@ -12,7 +12,7 @@ tests and ``make bench`` directly). Stable methods of :class:`ProofReader`:
   It is an intersection on read (one ``SINTER`` walking the smaller of the viewer's friend set and
   the product's consenting-buyer set), or, for a viewer with ``FRIENDS_FANOUT_AT`` friendships or
   more, the set the processor keeps for them (fan-out on write); reasoning in
-  ``services/social/processor/store.py``. Both are written in the same atomic script as the facts,
+  ``services/counters/store.py``. Both are written in the same atomic script as the facts,
   so friendship, consent, refund and erasure changes show on the very next read. The caller (the
   notifier's viewer-token endpoint) must make sure ``viewer_id`` is the authenticated viewer.
 - ``trending(limit=50)``: products ranked by weighted activity of the last 24 event-time hours.

@@ -5,7 +5,9 @@
 - The demo storefront, only when ``SOCIALPROOF_DEMO_ENABLED=true`` (``make run`` sets it):
   ``/`` redirects to ``/demo``; ``/demo`` is a shop page with product cards and live badges, a
   viewer switcher, a recent-activity ticker and a trending strip; ``/demo/catalog`` is the demo
-  catalog the traffic simulator fills (:mod:`socialproof.simulate`).
+  catalog the traffic simulator fills: ``static/demo-catalog.json`` (the simulator's default
+  seed) or the file ``SOCIALPROOF_DEMO_CATALOG_PATH`` names (``make run`` writes one for its
+  seed with ``socialproof simulate --write-catalog``).
   ``POST /demo/viewer-tokens`` issues viewer tokens **without the service token** so that the
   page can switch viewers; that is exactly what a real shop must never expose, which is why none
   of these routes exists unless the setting is on, and the notifier logs a warning when it is.
@@ -22,8 +24,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
 from services.notifier.deps import RateLimited
+from services.notifier.settings import NotifierSettings
 from services.notifier.tokens import ViewerTokenIn, ViewerTokenOut, issue
-from socialproof.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -68,14 +70,13 @@ def install(app: FastAPI, settings: NotifierSettings) -> None:
     if not settings.demo_enabled:
         return
 
-    from socialproof.simulate import demo_catalog
-
     log.warning(
         "demo storefront enabled: /demo/viewer-tokens issues viewer tokens without auth; "
         "never enable SOCIALPROOF_DEMO_ENABLED outside development"
     )
     assets = {name: _asset(name) for name in ("demo.html", "demo.js", "demo.css")}
-    catalog = orjson.dumps(demo_catalog(seed=settings.demo_seed))
+    catalog_file = Path(settings.demo_catalog_path) if settings.demo_catalog_path else None
+    catalog = orjson.dumps(orjson.loads((catalog_file or STATIC / "demo-catalog.json").read_bytes()))
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

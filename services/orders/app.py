@@ -46,6 +46,7 @@ from contracts.events import (
 from contracts.events import OrderLine as OrderLineEvent
 from contracts.topics import PRODUCTS
 from services.orders.book import OrderBook, OrderState, Refund
+from services.orders.settings import OrdersSettings
 from socialproof.http import (
     AUTH_RESPONSES,
     ERROR_RESPONSES,
@@ -59,7 +60,6 @@ from socialproof.http import (
 from socialproof.idempotency import Idempotency, IdempotencyKey
 from socialproof.kafka import EventPublisher, topic_name
 from socialproof.money import DecimalString, IsoCurrency
-from socialproof.settings import OrdersSettings
 from socialproof.topicview import TopicView, ViewUnavailable, lifespan_with_view, view_readiness
 
 SERVICE = "orders"

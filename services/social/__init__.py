@@ -1,2 +1,1 @@
-"""The social service: friendships, reviews, shares and privacy settings (HTTP API), and the
-stream processor (:mod:`services.social.processor`) that turns every event into counters."""
+"""The social service: friendships, reviews, shares and privacy settings (HTTP API)."""

@@ -16,7 +16,7 @@ acknowledged the event and the view applied it, so the next read sees it.
 Every write needs the service token; so do reads of personal data (friends, privacy, profile).
 
 Run: ``socialproof serve social`` (port ``SOCIALPROOF_SOCIAL_PORT``, default 8003). The stream
-processor that turns events into counters is :mod:`services.social.processor`.
+processor that turns events into counters is :mod:`services.counters`.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from contracts.events import (
     UserRef,
 )
 from services.social.graph import ReviewState, SocialGraph
+from services.social.settings import SocialSettings
 from socialproof.http import (
     AUTH_RESPONSES,
     ERROR_RESPONSES,
@@ -64,7 +65,6 @@ from socialproof.http import (
 )
 from socialproof.idempotency import DEFAULT_TTL_S, Idempotency, IdempotencyKey
 from socialproof.paging import Cursor, Limit, Page, paginate
-from socialproof.settings import SocialSettings
 from socialproof.topicview import TopicView, lifespan_with_view, view_readiness
 
 SERVICE = "social"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from socialproof.devstack import Stack
 from tests.support.storefront import extra_notifier
+from tools.devstack import Stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -11,13 +11,13 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from contracts.views import Keys
-from socialproof.devstack import Stack
-from socialproof.loadgen import LoadGenerator
 from socialproof.settings import Settings
-from socialproof.simulate import demo_catalog, demo_config
 from tests.browser.conftest import ARTIFACTS
 from tests.support.storefront import friends, order, person, product, publish
 from tests.support.waiting import wait_for
+from tools.devstack import Stack
+from tools.loadgen import LoadGenerator
+from tools.simulate import demo_catalog, demo_config
 
 
 def badge(page: Page, product_id: str):

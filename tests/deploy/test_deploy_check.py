@@ -187,7 +187,7 @@ def test_the_socialproof_command_starts_without_the_deploy_tools() -> None:
         "        if name == 'tools' or name.startswith('tools.'):\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
         "sys.meta_path.insert(0, NoTools())\n"
-        "from socialproof.cli import app\n"
+        "from cli.main import app\n"
         "print(sorted(g.name for g in app.registered_groups))\n"
     )
     result = subprocess.run(

@@ -93,7 +93,7 @@ def test_dockerignore_semantics_used_here() -> None:
     patterns = ["*", "!socialproof/", "**/__pycache__", "**/*.pyc"]
     assert _ignored(".venv/bin/python", patterns)
     assert _ignored("tests/unit/test_x.py", patterns)
-    assert not _ignored("socialproof/cli.py", patterns)
+    assert not _ignored("cli/main.py", patterns)
     assert _ignored("socialproof/__pycache__/cli.cpython-311.pyc", patterns)
 
 
@@ -121,7 +121,10 @@ def build_context(target: Path) -> list[str]:
 def test_build_context_is_only_what_the_image_installs(tmp_path: Path) -> None:
     kept = build_context(tmp_path)
     top = {p.split("/", 1)[0] for p in kept}
-    assert top == {"pyproject.toml", "README.md", "socialproof", "contracts", "services"}
+    assert top == {
+        "pyproject.toml", "README.md", "socialproof", "contracts", "services", "ops", "cli"
+    }
+    assert "tools" not in top and "bench" not in top  # dev tools never ship
     # every COPY source of the Dockerfile exists in the context
     for _from, instructions in stages():
         for line in instructions:
@@ -155,11 +158,12 @@ def test_a_wheel_built_from_the_context_carries_schemas_and_static_files(tmp_pat
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {
         str(p.relative_to(context))
-        for pkg in ("socialproof", "contracts", "services")
+        for pkg in ("socialproof", "contracts", "services", "ops", "cli")
         for p in (context / pkg).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     }
     assert expected - names == set()
+    assert not any(n.startswith(("tools/", "bench/", "tests/")) for n in names)
     assert any(n.startswith("contracts/schemas/") and n.endswith(".json") for n in names)
 
 

@@ -190,6 +190,7 @@ def test_settings_classes_are_found_dynamically_and_each_is_mapped_to_a_command(
         "CatalogSettings",
         "OrdersSettings",
         "SocialSettings",
+        "CountersSettings",
         "NotifierSettings",
     } <= set(classes)
     assert "DevStackSettings" not in classes  # `make run` only, never deployed
@@ -206,9 +207,9 @@ def test_settings_classes_are_found_dynamically_and_each_is_mapped_to_a_command(
 def test_a_new_setting_without_a_manifest_value_fails(prod: Objs, monkeypatch) -> None:
     from pydantic import Field
 
-    from socialproof import settings as s
+    from services.notifier import settings as notifier
 
-    class NotifierSettings(s.NotifierSettings):
+    class NotifierSettings(notifier.NotifierSettings):
         brand_new_knob: int = Field(default=1)
 
     classes = {**rules.settings_classes(), "NotifierSettings": NotifierSettings}

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import faust
 
-from socialproof.settings import SocialSettings
+from services.counters.settings import CountersSettings
 from tools.deploycheck import manifests
 
 
 def test_faust_data_directory_is_on_a_writable_volume(built: dict[str, list[dict]]) -> None:
-    group = SocialSettings().worker_consumer_group
+    group = CountersSettings().worker_consumer_group
     datadir = Path(str(faust.App(group, store="memory://", autodiscover=False).conf.datadir))
     assert not datadir.is_absolute(), "Faust writes relative to the working directory"
     for objects in built.values():

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from socialproof.devstack import Stack
+from tools.devstack import Stack
 
 MIN_CASES = 300
 #: examples per operation and generation mode; operations differ in number per service

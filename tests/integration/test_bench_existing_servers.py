@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from contracts import codec
 from contracts.topics import EVENT_TOPICS, ORDERS
-from socialproof import topicops
+from ops import topics as topicops
 from socialproof.settings import Settings
 from tests.integration.test_processor_support import publish
 from tests.integration.test_topic_ops import purchase

@@ -21,20 +21,14 @@ from confluent_kafka import Consumer, TopicPartition
 
 from contracts import codec
 from contracts.topics import ORDERS
-from socialproof.devstack import (
-    ManagedProcess,
-    embedded_broker,
-    free_port,
-    service_argv,
-    wait_for_broker,
-    wait_ready,
-)
 from socialproof.kafka import ensure_topics
+from socialproof.processes import ManagedProcess, free_port, service_argv
 from socialproof.settings import Settings
 from tests.conftest import ARTIFACTS, SERVICE_TOKEN
 from tests.support.backends import FAST_FAILOVER_ENV, Backend
 from tests.support.storefront import product, publish
 from tests.support.waiting import wait_for
+from tools.devstack import embedded_broker, wait_for_broker, wait_ready
 
 PRODUCE_TIMEOUT_MS = 1500
 PRODUCTS_USED = ("p-before", "p-during", "p-after", "p-1", "p-2", "p-3")

@@ -17,9 +17,8 @@ import redis.asyncio as aioredis
 
 from contracts import events as ev
 from contracts.views import Keys
+from services.counters.oracle import Oracle
 from services.notifier.proof import ProofReader
-from services.social.processor.oracle import Oracle
-from socialproof.devstack import Stack
 from socialproof.settings import Settings
 from tests.integration.test_counters_store import (
     consent,
@@ -37,6 +36,7 @@ from tests.integration.test_processor_support import (
     wait_processed,
 )
 from tests.support.waiting import wait_for
+from tools.devstack import Stack
 
 P = "test"
 

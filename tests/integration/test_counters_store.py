@@ -15,12 +15,12 @@ import redis.asyncio as aioredis
 
 from contracts import events as ev
 from contracts.views import FRIENDS_FANOUT_AT
+from services.counters.oracle import Oracle
+from services.counters.store import CounterStore
 from services.notifier.proof import ProofReader, to_json
-from services.social.processor.oracle import Oracle
-from services.social.processor.store import CounterStore
-from socialproof.loadgen import LoadConfig, LoadGenerator
 from socialproof.settings import Settings
 from tests.integration.test_processor_support import dump, fanout_errors, first_difference
+from tools.loadgen import LoadConfig, LoadGenerator
 
 P = "loadgen"
 

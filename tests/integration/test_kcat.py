@@ -17,11 +17,11 @@ from string import Template
 import httpx
 
 from contracts.topics import ALL_TOPICS, ORDERS
-from socialproof.devstack import Stack
 from socialproof.kafka import topic_name
 from socialproof.settings import Settings
 from tests.support import kcat
 from tests.support.waiting import wait_for
+from tools.devstack import Stack
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

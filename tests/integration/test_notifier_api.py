@@ -12,7 +12,6 @@ import pytest
 
 from contracts.views import TRENDING_HOURS, TRENDING_WEIGHTS
 from services.notifier.tokens import ViewerTokens, derive_secret
-from socialproof.devstack import Stack
 from socialproof.settings import Settings
 from tests.support.storefront import (
     extra_notifier,
@@ -24,6 +23,7 @@ from tests.support.storefront import (
     viewer_token,
 )
 from tests.support.waiting import wait_for
+from tools.devstack import Stack
 
 
 def proof(notifier_api: httpx.Client, product_id: str, token: str | None = None) -> httpx.Response:

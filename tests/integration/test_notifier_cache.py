@@ -21,8 +21,9 @@ import uvicorn
 from contracts.views import HOUR_MS, Keys
 from services.notifier.app import create_app
 from services.notifier.fastpath import FastPath
-from socialproof.devstack import ManagedProcess, Stack, free_port, service_argv, wait_ready
-from socialproof.settings import NotifierSettings, Settings
+from services.notifier.settings import NotifierSettings
+from socialproof.processes import ManagedProcess, free_port, service_argv
+from socialproof.settings import Settings
 from tests.support.storefront import (
     extra_notifier,
     friends,
@@ -33,6 +34,7 @@ from tests.support.storefront import (
     viewer_token,
 )
 from tests.support.waiting import wait_for
+from tools.devstack import Stack, wait_ready
 
 
 def cached_read(client: httpx.Client, path: str) -> dict:

@@ -14,7 +14,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from contracts.views import Keys
-from socialproof.devstack import Stack
 from socialproof.settings import Settings
 from tests.support.sse import SseClient
 from tests.support.storefront import (
@@ -26,6 +25,7 @@ from tests.support.storefront import (
     publish,
     viewer_token,
 )
+from tools.devstack import Stack
 
 
 def test_sse_pushes_friend_counts_to_that_viewer_only(

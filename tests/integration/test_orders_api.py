@@ -10,9 +10,9 @@ import pytest
 
 from contracts.events import OrderCancelled, OrderRefunded, PurchaseCompleted
 from contracts.topics import ORDERS
-from socialproof.devstack import Stack
 from socialproof.settings import Settings
 from tests.support.services import api, restart_service, topic_events
+from tools.devstack import Stack
 
 
 @pytest.fixture

@@ -16,21 +16,15 @@ import pytest
 
 from contracts.events import PurchaseCompleted
 from contracts.topics import ORDERS
-from socialproof.devstack import (
-    ManagedProcess,
-    embedded_broker,
-    free_port,
-    service_argv,
-    wait_for_broker,
-    wait_ready,
-)
 from socialproof.kafka import ensure_topics
+from socialproof.processes import ManagedProcess, free_port, service_argv
 from socialproof.settings import Settings
 from tests.conftest import ARTIFACTS
 from tests.support.backends import FAST_FAILOVER_ENV, Backend
 from tests.support.services import topic_records
 from tests.support.storefront import product, publish
 from tests.support.waiting import wait_for
+from tools.devstack import embedded_broker, wait_for_broker, wait_ready
 
 
 class Private:

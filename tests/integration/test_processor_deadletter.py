@@ -36,12 +36,12 @@ from confluent_kafka.admin import (
 
 from contracts import codec
 from contracts.topics import DEAD_LETTERS, ORDERS, SHARES, DeadLetter
-from socialproof.devstack import Stack
 from socialproof.kafka import Delivered, EventPublisher, PublishFailed
 from socialproof.settings import Settings
 from tests.integration.test_counters_store import purchase
 from tests.integration.test_processor_support import publish
 from tests.support.waiting import wait_for, wait_for_async
+from tools.devstack import Stack
 
 #: what a test raises an event topic's max.message.bytes to (the producers' own limit)
 RAISED_LIMIT = 8 * 1024 * 1024

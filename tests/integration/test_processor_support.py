@@ -15,15 +15,12 @@ import httpx
 import redis as redis_sync
 
 from contracts.events import Event
-from socialproof.devstack import (
-    ManagedProcess,
-    free_port,
-    wait_worker_assigned,
-)
 from socialproof.kafka import Delivered, EventPublisher
+from socialproof.processes import ManagedProcess, free_port
 from socialproof.settings import Settings
 from tests.support.backends import FAST_FAILOVER_ENV
 from tests.support.waiting import wait_for
+from tools.devstack import wait_worker_assigned
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "processor"
@@ -166,7 +163,7 @@ def start_worker(
     }
     proc = ManagedProcess(
         name=name,
-        argv=[sys.executable, "-m", "socialproof.cli", "worker"],
+        argv=[sys.executable, "-m", "cli.main", "worker"],
         env=env,
         cwd=str(ROOT),
         echo=False,

@@ -13,9 +13,8 @@ import httpx
 import redis as redis_sync
 import redis.asyncio as aioredis
 
+from services.counters.oracle import Oracle
 from services.notifier.proof import ProofReader, to_json
-from services.social.processor.oracle import Oracle
-from socialproof.loadgen import LoadConfig, LoadGenerator
 from socialproof.settings import Settings
 from tests.integration.test_processor_support import (
     dump,
@@ -24,6 +23,7 @@ from tests.integration.test_processor_support import (
     publish,
     start_worker,
 )
+from tools.loadgen import LoadConfig, LoadGenerator
 
 FANOUT_AT = 5
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 
 from contracts.views import Keys
-from socialproof.devstack import Stack
-from socialproof.simulate import Targets, simulate_async
 from tests.support.waiting import wait_for_async
+from tools.devstack import Stack
+from tools.simulate import Targets, simulate_async
 
 
 async def test_the_simulator_drives_real_traffic_into_the_storefront(

@@ -11,9 +11,10 @@ import pytest
 
 from contracts.events import FriendshipAdded, FriendshipRemoved, ProductShared
 from contracts.topics import FRIENDSHIPS, SHARES, USERS
-from socialproof.devstack import ManagedProcess, Stack, free_port, service_argv, wait_ready
+from socialproof.processes import ManagedProcess, free_port, service_argv
 from socialproof.settings import Settings
 from tests.support.services import api, restart_service, topic_events, topic_records
+from tools.devstack import Stack, wait_ready
 
 
 @pytest.fixture

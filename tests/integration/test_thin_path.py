@@ -8,12 +8,12 @@ import time
 
 import httpx
 
-from socialproof.devstack import Stack
 from socialproof.settings import Settings
 from tests.support.sse import SseClient
 from tests.support.storefront import product as product_event
 from tests.support.storefront import publish
 from tests.support.waiting import wait_for
+from tools.devstack import Stack
 
 
 def catalogued(settings: Settings, *product_ids: str) -> None:

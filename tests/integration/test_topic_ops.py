@@ -25,16 +25,17 @@ from confluent_kafka.admin import (
 )
 from typer.testing import CliRunner
 
+from cli.main import app
 from contracts import codec
 from contracts import events as ev
 from contracts.topics import DEAD_LETTERS, ORDERS, DeadLetter
-from socialproof.cli import app
-from socialproof.devstack import embedded_broker, free_port, wait_for_broker
 from socialproof.kafka import ensure_topics
+from socialproof.processes import free_port
 from socialproof.settings import Settings
 from tests.conftest import ARTIFACTS
 from tests.support.backends import Backend
 from tests.support.waiting import wait_for
+from tools.devstack import embedded_broker, wait_for_broker
 
 runner = CliRunner()
 
@@ -419,13 +420,13 @@ def test_group_lag_and_reset(broker: str) -> None:
 
 
 def _count(broker: str, topic: str) -> int:
-    from socialproof import topicops
+    from ops import topics as topicops
 
     return sum(1 for _ in topicops.read_topic(Settings(kafka_bootstrap_servers=broker), topic))
 
 
 def _order_ids(broker: str, topic: str) -> set[str]:
-    from socialproof import topicops
+    from ops import topics as topicops
 
     ids = set()
     for rec in topicops.read_topic(Settings(kafka_bootstrap_servers=broker), topic):

@@ -17,9 +17,9 @@ from confluent_kafka.admin import AdminClient
 
 from contracts.topics import ALL_TOPICS, ORDERS, PRODUCTS
 from contracts.views import Keys
-from socialproof import topicops
-from socialproof.devstack import Stack, StackConfig, free_port
+from ops import topics as topicops
 from socialproof.kafka import ensure_topics, topic_name
+from socialproof.processes import free_port
 from socialproof.settings import Settings
 from tests.conftest import ARTIFACTS, SERVICE_TOKEN
 from tests.integration.test_processor_support import processed_count, publish, start_worker
@@ -27,6 +27,7 @@ from tests.integration.test_topic_ops import purchase
 from tests.support.backends import FAST_FAILOVER_ENV
 from tests.support.services import topic_records
 from tests.support.waiting import wait_for
+from tools.devstack import Stack, StackConfig
 
 
 def delete_topics_with_prefix(settings: Settings) -> None:

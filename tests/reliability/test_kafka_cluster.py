@@ -12,7 +12,7 @@ answered 201; per order, its fact in Redis names its buyer), while every answer 
 was the contract's 503 with Retry-After. The orders service's produce timeout is 2 s (default 5);
 everything else is the settings' and Kafka's defaults.
 
-- The dev broker (:func:`socialproof.devstack.embedded_broker`, log dir kept) is SIGKILLed
+- The dev broker (:func:`tools.devstack.embedded_broker`, log dir kept) is SIGKILLed
   mid-stream and started again on the same port and log dir: none of the orders answered 201,
   before the kill or after, is lost. The new incarnation is refused registration until the dead
   one's session (``broker.session.timeout.ms``, 9 s) has expired, so the broker answers again
@@ -56,16 +56,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from contracts.topics import ALL_TOPICS, ORDERS
-from socialproof.devstack import (
-    ManagedProcess,
-    embedded_broker,
-    free_port,
-    redis_server,
-    wait_for_broker,
-    wait_for_redis,
-)
-from socialproof.embeddedkafka import KafkaCluster
 from socialproof.kafka import ensure_topics
+from socialproof.processes import ManagedProcess, free_port
 from socialproof.settings import Settings
 from tests.conftest import ARTIFACTS, SERVICE_TOKEN
 from tests.support.cluster import (
@@ -83,6 +75,8 @@ from tests.support.cluster import (
 )
 from tests.support.storefront import product, publish
 from tests.support.waiting import wait_for
+from tools.devstack import embedded_broker, redis_server, wait_for_broker, wait_for_redis
+from tools.embeddedkafka import KafkaCluster
 
 pytestmark = pytest.mark.integration
 

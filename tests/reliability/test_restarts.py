@@ -22,10 +22,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from services.counters.oracle import Oracle
 from services.notifier.proof import ProofReader, to_json
-from services.social.processor.oracle import Oracle
 from socialproof.kafka import EventPublisher
-from socialproof.loadgen import LoadConfig, LoadGenerator
 from tests.integration.test_counters_store import purchase
 from tests.integration.test_processor_support import processed_count
 from tests.support.convergence import wait_converged
@@ -34,6 +33,7 @@ from tests.support.private import PrivateBackend
 from tests.support.storefront import friends, person, publish
 from tests.support.streams import publish_paced, with_duplicates
 from tests.support.waiting import wait_for
+from tools.loadgen import LoadConfig, LoadGenerator
 
 pytestmark = pytest.mark.integration
 

@@ -20,13 +20,13 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from services.counters.oracle import Oracle
 from services.notifier.proof import ProofReader
-from services.social.processor.oracle import Oracle
 from socialproof.kafka import EventPublisher
-from socialproof.loadgen import LoadConfig, LoadGenerator
 from tests.support.convergence import wait_converged
 from tests.support.private import PrivateBackend, metric_total
 from tests.support.streams import publish_paced, with_duplicates
+from tools.loadgen import LoadConfig, LoadGenerator
 
 pytestmark = pytest.mark.integration
 

@@ -28,11 +28,11 @@ from websockets.sync.client import connect as ws_connect
 
 from contracts import events as ev
 from services.notifier.tokens import ViewerTokens, derive_secret
-from socialproof.devstack import Stack
 from socialproof.settings import Settings
 from tests.conftest import SERVICE_TOKEN
 from tests.support.storefront import friends, order, product, publish
 from tests.support.waiting import wait_for
+from tools.devstack import Stack
 
 pytestmark = pytest.mark.integration
 

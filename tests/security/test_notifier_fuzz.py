@@ -17,9 +17,9 @@ import pytest
 import schemathesis
 from schemathesis import GenerationMode
 
-from socialproof.devstack import Stack
 from tests.integration.test_api_fuzz import CHECKS, SETTINGS
 from tests.security.test_authorization import mint
+from tools.devstack import Stack
 
 pytestmark = pytest.mark.integration
 

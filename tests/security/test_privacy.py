@@ -15,12 +15,12 @@ import uuid
 import httpx
 import pytest
 
-from socialproof.devstack import Stack
 from socialproof.settings import Settings
 from tests.security.test_authorization import mint
 from tests.support.services import api
 from tests.support.sse import SseClient
 from tests.support.storefront import order, product, publish
+from tools.devstack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -22,15 +22,15 @@ import pytest
 import redis.asyncio as aioredis
 
 from contracts import events as ev
+from services.counters.oracle import Oracle
 from services.notifier.proof import ProofReader
-from services.social.processor.oracle import Oracle
-from socialproof.loadgen import LoadConfig, LoadGenerator
 from tests.integration.test_counters_store import purchase
 from tests.integration.test_processor_support import publish, publish_all
 from tests.support.convergence import first_mismatch
 from tests.support.eventsource import EventSource
 from tests.support.private import ROOT, PrivateBackend
 from tests.support.waiting import wait_for
+from tools.loadgen import LoadConfig, LoadGenerator
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +122,7 @@ def test_a_full_replay_keeps_erased_and_withdrawn_users_out(private: PrivateBack
     env = {**os.environ, **private.env(ns),
            "SOCIALPROOF_WORKER_CONSUMER_GROUP": group}
     done = subprocess.run(
-        [sys.executable, "-m", "socialproof.cli", "replay", "rebuild", "--switch", "--yes",
+        [sys.executable, "-m", "cli.main", "replay", "rebuild", "--switch", "--yes",
          "--grace", "2", "--handover", "1", "--json"],
         env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=120,
     )
@@ -131,7 +131,7 @@ def test_a_full_replay_keeps_erased_and_withdrawn_users_out(private: PrivateBack
     assert summary["switched"] and summary["replayed"] >= len(events), summary
     rebuilt = summary["namespace"]
     status = subprocess.run(
-        [sys.executable, "-m", "socialproof.cli", "replay", "status", "--json"],
+        [sys.executable, "-m", "cli.main", "replay", "status", "--json"],
         env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=60,
     )
     assert status.returncode == 0, status.stderr[-2000:]

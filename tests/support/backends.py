@@ -2,7 +2,7 @@
 
 ``SOCIALPROOF_TEST_BACKEND`` chooses:
 
-- ``embedded`` (default): Apache Kafka (one KRaft process, :mod:`socialproof.embeddedkafka`) and
+- ``embedded`` (default): Apache Kafka (one KRaft process, :mod:`tools.embeddedkafka`) and
   Debian's redis-server, started on free ports for the session. When ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set, those
   existing servers are used instead (each independently).
 - ``containers``: testcontainers' Kafka (Apache Kafka, KRaft) and Redis images; needs a reachable
@@ -19,15 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from socialproof.devstack import (
-    LOCAL_ENV,
-    ManagedProcess,
-    embedded_broker,
-    free_port,
-    redis_server,
-    wait_for_broker,
-    wait_for_redis,
-)
+from socialproof.processes import ManagedProcess, free_port
+from tools.devstack import LOCAL_ENV, embedded_broker, redis_server, wait_for_broker, wait_for_redis
 
 # testcontainers' KafkaContainer starts Confluent's images (its with_kraft() refuses any tag below
 # 7.0.0, so an apache/kafka tag cannot run there): CP 8.0 is Apache Kafka 4.0, KRaft only.

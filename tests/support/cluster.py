@@ -1,7 +1,7 @@
 """Support for the Kafka cluster fault tests (tests/reliability/test_kafka_cluster.py).
 
 - :class:`Processes`: socialproof processes (the orders service, the stream worker) started
-  against a broker of the test's own (a 3-node :class:`~socialproof.embeddedkafka.KafkaCluster`
+  against a broker of the test's own (a 3-node :class:`~tools.embeddedkafka.KafkaCluster`
   or a single dev broker) and a private redis-server, with the settings' defaults except where a
   test says otherwise.
 - :class:`OrderTraffic`: orders sent to an orders service at a steady rate from a thread of its
@@ -40,16 +40,10 @@ from contracts.events import PurchaseCompleted
 from contracts.topics import ORDERS
 from contracts.views import Keys
 from services.notifier.proof import ProofReader
-from socialproof.devstack import (
-    LOCAL_ENV,
-    ManagedProcess,
-    free_port,
-    service_argv,
-    wait_ready,
-    wait_worker_assigned,
-)
+from socialproof.processes import ManagedProcess, free_port, service_argv
 from socialproof.settings import Settings
 from tests.support.services import topic_records
+from tools.devstack import LOCAL_ENV, wait_ready, wait_worker_assigned
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSED = "socialproof_events_processed_total"
@@ -125,7 +119,7 @@ class Processes:
         port = free_port()
         env = self.env(namespace, SOCIALPROOF_WORKER_CONSUMER_GROUP=group,
                        SOCIALPROOF_WORKER_WEB_PORT=str(port), **extra)
-        proc, log = self._spawn("worker", [sys.executable, "-m", "socialproof.cli", "worker"], env)
+        proc, log = self._spawn("worker", [sys.executable, "-m", "cli.main", "worker"], env)
         return Service(proc, f"http://127.0.0.1:{port}", log)
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 ``first_mismatch`` reads every product's counters, ``friends_bought`` for some viewers and the
 activity feed through :class:`services.notifier.proof.ProofReader` (what the notifier serves) and
-returns the first difference from :class:`services.social.processor.oracle.Oracle`, or None.
+returns the first difference from :class:`services.counters.oracle.Oracle`, or None.
 ``wait_converged`` polls it with a deadline, so a test never sleeps blindly.
 """
 
@@ -12,8 +12,8 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
+from services.counters.oracle import Oracle
 from services.notifier.proof import ProofReader, to_json
-from services.social.processor.oracle import Oracle
 
 
 async def first_mismatch(

@@ -27,20 +27,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from socialproof.devstack import (
-    ManagedProcess,
+from socialproof.kafka import ensure_topics
+from socialproof.processes import ManagedProcess, free_port, service_argv
+from socialproof.settings import Settings
+from tests.support.backends import FAST_FAILOVER_ENV
+from tools.devstack import (
     embedded_broker,
-    free_port,
     redis_server,
-    service_argv,
     wait_for_broker,
     wait_for_redis,
     wait_ready,
     wait_worker_assigned,
 )
-from socialproof.kafka import ensure_topics
-from socialproof.settings import Settings
-from tests.support.backends import FAST_FAILOVER_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 @dataclass
@@ -137,7 +135,7 @@ class PrivateBackend:
         env = self.env(namespace, **extra)
         env.update(SOCIALPROOF_WORKER_CONSUMER_GROUP=group,
                    SOCIALPROOF_WORKER_WEB_PORT=str(port))
-        proc = self._spawn("worker", [sys.executable, "-m", "socialproof.cli", "worker"], env)
+        proc = self._spawn("worker", [sys.executable, "-m", "cli.main", "worker"], env)
         url = f"http://127.0.0.1:{port}"
         if wait:
             wait_worker_assigned(f"{url}/readyz", 60, proc)

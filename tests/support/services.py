@@ -14,9 +14,10 @@ import httpx
 from contracts import codec
 from contracts.events import Event
 from contracts.topics import Topic
-from socialproof.devstack import Stack, service_argv, wait_ready
+from socialproof.processes import service_argv
 from socialproof.settings import Settings
 from socialproof.topicview import Record, TopicView
+from tools.devstack import Stack, wait_ready
 
 T = TypeVar("T")
 

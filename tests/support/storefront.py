@@ -18,10 +18,11 @@ from pathlib import Path
 import httpx
 
 from contracts import events as ev
-from socialproof.devstack import ManagedProcess, Stack, free_port, service_argv, wait_ready
 from socialproof.kafka import EventPublisher
+from socialproof.processes import ManagedProcess, free_port, service_argv
 from socialproof.settings import Settings
 from tests.support.waiting import wait_for
+from tools.devstack import Stack, wait_ready
 
 LOGS = Path(__file__).resolve().parent.parent.parent / "test-artifacts" / "stack" / "logs"
 

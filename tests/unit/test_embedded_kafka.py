@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from socialproof import embeddedkafka
-from socialproof.devstack import StackError
+from tools import embeddedkafka
+from tools.devstack import StackError
 
 
 def test_cluster_ids_read_as_values_not_options() -> None:

@@ -6,13 +6,16 @@ import importlib
 
 import pytest
 
-from socialproof import settings as s
+from services.catalog.settings import CatalogSettings
+from services.notifier.settings import NotifierSettings
+from services.orders.settings import OrdersSettings
+from services.social.settings import SocialSettings
 
 SERVICES = {
-    "catalog": s.CatalogSettings,
-    "orders": s.OrdersSettings,
-    "social": s.SocialSettings,
-    "notifier": s.NotifierSettings,
+    "catalog": CatalogSettings,
+    "orders": OrdersSettings,
+    "social": SocialSettings,
+    "notifier": NotifierSettings,
 }
 
 

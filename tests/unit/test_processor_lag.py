@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import aiokafka
 import pytest
 
-from services.social.processor.app import BatchConsumer
+from services.counters.app import BatchConsumer
+from services.counters.settings import CountersSettings
 from socialproof.metrics import PROCESSOR_LAG
-from socialproof.settings import SocialSettings
 
 
 @dataclass
@@ -87,7 +87,7 @@ async def test_lag_is_the_age_of_the_newest_committed_record_and_zero_when_caugh
     fake = FakeConsumer([fetch])
     monkeypatch.setattr(aiokafka, "AIOKafkaConsumer", fake)
     processor = Processor()
-    consumer = BatchConsumer(SocialSettings(), processor)  # type: ignore[arg-type]
+    consumer = BatchConsumer(CountersSettings(), processor)  # type: ignore[arg-type]
     PROCESSOR_LAG.set(-1)
     seen: list[float] = []
 

@@ -9,9 +9,9 @@ import pytest
 
 from bench.registry import REGISTRY, Result, Target, scenario
 from contracts import events as ev
-from services.social.processor.oracle import Oracle
-from services.social.processor.store import operation
-from socialproof.loadgen import LoadConfig, LoadGenerator
+from services.counters.oracle import Oracle
+from services.counters.store import operation
+from tools.loadgen import LoadConfig, LoadGenerator
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import httpx
 
-from socialproof.simulate import DEMO_PRODUCTS, Simulator, Targets, demo_catalog, demo_config
+import services.notifier
+from tools.simulate import DEMO_PRODUCTS, Simulator, Targets, demo_catalog, demo_config
 
 TARGETS = Targets("http://catalog", "http://orders", "http://social", token="t" * 20)
 
@@ -109,3 +111,10 @@ def test_the_demo_viewers_are_the_best_connected_users() -> None:
     degrees = [v["friends"] for v in catalog["viewers"]]
     assert degrees == sorted(degrees, reverse=True) and degrees[-1] > 12
     assert demo_catalog(seed=42) == catalog
+
+
+def test_the_notifier_bundles_the_default_seeds_demo_catalog() -> None:
+    # The notifier never imports the simulator: it serves this file (or the one make run writes
+    # for its seed). Regenerate: socialproof simulate --write-catalog services/notifier/static/demo-catalog.json
+    bundled = Path(services.notifier.__file__).parent / "static" / "demo-catalog.json"
+    assert json.loads(bundled.read_text()) == demo_catalog(seed=42)

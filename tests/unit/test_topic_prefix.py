@@ -14,8 +14,9 @@ from bench.env import (
     redis_url_for_display,
 )
 from contracts.topics import ALL_TOPICS, DEAD_LETTERS, ORDERS, PRODUCTS
+from services.counters.settings import CountersSettings
 from socialproof.kafka import registry_topic, topic_name
-from socialproof.settings import Settings, SocialSettings
+from socialproof.settings import Settings
 
 
 def test_without_a_prefix_topics_carry_their_registry_names() -> None:
@@ -25,7 +26,7 @@ def test_without_a_prefix_topics_carry_their_registry_names() -> None:
 
 
 def test_a_prefix_goes_before_every_registry_name_and_maps_back() -> None:
-    settings = SocialSettings(kafka_topic_prefix="staging.")
+    settings = CountersSettings(kafka_topic_prefix="staging.")
     assert topic_name(settings, ORDERS) == "staging.orders.events"
     assert topic_name(settings, DEAD_LETTERS) == "staging.socialproof.deadletter"
     for topic in ALL_TOPICS:

@@ -1,4 +1,4 @@
-"""The ``socialproof deploy`` commands (registered by ``socialproof/cli.py``):
+"""The ``socialproof deploy`` commands (registered by ``cli/main.py``):
 
     socialproof deploy topics            # regenerate the KafkaTopic resources from the registry
     socialproof deploy topics --check    # fail if the checked-in KafkaTopic file is stale

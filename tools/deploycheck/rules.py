@@ -47,24 +47,35 @@ COMMAND_SETTINGS = {
     ("serve", "orders"): "OrdersSettings",
     ("serve", "social"): "SocialSettings",
     ("serve", "notifier"): "NotifierSettings",
-    ("worker",): "SocialSettings",
+    ("worker",): "CountersSettings",
     # topic operations (issue 6): the replay rebuilds counters like the worker, dumps only read
-    ("replay",): "SocialSettings",
+    ("replay",): "CountersSettings",
     ("topics",): "Settings",
 }
 
 
 def settings_classes() -> dict[str, type]:
-    """Every settings class a socialproof process reads, found in socialproof.settings (not a
-    hard-coded list, so a new class or field is covered as soon as it exists)."""
+    """Every settings class a socialproof process reads, found in socialproof.settings and in
+    each service's ``settings`` module (not a hard-coded list, so a new class or field is covered
+    as soon as it exists)."""
+    import importlib
+    import importlib.util
     import inspect
+    import pkgutil
 
+    import services
     from socialproof import settings as s
 
+    modules = [s] + [
+        importlib.import_module(f"services.{info.name}.settings")
+        for info in pkgutil.iter_modules(services.__path__)
+        if info.ispkg and importlib.util.find_spec(f"services.{info.name}.settings")
+    ]
     return {
         name: cls
-        for name, cls in inspect.getmembers(s, inspect.isclass)
-        if issubclass(cls, s.Settings) and cls.__module__ == s.__name__
+        for module in modules
+        for name, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, s.Settings) and cls.__module__ == module.__name__
     }
 
 

@@ -31,10 +31,10 @@ import redis as redis_sync
 
 from contracts import namespaces
 from contracts.topics import EVENT_TOPICS
-from socialproof import topicops
-from socialproof.devstack import ManagedProcess, free_port, worker_argv
+from ops import topics
 from socialproof.kafka import topic_name
-from socialproof.settings import SocialSettings
+from socialproof.processes import ManagedProcess, free_port, worker_argv
+from socialproof.settings import Settings
 
 Report = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -44,12 +44,12 @@ class RebuildError(RuntimeError):
     pass
 
 
-def connect(settings: SocialSettings) -> redis_sync.Redis:
+def connect(settings: Settings) -> redis_sync.Redis:
     return redis_sync.Redis.from_url(settings.redis_url, decode_responses=True,
                                      socket_timeout=10)
 
 
-def current(settings: SocialSettings, client: redis_sync.Redis) -> namespaces.Namespaces:
+def current(settings: Settings, client: redis_sync.Redis) -> namespaces.Namespaces:
     return namespaces.parse(client.hgetall(namespaces.pointer_key(settings.redis_namespace)), settings.redis_namespace)
 
 
@@ -101,8 +101,10 @@ class Plan:
         ]
 
 
-def plan(settings: SocialSettings, start: datetime | None = None,
+def plan(settings: Settings, live_group: str, start: datetime | None = None,
          client: redis_sync.Redis | None = None) -> Plan:
+    """What a rebuild would do: the new namespace, its own consumer group beside the live
+    workers' ``live_group``, and the records to replay (each event topic's end now)."""
     client = client or connect(settings)
     pointer = current(settings, client)
     if pointer.shadow:
@@ -114,24 +116,24 @@ def plan(settings: SocialSettings, start: datetime | None = None,
     if next(iter(namespace_keys(client, new)), None) is not None:
         raise RebuildError(f"namespace {new!r} is not empty")
     names = [topic_name(settings, t) for t in EVENT_TOPICS]
-    ends = {name: topicops.true_end_offsets(settings, name) for name in names}
-    return Plan(old=pointer.active, new=new, group=f"{settings.worker_consumer_group}-{new}",
-                live_group=settings.worker_consumer_group, start=start, ends=ends)
+    ends = {name: topics.true_end_offsets(settings, name) for name in names}
+    return Plan(old=pointer.active, new=new, group=f"{live_group}-{new}",
+                live_group=live_group, start=start, ends=ends)
 
 
-def group_offsets(settings: SocialSettings, group: str) -> dict[tuple[str, int], int]:
+def group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
     """A group's committed offsets on the event topics (0 where it committed nothing)."""
     from confluent_kafka import ConsumerGroupTopicPartitions
 
     names = {topic_name(settings, t) for t in EVENT_TOPICS}
-    adm = topicops.admin(settings)  # kept alive until the future resolves
+    adm = topics.admin(settings)  # kept alive until the future resolves
     result = adm.list_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group)], request_timeout=10)[group].result()
     return {(tp.topic, tp.partition): max(tp.offset, 0)
             for tp in result.topic_partitions or [] if tp.topic in names}
 
 
-def _reached(settings: SocialSettings, group: str, targets: dict[tuple[str, int], int]) -> int:
+def _reached(settings: Settings, group: str, targets: dict[tuple[str, int], int]) -> int:
     """How many records of ``targets`` the group has passed (committed offsets)."""
     offsets = group_offsets(settings, group)
     return sum(min(offsets.get(tp, 0), end) for tp, end in targets.items())
@@ -153,7 +155,7 @@ class Result:
 class Rebuild:
     """One rebuild run; ``run`` is the whole procedure, with undo on interruption."""
 
-    def __init__(self, settings: SocialSettings, the_plan: Plan, *, report: Report = print,
+    def __init__(self, settings: Settings, the_plan: Plan, *, report: Report = print,
                  progress: Progress | None = None, handover_s: float = 5.0,
                  grace_s: float = 60.0, worker_log: str | None = None) -> None:
         self.settings = settings
@@ -173,7 +175,7 @@ class Rebuild:
 
         if self.plan.start is not None:
             # A new group starts where we put it: at the first record at or after --from.
-            topicops.reset_group(self.settings, self.plan.group,
+            topics.reset_group(self.settings, self.plan.group,
                                  list(self.plan.ends), self.plan.start)
         env = {
             "SOCIALPROOF_REDIS_NAMESPACE": self.plan.new,
@@ -254,7 +256,7 @@ class Rebuild:
             self.worker.stop()
             self.worker = None
         with contextlib.suppress(Exception):
-            adm = topicops.admin(self.settings)
+            adm = topics.admin(self.settings)
             adm.delete_consumer_groups([self.plan.group], request_timeout=10)[
                 self.plan.group].result()
 
@@ -283,7 +285,7 @@ class Rebuild:
             drop_namespace(self.client, self.plan.new)
 
 
-def status(settings: SocialSettings) -> dict[str, object]:
+def status(settings: Settings) -> dict[str, object]:
     client = connect(settings)
     raw = client.hgetall(namespaces.pointer_key(settings.redis_namespace))
     pointer = namespaces.parse(raw, settings.redis_namespace)
@@ -297,7 +299,7 @@ def status(settings: SocialSettings) -> dict[str, object]:
             "namespaces": found}
 
 
-def drop(settings: SocialSettings, ns: str) -> int:
+def drop(settings: Settings, ns: str) -> int:
     client = connect(settings)
     pointer = current(settings, client)
     if ns == pointer.active:

@@ -34,7 +34,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from socialproof.devstack import ManagedProcess, StackError, free_port, wait_until
+from socialproof.processes import ManagedProcess, ProcessError, free_port, wait_until
+from tools.devstack import StackError
 
 POM = Path(__file__).with_name("kafka_jars") / "pom.xml"
 MIN_JAVA = 17
@@ -266,7 +267,7 @@ class KafkaCluster:
     Built for fault tests: every node keeps its ports and log dir for the cluster's life, so a
     node killed (:meth:`kill`) or frozen (:meth:`freeze`) comes back with :meth:`start_node` or
     :meth:`thaw` as the same broker, with the data it had. Start nodes from a long-lived thread
-    (see ``devstack._die_with_parent``). Measured on 2 cores: formatting the three log dirs takes
+    (see ``processes.die_with_parent``). Measured on 2 cores: formatting the three log dirs takes
     3-5 s, and every broker sees the other two about 11 s after :meth:`start`.
     """
 
@@ -364,5 +365,5 @@ class KafkaCluster:
 if __name__ == "__main__":  # `make setup`: fetch the jars now, so the first start is quick
     try:
         print(f"Apache Kafka {kafka_version()}: {ensure_jars()}")
-    except StackError as exc:
+    except ProcessError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -17,9 +17,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -38,7 +37,7 @@ console = Console()
 err = Console(stderr=True)
 
 
-class Service(str, Enum):
+class Service(StrEnum):
     catalog = "catalog"
     orders = "orders"
     social = "social"
@@ -63,38 +62,41 @@ def _load(settings_cls):
 @app.command()
 def serve(service: Annotated[Service, typer.Argument(help="which HTTP service")]) -> None:
     """Run one HTTP service in the foreground."""
-    from socialproof import settings as s
     from socialproof.serve import serve as run_service
 
     if service is Service.orders:
         from services.orders.app import create_app
+        from services.orders.settings import OrdersSettings
 
-        cfg = _load(s.OrdersSettings)
+        cfg = _load(OrdersSettings)
         run_service("orders", create_app, cfg, cfg.orders_port)
     elif service is Service.notifier:
         from services.notifier.app import create_app
+        from services.notifier.settings import NotifierSettings
 
-        cfg = _load(s.NotifierSettings)
+        cfg = _load(NotifierSettings)
         run_service("notifier", create_app, cfg, cfg.notifier_port, cfg.notifier_processes)
     elif service is Service.catalog:
         from services.catalog.app import create_app
+        from services.catalog.settings import CatalogSettings
 
-        cfg = _load(s.CatalogSettings)
+        cfg = _load(CatalogSettings)
         run_service("catalog", create_app, cfg, cfg.catalog_port)
     else:
         from services.social.app import create_app
+        from services.social.settings import SocialSettings
 
-        cfg = _load(s.SocialSettings)
+        cfg = _load(SocialSettings)
         run_service("social", create_app, cfg, cfg.social_port)
 
 
 @app.command()
 def worker() -> None:
     """Run the stream processor (a Faust worker) in the foreground."""
-    from services.social.processor.app import run_worker
-    from socialproof.settings import SocialSettings
+    from services.counters.app import run_worker
+    from services.counters.settings import CountersSettings
 
-    run_worker(_load(SocialSettings))
+    run_worker(_load(CountersSettings))
 
 
 @app.command()
@@ -123,16 +125,15 @@ def run(
 
     Topics, consumer offsets and counters are kept under the dev stack's folder, so a second
     `make run` carries on where the first stopped; --fresh starts empty."""
-    from socialproof.devstack import Stack, StackConfig, StackError
-    from socialproof.settings import (
-        DEFAULT_PORTS,
-        DevStackSettings,
-        NotifierSettings,
-        SocialSettings,
-    )
+    from services.counters.settings import CountersSettings
+    from services.notifier.settings import NotifierSettings
+    from socialproof.processes import ProcessError
+    from socialproof.settings import DEFAULT_PORTS
+    from tools.devstack import DevStackSettings, Stack, StackConfig
+    from tools.simulate import write_demo_catalog
 
     dev = _load(DevStackSettings)
-    social = _load(SocialSettings)
+    counters = _load(CountersSettings)
     notifier = _load(NotifierSettings)
     ports = {
         name: int(os.environ.get(f"SOCIALPROOF_{name.upper()}_PORT", default))
@@ -146,12 +147,20 @@ def run(
         broker_port=dev.broker_port,
         redis_port=dev.redis_port,
         ports=ports,
-        worker_web_port=social.worker_web_port,
+        worker_web_port=counters.worker_web_port,
         kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
         redis_url=os.environ.get("REDIS_URL"),
         service_token=token or _kept_token(token_file),
-        # the demo storefront (and its unauthenticated viewer tokens) exists only in the dev stack
-        extra_env={"SOCIALPROOF_DEMO_ENABLED": os.environ.get("SOCIALPROOF_DEMO_ENABLED", "true")},
+        # the demo storefront (and its unauthenticated viewer tokens) exists only in the dev stack;
+        # it shows the products and viewers of the simulator's seed
+        extra_env={
+            "SOCIALPROOF_DEMO_ENABLED": os.environ.get("SOCIALPROOF_DEMO_ENABLED", "true"),
+            "SOCIALPROOF_DEMO_CATALOG_PATH": str(workdir / "demo-catalog.json"),
+        },
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_demo_catalog(
+        workdir / "demo-catalog.json", seed=int(os.environ.get("SOCIALPROOF_DEMO_SEED", "42"))
     )
 
     def interrupt(*_: object) -> None:
@@ -182,7 +191,7 @@ def run(
             time.sleep(0.5)
     except KeyboardInterrupt:
         console.print("\n[bold]stopping…[/]")
-    except StackError as exc:
+    except ProcessError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from None
     finally:
@@ -360,16 +369,23 @@ def update_readme(path: Path = Path(__file__).resolve().parent.parent / "README.
 def settings_rows() -> list[tuple[str, str, str, str]]:
     from pydantic import AliasChoices
 
+    from services.catalog.settings import CatalogSettings
+    from services.counters.settings import CountersSettings
+    from services.notifier.settings import NotifierSettings
+    from services.orders.settings import OrdersSettings
+    from services.social.settings import SocialSettings
     from socialproof import settings as s
+    from tools.devstack import DevStackSettings
 
     owners = {
         s.Settings: "all",
         s.PrivacyDefaults: "social, worker, notifier",
-        s.CatalogSettings: "catalog",
-        s.OrdersSettings: "orders",
-        s.SocialSettings: "social, worker",
-        s.NotifierSettings: "notifier",
-        s.DevStackSettings: "make run",
+        CatalogSettings: "catalog",
+        OrdersSettings: "orders",
+        SocialSettings: "social",
+        CountersSettings: "worker",
+        NotifierSettings: "notifier",
+        DevStackSettings: "make run",
     }
     rows: list[tuple[str, str, str, str]] = []
     seen: set[str] = set()
@@ -397,7 +413,7 @@ def settings_rows() -> list[tuple[str, str, str, str]]:
 
 
 def _register_topic_operations() -> None:
-    from socialproof.opscli import register
+    from cli.ops import register
 
     register(app, topics_app)
 
@@ -406,7 +422,7 @@ _register_topic_operations()
 
 
 def _register_simulate() -> None:
-    from socialproof.simulate import simulate
+    from tools.simulate import simulate
 
     app.command("simulate")(simulate)
 
@@ -429,7 +445,3 @@ _register_deploy()
 
 def main() -> None:
     app()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -59,14 +59,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from contracts import codec
 from contracts.events import Event
 from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, DeadLetter
-from services.social.processor.store import CounterStore
+from services.counters.settings import CountersSettings
+from services.counters.store import CounterStore
 from socialproof import logs
 from socialproof import redis as redis_client
 from socialproof.gctune import tune_gc
 from socialproof.kafka import BrokerProbe, EventPublisher, topic_name
 from socialproof.metrics import BATCH_LATENCY, EVENTS_PROCESSED, PROCESSOR_LAG
 from socialproof.metrics import DEAD_LETTERS as DEAD_LETTER_COUNT
-from socialproof.settings import SocialSettings
 
 log = logging.getLogger("socialproof.processor")
 
@@ -193,7 +193,7 @@ class BatchConsumer:
     idempotent store absorbs.
     """
 
-    def __init__(self, settings: SocialSettings, processor: BatchProcessor) -> None:
+    def __init__(self, settings: CountersSettings, processor: BatchProcessor) -> None:
         self.settings = settings
         self.processor = processor
         self.consumer: Any = None
@@ -317,7 +317,7 @@ class _ProcessorApp(faust.App):
                 await result
 
 
-def create_app(settings: SocialSettings, per_event: bool = False) -> faust.App:
+def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App:
     """Build the Faust app; nothing connects until the worker starts.
 
     ``per_event=True`` builds the *baseline* used only by ``make bench``: each event is applied
@@ -449,7 +449,7 @@ async def _with_retry(handle: Any, batch: list[Any]) -> None:
 class _Worker(faust.Worker):
     """Faust's worker with socialproof's log format instead of Faust's own."""
 
-    def __init__(self, app: faust.App, settings: SocialSettings) -> None:
+    def __init__(self, app: faust.App, settings: CountersSettings) -> None:
         self._sp_settings = settings
         super().__init__(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
 
@@ -459,7 +459,7 @@ class _Worker(faust.Worker):
         )
 
 
-def run_worker(settings: SocialSettings, per_event: bool = False) -> None:
+def run_worker(settings: CountersSettings, per_event: bool = False) -> None:
     logs.configure("social-processor", settings.log_level, settings.log_format)
     app = create_app(settings, per_event=per_event)
     # Full collections re-scanning the start-up objects while a batch is alive cost more than the

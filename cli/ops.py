@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from socialproof import topicops as ops
+from ops import topics as ops
 from socialproof.kafka import registry_topic, topic_name
 from socialproof.settings import Settings
 
@@ -462,13 +462,14 @@ def groups_reset(
 # --- replay ------------------------------------------------------------------------------------
 
 
-def _social_settings():
+def _worker_settings():
+    """The stream worker's settings: a rebuild replays into Redis as the worker does."""
     from pydantic import ValidationError
 
-    from socialproof.settings import SocialSettings
+    from services.counters.settings import CountersSettings
 
     try:
-        return SocialSettings()
+        return CountersSettings()
     except ValidationError as exc:
         err.print(f"[red]error:[/] invalid settings: {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from None
@@ -494,12 +495,12 @@ def replay_rebuild(
     as_json: AsJson = False,
 ) -> None:
     """Recompute every counter into a new namespace while live processing continues."""
-    from socialproof import rebuild
+    from ops import rebuild
 
-    settings = _social_settings()
+    settings = _worker_settings()
     begin = _time(None if start == "earliest" else start, "--from")
     try:
-        the_plan = rebuild.plan(settings, begin)
+        the_plan = rebuild.plan(settings, settings.worker_consumer_group, begin)
     except (rebuild.RebuildError, ops.OpsError) as exc:
         raise _fail(exc) from None
     for line in the_plan.describe():
@@ -536,9 +537,9 @@ def replay_rebuild(
 @replay_app.command("status")
 def replay_status(as_json: AsJson = False) -> None:
     """The active namespace, a hand-over in progress, and every namespace with its key count."""
-    from socialproof import rebuild
+    from ops import rebuild
 
-    state = rebuild.status(_social_settings())
+    state = rebuild.status(_worker_settings())
     if as_json:
         print(json.dumps(state, indent=2))
         return
@@ -549,11 +550,11 @@ def replay_status(as_json: AsJson = False) -> None:
 @replay_app.command("drop")
 def replay_drop(namespace: str, yes: Yes = False) -> None:
     """Delete a namespace that is not active (a finished or abandoned rebuild's leftovers)."""
-    from socialproof import rebuild
+    from ops import rebuild
 
     _confirm(f"delete every key of namespace {namespace!r}?", yes)
     try:
-        deleted = rebuild.drop(_social_settings(), namespace)
+        deleted = rebuild.drop(_worker_settings(), namespace)
     except rebuild.RebuildError as exc:
         raise _fail(exc) from None
     err.print(f"deleted {deleted} key(s)")

@@ -1,7 +1,7 @@
 """The embedded development stack: Apache Kafka, Redis, and every service, each as its own
 process with prefixed logs. ``make run`` (``socialproof run``) starts it; Ctrl-C stops it.
 
-- Broker: Apache Kafka as one KRaft process (:mod:`socialproof.embeddedkafka`, jars from Maven
+- Broker: Apache Kafka as one KRaft process (:mod:`tools.embeddedkafka`, jars from Maven
   Central) with its log dirs under ``.devstack/kafka``, so topics survive a restart, unless
   ``KAFKA_BOOTSTRAP_SERVERS`` names an existing Kafka.
 - Redis: Debian's ``redis-server`` with append-only persistence under ``.devstack/redis``,
@@ -10,30 +10,32 @@ process with prefixed logs. ``make run`` (``socialproof run``) starts it; Ctrl-C
   ``.devstack/service-token`` by ``socialproof run``) when
   ``SOCIALPROOF_SERVICE_TOKEN`` is unset.
 
-The test fixtures use the same process classes on free ports. Children are started in their own
-process group and are sent SIGTERM if this process dies (PR_SET_PDEATHSIG), so nothing is orphaned.
+The test fixtures use the same process classes (:mod:`socialproof.processes`) on free ports.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from socialproof.processes import (
+    ManagedProcess,
+    ProcessError,
+    port_in_use,
+    service_argv,
+    wait_until,
+    worker_argv,
+)
 from socialproof.settings import DEFAULT_PORTS
 
 # Every local process the stack starts gets this: Faust's data directory (empty: the worker keeps
@@ -46,146 +48,18 @@ LOCAL_ENV = {
 COLORS = ["36", "33", "35", "32", "34", "91", "96", "93"]
 
 
-class StackError(RuntimeError):
+class DevStackSettings(BaseSettings):
+    """Only for ``make run`` / ``socialproof run``: where the embedded parts listen."""
+
+    model_config = SettingsConfigDict(env_prefix="SOCIALPROOF_", extra="ignore", frozen=True)
+
+    broker_port: int = Field(default=9092, ge=1, le=65535, description="embedded broker port")
+    redis_port: int = Field(default=6390, ge=1, le=65535, description="dev redis-server port")
+    devstack_dir: str = Field(default=".devstack", description="dev stack data and log folder")
+
+
+class StackError(ProcessError):
     """Something the operator must fix; the message says what."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> None:
-    """Poll ``condition`` until it is true; raise StackError naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except StackError:
-            raise  # a dead process, not a slow one: no point in waiting
-        except Exception as exc:  # conditions probe things that are still starting
-            last_error = exc
-        time.sleep(interval)
-    detail = f" (last error: {last_error})" if last_error else ""
-    raise StackError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the parent dies (Linux), own process group.
-
-    PR_SET_PDEATHSIG fires when the *thread* that started the child ends, not the process:
-    start long-lived children from a long-lived thread (the main thread), never from a worker
-    thread such as ``asyncio.to_thread``."""
-    os.setsid()
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-@dataclass
-class ManagedProcess:
-    """A child process whose output is prefixed with its name, line by line."""
-
-    name: str
-    argv: list[str]
-    env: Mapping[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-    echo: bool = True
-    color: str = ""
-    log_path: Path | None = None
-    proc: subprocess.Popen | None = None
-    _pump: threading.Thread | None = None
-    _tail: list[str] = field(default_factory=list)
-
-    def start(self) -> ManagedProcess:
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=env,
-            cwd=self.cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-        self._pump = threading.Thread(target=self._copy_output, daemon=True, name=self.name)
-        self._pump.start()
-        return self
-
-    def _copy_output(self) -> None:
-        assert self.proc and self.proc.stdout
-        prefix = f"{self.name:<10}| "
-        if self.color and sys.stdout.isatty():
-            prefix = f"\033[{self.color}m{prefix}\033[0m"
-        log_file = self.log_path.open("a") if self.log_path else None
-        try:
-            for raw in self.proc.stdout:
-                line = raw.decode(errors="replace").rstrip()
-                self._tail.append(line)
-                del self._tail[:-200]
-                if log_file:
-                    log_file.write(line + "\n")
-                    log_file.flush()
-                if self.echo:
-                    print(prefix + line, flush=True)
-        finally:
-            if log_file:
-                log_file.close()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self._tail[-lines:])
-
-    def signal(self, sig: int) -> None:
-        if self.running:
-            assert self.proc
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM the process group, wait, then SIGKILL what is left."""
-        if self.proc is None:
-            return None
-        self.signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.proc.wait(5)
-        # Whatever the leader left in its group goes too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self._pump:
-            self._pump.join(timeout=2)
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would (fault-injection tests)."""
-        self.signal(signal.SIGKILL)
-        if self.proc:
-            self.proc.wait(5)
-
-    def ensure_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise StackError(
-                f"{self.name} exited with code {self.proc.returncode}; its last output:\n"
-                + self.tail()
-            )
 
 
 # --- the broker and Redis ------------------------------------------------------------------------
@@ -194,7 +68,7 @@ class ManagedProcess:
 def embedded_broker(port: int, data_dir: Path, **kwargs: object) -> ManagedProcess:
     """Apache Kafka, one KRaft process on ``port`` with its log dirs under ``data_dir`` (not
     started). ``kwargs`` go to :class:`ManagedProcess` (log path, echo)."""
-    from socialproof.embeddedkafka import single_node
+    from tools.embeddedkafka import single_node
 
     return single_node(port, data_dir, **kwargs)
 
@@ -275,16 +149,8 @@ def wait_for_redis(url: str, timeout: float = 15.0) -> None:
 HTTP_SERVICES = ("catalog", "orders", "social", "notifier")
 
 
-def service_argv(service: str) -> list[str]:
-    return [sys.executable, "-m", "socialproof.cli", "serve", service]
-
-
-def worker_argv() -> list[str]:
-    return [sys.executable, "-m", "socialproof.cli", "worker"]
-
-
 def simulate_argv(rate: float) -> list[str]:
-    return [sys.executable, "-m", "socialproof.cli", "simulate", "--rate", str(rate)]
+    return [sys.executable, "-m", "cli.main", "simulate", "--rate", str(rate)]
 
 
 def wait_ready(url: str, timeout: float, what: str, proc: ManagedProcess | None = None) -> None:
@@ -418,7 +284,7 @@ class Stack:
             self.processes.append(redis.start())
         wait_for_broker(self.bootstrap, proc=broker)
         if broker is not None and cfg.echo:
-            from socialproof.embeddedkafka import kafka_version
+            from tools.embeddedkafka import kafka_version
 
             print(f"{'kafka':<10}| Apache Kafka {kafka_version()} (KRaft) ready at "
                   f"{self.bootstrap}; data in {cfg.workdir / 'kafka'}, log in "

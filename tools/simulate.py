@@ -16,7 +16,7 @@ What it does, with the service token (``SOCIALPROOF_SERVICE_TOKEN``) against the
 3. then ``--rate`` events per second: purchases (Zipf-popular products), refunds, reviews and
    edits, shares, consent changes.
 
-The world and the event sequence come from :mod:`socialproof.loadgen` (deterministic by seed;
+The world and the event sequence come from :mod:`tools.loadgen` (deterministic by seed;
 ``SOCIALPROOF_DEMO_SEED`` is also what the demo storefront uses to pick its viewers); each
 generated event is turned into the API call that makes the services emit it. It never stops on
 errors: a 4xx is logged and skipped, a 5xx / 429 / connection error is logged and followed by a
@@ -26,6 +26,7 @@ back-off (longer each time, reset on success).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -35,15 +36,16 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 
 from contracts import events as ev
-from socialproof.loadgen import LoadConfig, LoadGenerator
+from tools.loadgen import LoadConfig, LoadGenerator
 
-log = logging.getLogger("socialproof.simulate")
+log = logging.getLogger("tools.simulate")
 
 #: the demo shop's products: the loadgen's ``p0`` … (``p0`` is the most popular, Zipf)
 DEMO_PRODUCTS: list[dict[str, str]] = [
@@ -98,6 +100,12 @@ def demo_catalog(seed: int = 42, users: int = DEFAULT_USERS) -> dict[str, Any]:
         "products": [dict(p) for p in DEMO_PRODUCTS],
         "viewers": [{"id": u, "name": gen.first_names[u], "friends": degree[u]} for u in viewers],
     }
+
+
+def write_demo_catalog(path: Path, seed: int = 42, users: int = DEFAULT_USERS) -> None:
+    """The demo catalog as the notifier reads it (``SOCIALPROOF_DEMO_CATALOG_PATH``); the bundled
+    ``services/notifier/static/demo-catalog.json`` is this for the default seed."""
+    path.write_text(json.dumps(demo_catalog(seed, users), indent=2) + "\n", encoding="utf-8")
 
 
 def _shape(url: str) -> str:
@@ -414,8 +422,18 @@ def simulate(
     ] = None,
     orders_url: Annotated[str | None, typer.Option(help="default: SOCIALPROOF_ORDERS_PORT")] = None,
     social_url: Annotated[str | None, typer.Option(help="default: SOCIALPROOF_SOCIAL_PORT")] = None,
+    write_catalog: Annotated[
+        Path | None,
+        typer.Option(
+            help="write the demo storefront's catalog of this seed (products, viewers) to this "
+            "file and exit; the notifier reads it from SOCIALPROOF_DEMO_CATALOG_PATH"
+        ),
+    ] = None,
 ) -> None:
     """Simulate shop traffic (users, friendships, consents, purchases, refunds, reviews, shares)."""
+    if write_catalog is not None:
+        write_demo_catalog(write_catalog, seed=seed, users=users)
+        return
     from socialproof import logs
     from socialproof.settings import Settings
 

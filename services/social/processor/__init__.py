@@ -1,1 +1,0 @@
-"""The social-proof stream processor (Faust worker). Run with ``socialproof worker``."""

@@ -209,7 +209,7 @@ class BenchEnv:
         argv = (
             [sys.executable, "-m", "bench.baseline_worker"]
             if per_event
-            else [sys.executable, "-m", "cli.main", "worker"]
+            else [sys.executable, "-m", "cli", "worker"]
         )
         name = "baseline" if per_event else "worker"
         proc = ManagedProcess(

@@ -336,7 +336,7 @@ class WorkerDesign(Design):
         return group_for(self.namespace)
 
     def argv_env(self, port: int) -> tuple[list[str], dict[str, str]]:
-        return [sys.executable, "-m", "cli.main", "worker"], {
+        return [sys.executable, "-m", "cli", "worker"], {
             **self.env.process_env(self.namespace),
             "SOCIALPROOF_KAFKA_TOPIC_PREFIX": self.settings.kafka_topic_prefix,
             "SOCIALPROOF_WORKER_WEB_PORT": str(port),

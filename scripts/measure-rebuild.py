@@ -74,7 +74,7 @@ try:
     }
     t = time.time()
     r = subprocess.run(
-        [sys.executable, "-m", "cli.main", "replay", "rebuild", "--yes", "--json"],
+        [sys.executable, "-m", "cli", "replay", "rebuild", "--yes", "--json"],
         env=env,
         capture_output=True,
         text=True,

@@ -166,8 +166,8 @@ class ManagedProcess:
 
 
 def service_argv(service: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", "serve", service]
+    return [sys.executable, "-m", "cli", "serve", service]
 
 
 def worker_argv() -> list[str]:
-    return [sys.executable, "-m", "cli.main", "worker"]
+    return [sys.executable, "-m", "cli", "worker"]

@@ -150,7 +150,7 @@ HTTP_SERVICES = ("catalog", "orders", "social", "notifier")
 
 
 def simulate_argv(rate: float) -> list[str]:
-    return [sys.executable, "-m", "cli.main", "simulate", "--rate", str(rate)]
+    return [sys.executable, "-m", "cli", "simulate", "--rate", str(rate)]
 
 
 def wait_ready(url: str, timeout: float, what: str, proc: ManagedProcess | None = None) -> None:

@@ -75,7 +75,7 @@ def running(dev_env: dict[str, str], output: Path, *args: str) -> Iterator[subpr
     """``socialproof run`` as ``make run`` starts it, once its banner is printed; killed on the
     way out if the test did not stop it."""
     with output.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run", *args],
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "run", *args],
                                 env=dev_env, stdout=sink, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "is up in" in output.read_text() or proc.poll() is not None, 60,
@@ -173,7 +173,7 @@ def test_run_explains_a_busy_port(dev_env: dict[str, str]) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", int(dev_env["SOCIALPROOF_BROKER_PORT"])))
         busy.listen()
-        result = subprocess.run([sys.executable, "-m", "cli.main", "run"], env=dev_env,
+        result = subprocess.run([sys.executable, "-m", "cli", "run"], env=dev_env,
                                 capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     message = " ".join((result.stdout + result.stderr).split())

@@ -163,7 +163,7 @@ def start_worker(
     }
     proc = ManagedProcess(
         name=name,
-        argv=[sys.executable, "-m", "cli.main", "worker"],
+        argv=[sys.executable, "-m", "cli", "worker"],
         env=env,
         cwd=str(ROOT),
         echo=False,

@@ -49,7 +49,7 @@ def rebuild(private: PrivateBackend, base: str, group: str, *args: str,
     env = {**os.environ, **private.env(base),
            "SOCIALPROOF_WORKER_CONSUMER_GROUP": group}
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", "replay", "rebuild", *args],
+        [sys.executable, "-m", "cli", "replay", "rebuild", *args],
         env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=timeout)
 
 
@@ -107,7 +107,7 @@ def test_a_rebuilt_namespace_equals_the_live_one(private: PrivateBackend, world)
         # And nothing was switched
         assert pointer(client, base) == namespaces.Namespaces(active=base)
     finally:
-        drop = subprocess.run([sys.executable, "-m", "cli.main", "replay", "drop", rebuilt,
+        drop = subprocess.run([sys.executable, "-m", "cli", "replay", "drop", rebuilt,
                                "--yes"], env={**os.environ, **private.env(base)}, cwd=str(ROOT),
                               capture_output=True, text=True, timeout=60)
         assert drop.returncode == 0, drop.stderr
@@ -122,7 +122,7 @@ def test_an_interrupted_rebuild_leaves_nothing_half_switched(
            "SOCIALPROOF_WORKER_CONSUMER_GROUP": world["group"]}
     keys_before = set(client.scan_iter(count=5000))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "replay", "rebuild", "--switch", "--yes"],
+        [sys.executable, "-m", "cli", "replay", "rebuild", "--switch", "--yes"],
         env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Given a rebuild that has started writing its namespace
@@ -151,7 +151,7 @@ def test_a_switch_loses_no_event_published_during_the_rebuild(
     env = {**os.environ, **private.env(base),
            "SOCIALPROOF_WORKER_CONSUMER_GROUP": world["group"]}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "replay", "rebuild", "--switch", "--yes",
+        [sys.executable, "-m", "cli", "replay", "rebuild", "--switch", "--yes",
          "--handover", "2", "--grace", "1", "--json"],
         env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     late: list[ev.Event] = []

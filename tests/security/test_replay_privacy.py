@@ -122,7 +122,7 @@ def test_a_full_replay_keeps_erased_and_withdrawn_users_out(private: PrivateBack
     env = {**os.environ, **private.env(ns),
            "SOCIALPROOF_WORKER_CONSUMER_GROUP": group}
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "replay", "rebuild", "--switch", "--yes",
+        [sys.executable, "-m", "cli", "replay", "rebuild", "--switch", "--yes",
          "--grace", "2", "--handover", "1", "--json"],
         env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=120,
     )
@@ -131,7 +131,7 @@ def test_a_full_replay_keeps_erased_and_withdrawn_users_out(private: PrivateBack
     assert summary["switched"] and summary["replayed"] >= len(events), summary
     rebuilt = summary["namespace"]
     status = subprocess.run(
-        [sys.executable, "-m", "cli.main", "replay", "status", "--json"],
+        [sys.executable, "-m", "cli", "replay", "status", "--json"],
         env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=60,
     )
     assert status.returncode == 0, status.stderr[-2000:]

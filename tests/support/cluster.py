@@ -119,7 +119,7 @@ class Processes:
         port = free_port()
         env = self.env(namespace, SOCIALPROOF_WORKER_CONSUMER_GROUP=group,
                        SOCIALPROOF_WORKER_WEB_PORT=str(port), **extra)
-        proc, log = self._spawn("worker", [sys.executable, "-m", "cli.main", "worker"], env)
+        proc, log = self._spawn("worker", [sys.executable, "-m", "cli", "worker"], env)
         return Service(proc, f"http://127.0.0.1:{port}", log)
 
     @staticmethod

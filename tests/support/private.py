@@ -135,7 +135,7 @@ class PrivateBackend:
         env = self.env(namespace, **extra)
         env.update(SOCIALPROOF_WORKER_CONSUMER_GROUP=group,
                    SOCIALPROOF_WORKER_WEB_PORT=str(port))
-        proc = self._spawn("worker", [sys.executable, "-m", "cli.main", "worker"], env)
+        proc = self._spawn("worker", [sys.executable, "-m", "cli", "worker"], env)
         url = f"http://127.0.0.1:{port}"
         if wait:
             wait_worker_assigned(f"{url}/readyz", 60, proc)

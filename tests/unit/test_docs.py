@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cli.main import settings_markdown
+from cli.settingstable import settings_markdown
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

@@ -1,8 +1,19 @@
 """``make bench``: measured performance of the stream processor and the serving store.
 
 Run ``python -m bench`` (all scenarios) or ``python -m bench --only throughput --quick``.
-Scenarios live in :mod:`bench.scenarios` and register themselves with ``@scenario``; results go
-to ``bench/results/<timestamp>.json``, ``bench/results/latest.json`` and ``bench/results/report.md``.
+
+One module per scenario (or per pair of variants: ``sse_fanout``/``sse_fanout_x5``,
+``read_api``/``read_api_2p``), each registering itself with ``@scenario``
+(:mod:`bench.registry`): :mod:`bench.throughput`, :mod:`bench.burst_lag`,
+:mod:`bench.friends_bought`, :mod:`bench.sse_fanout`, :mod:`bench.read_api`, :mod:`bench.e2e`
+(``e2e_latency``), :mod:`bench.broker_fetch`, :mod:`bench.faust_eos` (its Faust app:
+:mod:`bench.faust_eos_app`) and :mod:`bench.scaling`. What they share: :mod:`bench.env` (the
+servers, namespaces, workers and notifier a scenario runs against), :mod:`bench.measure`
+(percentiles, CPU and memory from ``/proc``, SSE clients, the event mix), :mod:`bench.plots`;
+:mod:`bench.baseline_worker` is the per-event worker ``throughput`` compares with. The runner,
+:mod:`bench.__main__`, imports every scenario module in one list, the order of the report; no
+scenario module imports another, nor the runner. Results go to ``bench/results/<timestamp>.json``,
+``bench/results/latest.json`` and ``bench/results/report.md``.
 
 Backend: by default every scenario run gets a fresh embedded Apache Kafka
 (one KRaft process) and redis-server.

@@ -30,14 +30,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
-from confluent_kafka import Producer
 
-from bench.env import Background, BenchEnv, Worker, encode_all, new_namespace
-from bench.notifier import TOKEN, cpu_seconds, open_sse, percentile, raise_fd_limit, read_events
+from bench.env import TOKEN, Background, BenchEnv, Worker, encode_all, new_namespace
+from bench.measure import (
+    THROUGHPUT_MIX,
+    cpu_seconds,
+    open_sse,
+    percentile,
+    raise_fd_limit,
+    read_events,
+)
 from bench.registry import Result, Target, scenario
-from bench.scenarios import THROUGHPUT_MIX
-from contracts.topics import ORDERS
-from socialproof.kafka import producer_config, topic_name
 from socialproof.processes import free_port
 from tools.devstack import HTTP_SERVICES, Stack, StackConfig
 from tools.loadgen import LoadConfig, LoadGenerator
@@ -303,69 +306,5 @@ def e2e_latency(env: BenchEnv, quick: bool) -> Result:
             "broker an idle consumer's parked fetch is answered ~200 ms late (scenario "
             "broker_fetch), which is where most of the p95/p99 at low rates comes from; "
             "Apache Kafka answers a parked fetch as soon as a record arrives",
-        ],
-    )
-
-
-# --- what the broker adds ------------------------------------------------------------------------
-
-
-async def _fetch_latency(env: BenchEnv, wait_ms: int, messages: int) -> list[float]:
-    """ms from a record's produce acknowledgement to an aiokafka consumer having it."""
-    from aiokafka import AIOKafkaConsumer
-
-    topic = topic_name(env.settings, ORDERS)
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=env.settings.kafka_bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="latest",
-        fetch_max_wait_ms=wait_ms,
-    )
-    await consumer.start()
-    producer = Producer(producer_config(env.settings, "bench-fetch"))
-    latencies: list[float] = []
-    try:
-        await consumer.getmany(timeout_ms=1_000)  # joined and positioned at the end
-        for i in range(messages):
-            producer.produce(topic, key=b"bench-fetch", value=b"{}")
-            producer.flush(10)
-            acked = time.monotonic()
-            deadline = acked + 5
-            got = False
-            while not got and time.monotonic() < deadline:
-                fetched = await consumer.getmany(timeout_ms=50)
-                got = any(fetched.values())
-            if got:
-                latencies.append((time.monotonic() - acked) * 1000)
-            await asyncio.sleep(0.02 + (i % 5) * 0.01)  # not in step with any broker timer
-    finally:
-        await consumer.stop()
-    return latencies
-
-
-@scenario(
-    "broker_fetch",
-    "produce ack → consumer has the record, with aiokafka's default fetch wait (500 ms, what "
-    "the worker uses) and 100 ms: the broker's share of e2e_latency",
-)
-def broker_fetch(env: BenchEnv, quick: bool) -> Result:
-    messages = 5 if quick else 20
-    figures: dict = {"messages": messages}
-    for wait_ms in (500, 100):
-        ms = asyncio.run(_fetch_latency(env, wait_ms, messages))
-        figures[f"wait{wait_ms}_p50_ms"] = round(percentile(ms, 0.5), 1)
-        figures[f"wait{wait_ms}_max_ms"] = round(max(ms, default=float("nan")), 1)
-        figures[f"wait{wait_ms}_received"] = len(ms)
-    return Result(
-        summary=lambda f: (
-            f"produce ack → consumer: p50 {f['wait500_p50_ms']} ms with fetch_max_wait_ms=500 "
-            f"(aiokafka default, the worker's), {f['wait100_p50_ms']} ms with 100"
-        ),
-        figures=figures,
-        notes=[
-            "an idle consumer's fetch is parked at the broker, which answers it as soon as a "
-            "record arrives: the two waits should deliver equally fast, so the worker keeps "
-            "aiokafka's default (500 ms) and no e2e_latency figure pays for a long fetch wait",
         ],
     )

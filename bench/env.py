@@ -21,6 +21,9 @@ Helpers of :class:`BenchEnv`:
 - ``processed(worker)``: the worker's ``socialproof_events_processed_total`` from ``/metrics``
   (``worker_metrics`` adds its own lag gauge).
 - ``process_env(namespace)``: the environment any other socialproof process needs.
+
+And :func:`notifier`: a real notifier process on the environment's servers, on a free port,
+accepting the bench's service token :data:`TOKEN`.
 """
 
 from __future__ import annotations
@@ -46,18 +49,21 @@ from contracts import codec, namespaces
 from contracts.events import Event
 from contracts.topics import Topic, topic_for
 from socialproof.kafka import admin_client, ensure_topics, producer_config, topic_name
-from socialproof.processes import ManagedProcess, free_port
+from socialproof.processes import ManagedProcess, free_port, service_argv
 from socialproof.settings import Settings
 from tools.devstack import (
     embedded_broker,
     redis_server,
     wait_for_broker,
     wait_for_redis,
+    wait_ready,
     wait_worker_assigned,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED = "embedded (Apache Kafka KRaft node + redis-server started by the bench)"
+#: the service token of every service the bench starts (catalog, orders, notifier)
+TOKEN = "bench-service-token-0123456789"
 
 #: every namespace :func:`new_namespace` handed out in this process, in order; an environment
 #: cleans up the ones made while it was open
@@ -311,6 +317,36 @@ class Background:
             self.failures.append(str(err))
         else:
             self.acked += 1
+
+
+@contextmanager
+def notifier(env: BenchEnv, namespace: str, **extra: str) -> Iterator[tuple[str, int, int]]:
+    """A real notifier process on a free port; yields (host, port, pid)."""
+    port = free_port()
+    proc = ManagedProcess(
+        name="notifier",
+        argv=service_argv("notifier"),
+        env={
+            "KAFKA_BOOTSTRAP_SERVERS": env.settings.kafka_bootstrap_servers,
+            "REDIS_URL": env.settings.redis_url,
+            "SOCIALPROOF_REDIS_NAMESPACE": namespace,
+            "SOCIALPROOF_SERVICE_TOKEN": TOKEN,
+            "SOCIALPROOF_NOTIFIER_PORT": str(port),
+            "SOCIALPROOF_LOG_LEVEL": "WARNING",
+            # one client address makes all the load here: not what the rate limit is for
+            "SOCIALPROOF_RATE_LIMIT_PER_S": "1000000000",
+            "SOCIALPROOF_RATE_LIMIT_BURST": "1000000000",
+            **extra,
+        },
+        echo=False,
+        log_path=env.workdir / f"notifier-{port}.log",
+    ).start()
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/readyz", 60, "the notifier", proc)
+        assert proc.proc is not None
+        yield "127.0.0.1", port, proc.proc.pid
+    finally:
+        proc.stop()
 
 
 @contextmanager

@@ -1,4 +1,6 @@
-"""The scenario registry: add a benchmark by decorating a function in :mod:`bench.scenarios`.
+"""The scenario registry: add a benchmark by decorating a function with ``@scenario`` in a module
+of its own (``bench/<scenario>.py``) and listing that module in ``bench.__main__``'s
+``SCENARIO_MODULES``, which fixes the order the runner runs, lists and reports the scenarios.
 
 A scenario receives a :class:`bench.env.BenchEnv` (a fresh embedded broker + Redis, or its own
 topics and namespaces on existing servers; helpers to produce events and run workers) and a
@@ -21,8 +23,9 @@ reporting medians itself (its notes say how).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 
@@ -86,3 +89,21 @@ def scenario(
         return fn
 
     return register
+
+
+def in_module_order(modules: Iterable[ModuleType]) -> list[Scenario]:
+    """The registered scenarios grouped by ``modules``, in their order (within a module, in the
+    order it registers them); an error names a scenario registered by a module not among them,
+    so none can be left out of a run unnoticed. The order does not depend on which module was
+    imported first."""
+    names = [m.__name__ for m in modules]
+    stray = [
+        f"{sc.name} ({sc.run.__module__})"
+        for sc in REGISTRY.values()
+        if sc.run.__module__ not in names
+    ]
+    if stray:
+        raise ValueError(
+            f"bench scenarios registered outside the listed modules: {', '.join(stray)}"
+        )
+    return [sc for name in names for sc in REGISTRY.values() if sc.run.__module__ == name]

@@ -26,7 +26,7 @@ import time
 import redis.asyncio as aioredis
 
 from bench.env import BenchEnv, new_namespace
-from bench.notifier import percentile
+from bench.measure import percentile
 from bench.registry import Result, Target, scenario
 from contracts.views import FRIENDS_FANOUT_AT
 from services.notifier.proof import ProofReader

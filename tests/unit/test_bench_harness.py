@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.__main__ import host_probe_ms, markdown, median_figures
 from bench.registry import REGISTRY, Result
-from bench.scenarios import _window_rates
+from bench.throughput import _window_rates
 from tests.integration import (
     test_bench_e2e_scaling,
     test_notifier_bench,

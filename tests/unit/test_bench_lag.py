@@ -1,10 +1,10 @@
-"""The burst scenario's lag in seconds (bench.scenarios.lag_seconds), on hand-made samples."""
+"""The burst scenario's lag in seconds (bench.burst_lag.lag_seconds), on hand-made samples."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.scenarios import lag_seconds
+from bench.burst_lag import lag_seconds
 
 # acknowledged counts sampled every 0.5 s: 100 events, then a burst of 1,000, then 100 more
 TIMES = [0.0, 0.5, 1.0, 1.5, 2.0]

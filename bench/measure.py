@@ -1,0 +1,107 @@
+"""Measurement helpers shared by the scenarios: percentiles, a process's CPU and memory from
+``/proc``, raw SSE clients, and the event mix the worker scenarios produce.
+
+Nothing here starts a server or registers a scenario (that is :mod:`bench.env` and the scenario
+modules); every scenario module may import it, and it imports no other bench module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+#: the activity mix of the worker scenarios (throughput, burst_lag, e2e_latency): purchases,
+#: shares, reviews, refunds and consent changes, as fractions of the events
+THROUGHPUT_MIX = {"purchase": 0.45, "share": 0.35, "review": 0.15, "refund": 0.03, "consent": 0.02}
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
+
+
+# --- processes, from /proc ---------------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its children (a notifier with several processes)."""
+    total = cpu_seconds(pid)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                total += cpu_seconds(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of the bench process itself (its clients)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def raise_fd_limit(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+
+# --- SSE clients -------------------------------------------------------------------------------
+# Raw asyncio sockets: an HTTP library would cost the 2-core machine more CPU than the server
+# under test.
+
+
+class SseConn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+
+async def open_sse(host: str, port: int, path: str) -> SseConn:
+    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
+    await writer.drain()
+    status = await reader.readline()
+    if b" 200 " not in status:
+        raise RuntimeError(f"SSE answered {status!r}")
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass
+    return SseConn(reader, writer)
+
+
+async def read_events(conn: SseConn, on_state: Callable[[Any, float], None]) -> None:
+    """Each event is one chunk (uvicorn sends one per message), so lines stay whole; chunk-size
+    lines and comments (heartbeats) are skipped."""
+    reader = conn.reader
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        if line.startswith(b"data: "):
+            on_state(orjson.loads(line[6:]), time.monotonic())

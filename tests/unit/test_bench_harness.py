@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.__main__ import host_probe_ms, markdown, median_figures
+from bench.__main__ import host_probe_ms, median_figures
 from bench.registry import REGISTRY, Result
+from bench.report import markdown
 from bench.throughput import _window_rates
 from tests.integration import (
     test_bench_e2e_scaling,

@@ -12,8 +12,9 @@ servers, namespaces, workers and notifier a scenario runs against), :mod:`bench.
 (percentiles, CPU and memory from ``/proc``, SSE clients, the event mix), :mod:`bench.plots`;
 :mod:`bench.baseline_worker` is the per-event worker ``throughput`` compares with. The runner,
 :mod:`bench.__main__`, imports every scenario module in one list, the order of the report; no
-scenario module imports another, nor the runner. Results go to ``bench/results/<timestamp>.json``,
-``bench/results/latest.json`` and ``bench/results/report.md``.
+scenario module imports another, nor the runner. Results (:mod:`bench.report`):
+``bench/results/latest.json``, ``report.md`` and the PNG plots, kept in git; each run's own JSON
+in ``bench/results/runs/``, which git ignores.
 
 Backend: by default every scenario run gets a fresh embedded Apache Kafka
 (one KRaft process) and redis-server.

@@ -2,8 +2,9 @@
 
 Each scenario runs ``repeats`` times (its registered default, 1 with ``--quick``) in a fresh
 environment; every numeric figure reported is the median of the runs, and the JSON keeps each
-run's figures. Results: ``<out>/<timestamp>.json``, ``latest.json`` (newest result of every
-scenario, merged across partial runs), ``report.md`` and PNG plots (:mod:`bench.report`).
+run's figures. Results: ``<out>/runs/<timestamp>.json`` (not in git), ``latest.json`` (newest
+result of every scenario, merged across partial runs), ``report.md`` and PNG plots
+(:mod:`bench.report`).
 
 Backend: a fresh embedded broker and redis-server per run, or, with ``KAFKA_BOOTSTRAP_SERVERS``
 and ``REDIS_URL`` both set, those existing servers (own topics, namespaces and groups, deleted

@@ -4,11 +4,13 @@
 Files, in the results folder (``bench/results/`` unless ``--out`` says otherwise; ``-quick`` in
 every name of a quick run):
 
-- ``<timestamp>.json``: this run's results, every repeat's figures included;
+- ``runs/<timestamp>.json``: this run's results, every repeat's figures included (the folder is
+  ignored by git: a history of runs on this machine, nothing reads it);
 - ``latest.json``: the newest result of every scenario, merged across runs, so a subset
   (``--only``) updates its scenarios without dropping the others'; the report and the plots are
   drawn from it;
-- ``report.md`` and ``<scenario>.png``;
+- ``report.md`` and ``<scenario>.png`` (with ``latest.json`` and ``before-tansu.json``, what
+  git keeps of ``bench/results/``);
 - ``before-tansu.json`` is read, never written: the last full run on the stand-in broker, shown
   beside the current figures.
 """
@@ -23,11 +25,12 @@ from typing import Any
 
 def write(report: dict, out: Path, quick: bool) -> list[Path]:
     """Write ``report`` (one run) into ``out``; returns the plots drawn."""
-    out.mkdir(parents=True, exist_ok=True)
+    runs = out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     body = json.dumps(report, indent=2, default=str)
     suffix = "-quick" if quick else ""
-    (out / f"{stamp}{suffix}.json").write_text(body)
+    (runs / f"{stamp}{suffix}.json").write_text(body)
     # latest*.json keeps the newest result of every scenario, so running a subset (--only)
     # updates its scenarios without dropping the others' figures from the report
     latest_path = out / f"latest{suffix}.json"

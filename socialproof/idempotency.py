@@ -9,20 +9,22 @@ A client that did not hear the answer retries with the same key. The record kept
   order/event id and consumers deduplicate it;
 - same key, different body -> 409 ``idempotency_key_reused``.
 
-Usage in a handler::
+Handlers call :func:`idempotent`, which runs the whole sequence: look the key up (a stored answer
+is sent again with ``Idempotent-Replay: true``), run the handler's checks, reserve the ids, publish
+with them, store the answer::
 
-    fingerprint = Idempotency.fingerprint(body.model_dump(mode="json"))
-    if (replay := await idem.lookup(key, fingerprint)) is not None:
-        return replay.response()
-    ...validate against the view...
-    reserved = await idem.reserve(key, fingerprint, {"order_id": ..., "event_id": ...})
-    ...publish using reserved[...]...
-    await idem.complete(key, fingerprint, reserved, status=201, body=answer)
+    return await idempotent(
+        records, key, body.model_dump(mode="json"),
+        new_ids=lambda: {"order_id": ..., "event_id": ...},
+        publish=publish_order,  # async (ids) -> the answer's JSON body
+        check=check_products,   # optional: refusals that must not use up the key
+    )
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -118,3 +120,42 @@ class Idempotency:
     ) -> None:
         record = {"fingerprint": fingerprint, "reserved": reserved, "status": status, "body": body}
         await self.redis.set(self._key(key), orjson.dumps(record), ex=self.ttl_s)
+
+
+async def idempotent(
+    records: Idempotency,
+    key: str | None,
+    body: Any,
+    *,
+    new_ids: Callable[[], dict[str, Any]],
+    publish: Callable[[dict[str, Any]], Awaitable[Any]],
+    check: Callable[[], Awaitable[object]] | None = None,
+    status: int = 201,
+) -> JSONResponse:
+    """One write that creates something, made safe to retry with ``Idempotency-Key`` ``key``.
+
+    ``body`` is what identifies the request (its JSON form, fingerprinted). In order:
+
+    1. with a key, a stored answer for the same body is sent again (another body: 409);
+    2. ``check()``: refusals that must leave the key unused (e.g. an unknown product: the client
+       may fix the body and retry with the same key);
+    3. ``new_ids()``, or with a key the ids the key's first attempt reserved (so a retry after a
+       503 republishes the same event, which consumers deduplicate);
+    4. ``publish(ids)`` publishes and returns the answer's JSON body; if it raises (broker down:
+       503), nothing is stored and the key keeps its ids for the retry;
+    5. with a key, the answer is stored; it is sent with ``status``.
+
+    Without a key it is steps 2-4 with fresh ids.
+    """
+    fingerprint = Idempotency.fingerprint(body)
+    if key and (replay := await records.lookup(key, fingerprint)) is not None:
+        return replay.response()
+    if check is not None:
+        await check()
+    ids = new_ids()
+    if key:
+        ids = await records.reserve(key, fingerprint, ids)
+    answer = await publish(ids)
+    if key:
+        await records.complete(key, fingerprint, ids, status=status, body=answer)
+    return JSONResponse(answer, status_code=status)

@@ -13,13 +13,10 @@ from contracts import events as ev
 from contracts.topics import FRIENDSHIPS, ORDERS, PRODUCTS, REVIEWS, USERS, Topic, topic_for
 from services.orders.book import OrderBook
 from services.social.graph import SocialGraph
-from socialproof.http import ApiError
-from socialproof.idempotency import Idempotency
 from socialproof.money import DecimalString, IsoCurrency
 from socialproof.paging import paginate
 from socialproof.productview import ProductTable
 from socialproof.topicview import Record
-from tests.support.services import run_async
 
 
 class Log:
@@ -206,49 +203,3 @@ def test_money_is_a_decimal_string_and_currencies_are_iso_4217() -> None:
     for bad in ("XYZ", "eur", "EURO"):
         with pytest.raises(ValidationError):
             currency.validate_python(bad)
-
-
-class FakeRedis:
-    """The two commands :class:`Idempotency` uses, in memory."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-        self.ttls: dict[str, int] = {}
-
-    async def get(self, key: str):
-        return self.data.get(key)
-
-    async def set(self, key: str, value: bytes, nx: bool = False, ex: int | None = None):
-        if nx and key in self.data:
-            return None
-        self.data[key], self.ttls[key] = value, ex or -1
-        return True
-
-
-def test_idempotency_reuses_reserved_ids_replays_answers_and_refuses_other_bodies() -> None:
-    async def scenario() -> None:
-        redis = FakeRedis()
-        idem = Idempotency(redis, "ns", "orders", ttl_s=86_400)  # type: ignore[arg-type]
-        body = Idempotency.fingerprint({"user_id": "u1", "lines": [1]})
-        assert await idem.lookup("k1", body) is None
-        # first attempt reserves ids, then (say) the broker does not answer: no completion
-        first = await idem.reserve("k1", body, {"order_id": "o-1"})
-        # the retry gets the same ids, so it republishes the same order
-        assert await idem.lookup("k1", body) is None
-        assert await idem.reserve("k1", body, {"order_id": "o-2"}) == first == {"order_id": "o-1"}
-        await idem.complete("k1", body, first, status=201, body={"order_id": "o-1"})
-        replay = await idem.lookup("k1", body)
-        assert replay is not None and (replay.status, replay.body) == (201, {"order_id": "o-1"})
-        other = Idempotency.fingerprint({"user_id": "u2", "lines": [1]})
-        with pytest.raises(ApiError) as conflict:
-            await idem.lookup("k1", other)
-        assert conflict.value.status == 409
-        with pytest.raises(ApiError):
-            await idem.reserve("k1", other, {"order_id": "o-3"})
-        assert set(redis.ttls.values()) == {86_400}
-        # key order in the body does not matter
-        assert Idempotency.fingerprint({"a": 1, "b": 2}) == Idempotency.fingerprint(
-            {"b": 2, "a": 1}
-        )
-
-    run_async(scenario)

@@ -11,7 +11,7 @@ Read API (public, rate limited per client, cacheable with ETag / Cache-Control):
 Viewer tokens: ``POST /v1/viewer-tokens`` ``{"viewer_id"}`` with the service token; see
 :mod:`services.notifier.tokens`. Sent back as ``Authorization: Bearer`` or ``?viewer_token=``.
 
-Live push (see :mod:`services.notifier.live`): SSE ``GET /v1/proof/stream?products=…`` and the
+Live push (see :mod:`services.notifier.api.live`): SSE ``GET /v1/proof/stream?products=…`` and the
 WebSocket ``/v1/proof/ws?products=…``.
 
 Caching (see :mod:`services.notifier.cache` and :mod:`services.notifier.fastpath`): answers are
@@ -42,15 +42,15 @@ from pydantic import BaseModel, Field
 
 from contracts import namespaces
 from contracts.views import Keys
-from services.notifier import live, storefront
-from services.notifier.cache import CachedProofs, ProofCache, Rendered, cache_control, etag_of
-from services.notifier.deps import (
+from services.notifier.api import live, storefront
+from services.notifier.api.deps import (
     RateLimited,
     Reader,
     Viewer,
     parse_product_list,
     with_friends,
 )
+from services.notifier.cache import CachedProofs, ProofCache, Rendered, cache_control, etag_of
 from services.notifier.fastpath import Cors, FastPath, etags, protocol_class
 from services.notifier.hub import Hub
 from services.notifier.proof import FriendsBought, Proof, ProofReader

@@ -23,12 +23,12 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
-from services.notifier.deps import RateLimited
+from services.notifier.api.deps import RateLimited
 from services.notifier.settings import NotifierSettings
 from services.notifier.tokens import ViewerTokenIn, ViewerTokenOut, issue
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "static"
 MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
 
 

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from services.notifier.deps import (
+from services.notifier.api.deps import (
     RateLimited,
     Reader,
     Viewer,

@@ -114,6 +114,20 @@ def _auto_created_topics(o: Objs) -> None:
     find(o, "Kafka", "socialproof")["spec"]["kafka"]["config"]["auto.create.topics.enable"] = True
 
 
+def _offsets_past_brokers(o: Objs) -> None:
+    find(o, "Kafka", "socialproof")["spec"]["kafka"]["config"][
+        "offsets.topic.replication.factor"
+    ] = 5
+
+
+def _transactions_stop_with_a_broker_down(o: Objs) -> None:
+    find(o, "Kafka", "socialproof")["spec"]["kafka"]["config"]["transaction.state.log.min.isr"] = 3
+
+
+def _topic_of_another_cluster(o: Objs) -> None:
+    find(o, "KafkaTopic", "orders-events")["metadata"]["labels"]["strimzi.io/cluster"] = "other"
+
+
 def _redis_scaled_out(o: Objs) -> None:
     find(o, "StatefulSet", "redis")["spec"]["replicas"] = 3
 
@@ -121,6 +135,11 @@ def _redis_scaled_out(o: Objs) -> None:
 def _redis_evicts(o: Objs) -> None:
     data = redis_config(o)
     data["redis.conf"] = data["redis.conf"].replace("noeviction", "allkeys-lru")
+
+
+def _redis_without_aof(o: Objs) -> None:
+    data = redis_config(o)
+    data["redis.conf"] = data["redis.conf"].replace("appendonly yes", "appendonly no")
 
 
 def _redis_data_on_tmp(o: Objs) -> None:
@@ -140,8 +159,15 @@ MUTATIONS: dict[str, list[Callable[[Objs], None]]] = {
     "kafka-timeouts": [_dev_session_timeout],
     "settings": [_setting_missing, _secret_in_plain_text],
     "network-default-deny": [_no_default_deny, _workload_without_allow],
-    "kafka-cluster": [_topic_past_brokers, _no_broker_to_lose, _auto_created_topics],
-    "redis-store": [_redis_scaled_out, _redis_evicts, _redis_data_on_tmp],
+    "kafka-cluster": [
+        _topic_past_brokers,
+        _no_broker_to_lose,
+        _auto_created_topics,
+        _offsets_past_brokers,
+        _transactions_stop_with_a_broker_down,
+        _topic_of_another_cluster,
+    ],
+    "redis-store": [_redis_scaled_out, _redis_evicts, _redis_without_aof, _redis_data_on_tmp],
 }
 
 

@@ -11,8 +11,8 @@ Read API (public, rate limited per client, cacheable with ETag / Cache-Control):
 Viewer tokens: ``POST /v1/viewer-tokens`` ``{"viewer_id"}`` with the service token; see
 :mod:`services.notifier.tokens`. Sent back as ``Authorization: Bearer`` or ``?viewer_token=``.
 
-Live push (see :mod:`services.notifier.api.live`): SSE ``GET /v1/proof/stream?products=…`` and the
-WebSocket ``/v1/proof/ws?products=…``.
+Live push (see :mod:`services.notifier.api.live`): SSE ``GET /v1/proof/stream?products=…`` and
+the WebSocket ``/v1/proof/ws?products=…``.
 
 Caching (see :mod:`services.notifier.cache` and :mod:`services.notifier.fastpath`): answers are
 kept per ``(product, viewer)``, rendered once, invalidated by the processor's change channel and
@@ -21,6 +21,12 @@ single-product read are answered before the ASGI stack.
 
 Storefront: ``/widget.js`` (the embeddable badge) and, only when ``SOCIALPROOF_DEMO_ENABLED`` is
 true (``make run`` sets it), the demo storefront at ``/demo``.
+
+Layout: this module builds the app and its state (``app.state``: the reader, the cache, the hub,
+tokens, the rate limiter, the fast path); the routes are in :mod:`services.notifier.api` (``proof``
+the read API, ``tokens`` viewer tokens, ``live`` SSE and WebSocket, ``storefront`` the widget and
+the demo), the HTTP bodies in :mod:`services.notifier.schemas`; the other modules are the domain
+(reading proof, the cache and its fast path, the hub of live connections, rate limits, tokens).
 
 Run: ``socialproof serve notifier`` (port ``SOCIALPROOF_NOTIFIER_PORT``, default 8004).
 """
@@ -31,103 +37,28 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
 
-import orjson
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import Response
-from pydantic import BaseModel, Field
 
 from contracts import namespaces
 from contracts.views import Keys
-from services.notifier.api import live, storefront
-from services.notifier.api.deps import (
-    RateLimited,
-    Reader,
-    Viewer,
-    parse_product_list,
-    with_friends,
-)
-from services.notifier.cache import CachedProofs, ProofCache, Rendered, cache_control, etag_of
-from services.notifier.fastpath import Cors, FastPath, etags, protocol_class
+from services.notifier.api import live, proof, storefront, tokens
+from services.notifier.cache import CachedProofs, ProofCache
+from services.notifier.fastpath import Cors, FastPath, protocol_class
 from services.notifier.hub import Hub
-from services.notifier.proof import FriendsBought, Proof, ProofReader
+from services.notifier.proof import ProofReader
 from services.notifier.ratelimit import RateLimiter
 from services.notifier.settings import NotifierSettings
-from services.notifier.tokens import (
-    ViewerTokenIn,
-    ViewerTokenOut,
-    ViewerTokens,
-    derive_secret,
-    issue,
-)
+from services.notifier.tokens import ViewerTokens, derive_secret
 from socialproof import redis as redis_client
 from socialproof.gctune import tune_gc
-from socialproof.http import (
-    AUTH_RESPONSES,
-    ERROR_RESPONSES,
-    ErrorBody,
-    ServiceAuth,
-    create_service_app,
-)
+from socialproof.http import create_service_app
 from socialproof.kafka import BrokerProbe
 
 SERVICE = "notifier"
 log = logging.getLogger("socialproof.notifier")
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
-
-
-# --- models (for the OpenAPI document; handlers answer pre-serialised JSON for speed) ---------
-
-
-class ProofOut(Proof):
-    friends_bought: FriendsBought | None = Field(
-        default=None, description="only with a valid viewer token, for that viewer"
-    )
-
-
-class ProofList(BaseModel):
-    products: list[ProofOut]
-
-
-RATE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    304: {"description": "not modified (If-None-Match matched the ETag)"},
-    401: {"model": ErrorBody, "description": "the viewer token is expired, tampered or not one"},
-    429: {"model": ErrorBody, "description": "too many requests; retry after `Retry-After` s"},
-    **ERROR_RESPONSES,
-}
-
-
-# --- caching -------------------------------------------------------------------------------------
-
-
-def cached_json(request: Request, body: Any, *, private: bool, max_age: int) -> Response:
-    """JSON with a weak ETag over the content (``as_of`` excluded: it changes every read) and
-    Cache-Control; 304 when the client already has it."""
-    return answer(request, orjson.dumps(body), etag_of(body), cache_control(private, max_age))
-
-
-def answer(request: Request, content: bytes, etag: str, control: str) -> Response:
-    headers = {"ETag": etag, "Cache-Control": control, "Vary": "Authorization"}
-    if etag in etags(request.headers.get("if-none-match", "")):
-        return Response(status_code=304, headers=headers)
-    return Response(content, media_type="application/json", headers=headers)
-
-
-def answer_rendered(request: Request, rendered: Rendered) -> Response:
-    """An answer rendered at fill time (:mod:`services.notifier.cache`)."""
-    return answer(request, rendered.body, rendered.etag, rendered.cache_control)
-
-
-def trending_json(entries: Any) -> list[dict]:
-    """The reader's trending entries as JSON objects, best first, with their rank."""
-    out = []
-    for rank, entry in enumerate(entries, start=1):
-        item = entry.model_dump(mode="json") if isinstance(entry, BaseModel) else dict(entry)
-        out.append({"rank": rank, **item})
-    return out
 
 
 # --- the app -------------------------------------------------------------------------------------
@@ -265,101 +196,10 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     app.state.fast_path = None
     app.state.http_protocol = protocol_class(app)
 
-    @app.post(
-        "/v1/viewer-tokens",
-        status_code=201,
-        response_model=ViewerTokenOut,
-        tags=["viewer tokens"],
-        summary="Issue a short-lived viewer token (for the shop's backend; service token)",
-        responses={**AUTH_RESPONSES, **ERROR_RESPONSES},
-    )
-    async def issue_viewer_token(
-        body: ViewerTokenIn, _: ServiceAuth, request: Request
-    ) -> ViewerTokenOut:
-        return issue(request.app.state.tokens, body)
-
-    @app.get(
-        "/v1/proof/products/{product_id}",
-        tags=["proof"],
-        summary="A product's social proof (zeros for a product nobody bought yet)",
-        responses={200: {"model": ProofOut}, **RATE_RESPONSES},
-    )
-    async def product_proof(
-        product_id: Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)],
-        request: Request,
-        viewer: Viewer,
-        _: RateLimited,
-    ) -> Response:
-        proofs: CachedProofs = request.app.state.proofs
-        if viewer is None:
-            (rendered,) = await proofs.public([product_id])
-        else:
-            rendered = await proofs.personal(viewer, product_id)
-        return answer_rendered(request, rendered)
-
-    @app.get(
-        "/v1/proof/products",
-        tags=["proof"],
-        summary="Social proof of up to 100 products at once (listing pages)",
-        responses={200: {"model": ProofList}, **RATE_RESPONSES},
-    )
-    async def products_proof(
-        request: Request,
-        reader: Reader,
-        viewer: Viewer,
-        _: RateLimited,
-        ids: Annotated[str, Query(description="comma-separated product ids (1..100)")],
-    ) -> Response:
-        product_ids = parse_product_list(ids, field="ids")
-        states = await with_friends(
-            reader, await request.app.state.read_states(product_ids), viewer
-        )
-        return cached_json(
-            request, {"products": states}, private=viewer is not None, max_age=max_age
-        )
-
-    @app.get(
-        "/v1/trending",
-        tags=["proof"],
-        summary="Products ranked by weighted recent activity, best first",
-        responses=RATE_RESPONSES,
-    )
-    async def trending(
-        request: Request,
-        reader: Reader,
-        _: RateLimited,
-        limit: Annotated[int, Query(ge=1, le=50)] = 50,
-    ) -> Response:
-        entries = trending_json(await reader.trending(limit=limit))
-        return cached_json(request, {"products": entries}, private=False, max_age=max_age)
-
-    @app.get(
-        "/v1/activity",
-        tags=["proof"],
-        summary="Recent activity on some products, newest first (first names of users who allow it)",
-        responses=RATE_RESPONSES,
-    )
-    async def activity(
-        request: Request,
-        reader: Reader,
-        _: RateLimited,
-        products: Annotated[str, Query(description="comma-separated product ids (1..100)")],
-        limit: Annotated[int, Query(ge=1, le=20)] = 20,
-    ) -> Response:
-        product_ids = parse_product_list(products)
-        feeds = await asyncio.gather(*(reader.activity(p, limit=limit) for p in product_ids))
-        items = [
-            {"product_id": product_id, **_item_json(item)}
-            for product_id, feed in zip(product_ids, feeds, strict=True)
-            for item in feed
-        ]
-        items.sort(key=lambda item: str(item.get("occurred_at", "")), reverse=True)
-        return cached_json(request, {"items": items[:limit]}, private=False, max_age=max_age)
-
-    live.install(app, settings)
-    storefront.install(app, settings)
+    # the widget (and the demo's pages), read once; the demo's routes exist only when it is on
+    app.state.storefront = storefront.assets(settings)
+    for api in (tokens, proof, live, storefront):
+        app.include_router(api.router)
+    if settings.demo_enabled:
+        app.include_router(storefront.demo_router)
     return app
-
-
-def _item_json(item: Any) -> dict:
-    return item.model_dump(mode="json") if isinstance(item, BaseModel) else dict(item)

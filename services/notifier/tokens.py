@@ -1,9 +1,10 @@
 """Viewer tokens: short-lived signed tokens that name one storefront viewer.
 
-The shop's backend asks for one with the service token (``POST /v1/viewer-tokens``) and hands it
-to the browser; the browser sends it back as ``Authorization: Bearer <token>`` or, where it cannot
-set headers (EventSource, WebSocket), as the ``viewer_token`` query parameter. Only with a valid
-token does the notifier reveal ``friends_bought``, and only for the viewer the token names.
+The shop's backend asks for one with the service token (``POST /v1/viewer-tokens``, in
+:mod:`services.notifier.api.tokens`) and hands it to the browser; the browser sends it back as
+``Authorization: Bearer <token>`` or, where it cannot set headers (EventSource, WebSocket), as
+the ``viewer_token`` query parameter. Only with a valid token does the notifier reveal
+``friends_bought``, and only for the viewer the token names.
 
 Format: ``vt1.<payload>.<signature>``, both base64url; the payload is JSON ``{"sub": viewer,
 "exp": unix seconds}`` and the signature is HMAC-SHA256 over ``vt1.<payload>``. The key is
@@ -19,10 +20,9 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import orjson
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from contracts.events import Identifier
 
@@ -115,22 +115,3 @@ class ViewerTokens:
             self._claims.clear()  # bounded; the next requests parse again
         self._claims[payload] = claims
         return claims
-
-
-class ViewerTokenIn(BaseModel):
-    viewer_id: Identifier = Field(examples=["u1"])
-
-
-class ViewerTokenOut(BaseModel):
-    token: str
-    viewer_id: str
-    expires_at: datetime
-
-
-def issue(tokens: ViewerTokens, request: ViewerTokenIn) -> ViewerTokenOut:
-    token, claims = tokens.mint(request.viewer_id)
-    return ViewerTokenOut(
-        token=token,
-        viewer_id=claims.viewer_id,
-        expires_at=datetime.fromtimestamp(claims.expires_at, UTC),
-    )

@@ -24,7 +24,7 @@ import logging
 from typing import Annotated
 
 import orjson
-from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -44,6 +44,7 @@ from services.notifier.settings import NotifierSettings
 from socialproof.http import RETRY_AFTER_S, ApiError, error_response
 
 log = logging.getLogger(__name__)
+router = APIRouter()
 SEND_TIMEOUT_S = 30
 
 
@@ -165,96 +166,103 @@ def _sse(messages: list[tuple[int, bytes]]) -> bytes:
     return b"".join(b"id: %d\nevent: proof\ndata: %s\n\n" % (n, data) for n, data in messages)
 
 
-def install(app: FastAPI, settings: NotifierSettings) -> None:
-    heartbeat = settings.sse_heartbeat_s
-    min_interval = 1.0 / settings.stream_max_updates_per_s
+def _min_interval(settings: NotifierSettings) -> float:
+    """The shortest time between two messages about one product on one connection."""
+    return 1.0 / settings.stream_max_updates_per_s
 
-    @app.get(
-        "/v1/proof/stream",
-        tags=["live"],
-        summary="Server-Sent Events: `event: proof` with the proof JSON, now and on every change",
-        response_class=SseResponse,
-        # explicit: FastAPI cannot infer it from SseResponse, and /openapi.json would fail (500)
-        status_code=200,
-        responses={200: {"content": {"text/event-stream": {}}}},
+
+@router.get(
+    "/v1/proof/stream",
+    tags=["live"],
+    summary="Server-Sent Events: `event: proof` with the proof JSON, now and on every change",
+    response_class=SseResponse,
+    # explicit: FastAPI cannot infer it from SseResponse, and /openapi.json would fail (500)
+    status_code=200,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def proof_stream(
+    request: Request,
+    reader: Reader,
+    viewer: Viewer,
+    _: RateLimited,
+    products: Annotated[str, Query(description="comma-separated product ids (1..100)")],
+    last_event_id: Annotated[
+        str | None, Query(description="like the Last-Event-ID header, for clients without it")
+    ] = None,
+) -> SseResponse:
+    ids = parse_product_list(products)
+    state = request.app.state
+    settings: NotifierSettings = state.settings
+    first_id = _first_id(request.headers.get("last-event-id") or last_event_id)
+    feed = Feed(
+        state.hub, reader, state.read_encoded, ids, viewer, _min_interval(settings), first_id
     )
-    async def proof_stream(
-        request: Request,
-        reader: Reader,
-        viewer: Viewer,
-        _: RateLimited,
-        products: Annotated[str, Query(description="comma-separated product ids (1..100)")],
-        last_event_id: Annotated[
-            str | None, Query(description="like the Last-Event-ID header, for clients without it")
-        ] = None,
-    ) -> SseResponse:
+    return SseResponse(feed, settings.sse_heartbeat_s)
+
+
+@router.websocket("/v1/proof/ws")
+async def proof_ws(
+    websocket: WebSocket,
+    products: str = "",
+    viewer_token: str | None = None,
+    last_event_id: str | None = None,
+) -> None:
+    await websocket.accept()
+    try:
         ids = parse_product_list(products)
-        state = request.app.state
-        first_id = _first_id(request.headers.get("last-event-id") or last_event_id)
-        feed = Feed(state.hub, reader, state.read_encoded, ids, viewer, min_interval, first_id)
-        return SseResponse(feed, heartbeat)
-
-    @app.websocket("/v1/proof/ws")
-    async def proof_ws(
-        websocket: WebSocket,
-        products: str = "",
-        viewer_token: str | None = None,
-        last_event_id: str | None = None,
-    ) -> None:
-        await websocket.accept()
-        try:
-            ids = parse_product_list(products)
-            viewer = viewer_from(websocket, viewer_token)  # type: ignore[arg-type]
-            wait = websocket.app.state.limiter.acquire(client_key(websocket))  # type: ignore[arg-type]
-            if wait > 0:
-                raise ApiError(429, "rate_limited", "too many requests from this client")
-        except ApiError as exc:
-            await websocket.send_text(
-                orjson.dumps({"type": "error", "error": exc.code, "message": exc.message}).decode()
-            )
-            await websocket.close(code=4000 + exc.status, reason=exc.code)
-            return
-        state = websocket.app.state
-        feed = Feed(
-            state.hub,
-            state.reader,
-            state.read_encoded,
-            ids,
-            viewer,
-            min_interval,
-            _first_id(last_event_id),
+        viewer = viewer_from(websocket, viewer_token)  # type: ignore[arg-type]
+        wait = websocket.app.state.limiter.acquire(client_key(websocket))  # type: ignore[arg-type]
+        if wait > 0:
+            raise ApiError(429, "rate_limited", "too many requests from this client")
+    except ApiError as exc:
+        await websocket.send_text(
+            orjson.dumps({"type": "error", "error": exc.code, "message": exc.message}).decode()
         )
+        await websocket.close(code=4000 + exc.status, reason=exc.code)
+        return
+    state = websocket.app.state
+    settings: NotifierSettings = state.settings
+    heartbeat = settings.sse_heartbeat_s
+    feed = Feed(
+        state.hub,
+        state.reader,
+        state.read_encoded,
+        ids,
+        viewer,
+        _min_interval(settings),
+        _first_id(last_event_id),
+    )
 
-        async def drain() -> None:
-            # Incoming messages are not part of the protocol; reading notices the disconnect.
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-                while True:
-                    await websocket.receive_text()
-            feed.box.close()
+    async def drain() -> None:
+        # Incoming messages are not part of the protocol; reading notices the disconnect.
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while True:
+                await websocket.receive_text()
+        feed.box.close()
 
-        async def send(text: bytes) -> None:
-            async with asyncio.timeout(SEND_TIMEOUT_S):
-                await websocket.send_text(text.decode())
+    async def send(text: bytes) -> None:
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await websocket.send_text(text.decode())
 
-        receiver = asyncio.create_task(drain())
-        try:
-            for n, data in await feed.initial():
+    receiver = asyncio.create_task(drain())
+    try:
+        for n, data in await feed.initial():
+            await send(_ws(n, data))
+        while not feed.closed:
+            messages = await feed.changes(heartbeat)
+            if feed.closed:
+                break
+            if not messages:
+                await send(b'{"type":"heartbeat"}')
+            for n, data in messages:
                 await send(_ws(n, data))
-            while not feed.closed:
-                messages = await feed.changes(heartbeat)
-                if feed.closed:
-                    break
-                if not messages:
-                    await send(b'{"type":"heartbeat"}')
-                for n, data in messages:
-                    await send(_ws(n, data))
-        except (WebSocketDisconnect, TimeoutError, RuntimeError, RedisError):
-            pass  # gone, too slow, or the store failed: the client reconnects for a fresh state
-        finally:
-            feed.close()
-            receiver.cancel()
-            with contextlib.suppress(Exception):
-                await websocket.close()
+    except (WebSocketDisconnect, TimeoutError, RuntimeError, RedisError):
+        pass  # gone, too slow, or the store failed: the client reconnects for a fresh state
+    finally:
+        feed.close()
+        receiver.cancel()
+        with contextlib.suppress(Exception):
+            await websocket.close()
 
 
 def _ws(n: int, data: bytes) -> bytes:

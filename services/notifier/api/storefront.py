@@ -11,28 +11,69 @@
   ``POST /demo/viewer-tokens`` issues viewer tokens **without the service token** so that the
   page can switch viewers; that is exactly what a real shop must never expose, which is why none
   of these routes exists unless the setting is on, and the notifier logs a warning when it is.
+
+The files are in ``services/notifier/static/``, read once when the app is made (:func:`assets`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from services.notifier.api.deps import RateLimited
+from services.notifier.api.tokens import issue
+from services.notifier.schemas import ViewerTokenIn, ViewerTokenOut
 from services.notifier.settings import NotifierSettings
-from services.notifier.tokens import ViewerTokenIn, ViewerTokenOut, issue
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent.parent / "static"
 MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
 
+#: the widget's route, always there
+router = APIRouter()
+#: the demo's routes, only when ``SOCIALPROOF_DEMO_ENABLED`` is true
+demo_router = APIRouter()
 
-def _asset(name: str, replacements: dict[str, str] | None = None) -> tuple[bytes, str, str]:
+Asset = tuple[bytes, str, str]  # body, ETag, media type
+
+
+@dataclass(frozen=True)
+class Assets:
+    """What these routes serve, read and rendered once when the app is made
+    (``app.state.storefront``)."""
+
+    widget: Asset
+    demo: dict[str, Asset] = field(default_factory=dict)  # only with the demo on
+    catalog: bytes = b""  # only with the demo on
+
+
+def assets(settings: NotifierSettings) -> Assets:
+    """The widget with the settings' defaults and, with the demo on, the demo's pages and catalog
+    (and a warning in the log: the demo issues viewer tokens without auth)."""
+    defaults = orjson.dumps({"minCount": settings.widget_min_count}).decode()
+    widget = _asset("widget.js", {"/*SOCIALPROOF_DEFAULTS*/{}": defaults})
+    if not settings.demo_enabled:
+        return Assets(widget)
+
+    log.warning(
+        "demo storefront enabled: /demo/viewer-tokens issues viewer tokens without auth; "
+        "never enable SOCIALPROOF_DEMO_ENABLED outside development"
+    )
+    pages = {name: _asset(name) for name in ("demo.html", "demo.js", "demo.css")}
+    catalog_file = Path(settings.demo_catalog_path) if settings.demo_catalog_path else None
+    catalog = orjson.dumps(
+        orjson.loads((catalog_file or STATIC / "demo-catalog.json").read_bytes())
+    )
+    return Assets(widget, pages, catalog)
+
+
+def _asset(name: str, replacements: dict[str, str] | None = None) -> Asset:
     text = (STATIC / name).read_text(encoding="utf-8")
     for placeholder, value in (replacements or {}).items():
         text = text.replace(placeholder, value)
@@ -42,7 +83,11 @@ def _asset(name: str, replacements: dict[str, str] | None = None) -> tuple[bytes
     return body, etag, media
 
 
-def _serve(request: Request, asset: tuple[bytes, str, str], cache: str) -> Response:
+def _served(request: Request) -> Assets:
+    return request.app.state.storefront
+
+
+def _serve(request: Request, asset: Asset, cache: str) -> Response:
     body, etag, media = asset
     headers = {"ETag": etag, "Cache-Control": cache}
     if etag in request.headers.get("if-none-match", ""):
@@ -50,68 +95,59 @@ def _serve(request: Request, asset: tuple[bytes, str, str], cache: str) -> Respo
     return Response(body, media_type=media, headers=headers)
 
 
-def install(app: FastAPI, settings: NotifierSettings) -> None:
-    defaults = orjson.dumps({"minCount": settings.widget_min_count}).decode()
-    widget = _asset("widget.js", {"/*SOCIALPROOF_DEFAULTS*/{}": defaults})
+@router.get(
+    "/widget.js",
+    tags=["storefront"],
+    summary="The embeddable social-proof badge",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/javascript": {}}, "description": "the widget script"},
+        304: {"description": "not modified (ETag)"},
+    },
+)
+async def widget_js(request: Request) -> Response:
+    return _serve(request, _served(request).widget, "public, max-age=300")
 
-    @app.get(
-        "/widget.js",
-        tags=["storefront"],
-        summary="The embeddable social-proof badge",
-        response_class=Response,
-        responses={
-            200: {"content": {"text/javascript": {}}, "description": "the widget script"},
-            304: {"description": "not modified (ETag)"},
-        },
-    )
-    async def widget_js(request: Request) -> Response:
-        return _serve(request, widget, "public, max-age=300")
 
-    if not settings.demo_enabled:
-        return
+@demo_router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    return RedirectResponse("/demo")
 
-    log.warning(
-        "demo storefront enabled: /demo/viewer-tokens issues viewer tokens without auth; "
-        "never enable SOCIALPROOF_DEMO_ENABLED outside development"
-    )
-    assets = {name: _asset(name) for name in ("demo.html", "demo.js", "demo.css")}
-    catalog_file = Path(settings.demo_catalog_path) if settings.demo_catalog_path else None
-    catalog = orjson.dumps(orjson.loads((catalog_file or STATIC / "demo-catalog.json").read_bytes()))
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/demo")
+@demo_router.get(
+    "/demo",
+    tags=["demo (dev only)"],
+    summary="The demo storefront",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {}}, "description": "the demo page"}},
+)
+async def demo_page(request: Request) -> Response:
+    return _serve(request, _served(request).demo["demo.html"], "no-cache")
 
-    @app.get(
-        "/demo",
-        tags=["demo (dev only)"],
-        summary="The demo storefront",
-        response_class=Response,
-        responses={200: {"content": {"text/html": {}}, "description": "the demo page"}},
-    )
-    async def demo_page(request: Request) -> Response:
-        return _serve(request, assets["demo.html"], "no-cache")
 
-    @app.get("/demo/demo.js", include_in_schema=False)
-    async def demo_js(request: Request) -> Response:
-        return _serve(request, assets["demo.js"], "no-cache")
+@demo_router.get("/demo/demo.js", include_in_schema=False)
+async def demo_js(request: Request) -> Response:
+    return _serve(request, _served(request).demo["demo.js"], "no-cache")
 
-    @app.get("/demo/demo.css", include_in_schema=False)
-    async def demo_css(request: Request) -> Response:
-        return _serve(request, assets["demo.css"], "no-cache")
 
-    @app.get("/demo/catalog", tags=["demo (dev only)"], summary="Demo products and viewers")
-    async def demo_catalog_json() -> Response:
-        return Response(catalog, media_type="application/json")
+@demo_router.get("/demo/demo.css", include_in_schema=False)
+async def demo_css(request: Request) -> Response:
+    return _serve(request, _served(request).demo["demo.css"], "no-cache")
 
-    @app.post(
-        "/demo/viewer-tokens",
-        status_code=201,
-        response_model=ViewerTokenOut,
-        tags=["demo (dev only)"],
-        summary="Viewer token without the service token: demo only, never in production",
-    )
-    async def demo_viewer_token(
-        body: ViewerTokenIn, request: Request, _: RateLimited
-    ) -> ViewerTokenOut:
-        return issue(request.app.state.tokens, body)
+
+@demo_router.get("/demo/catalog", tags=["demo (dev only)"], summary="Demo products and viewers")
+async def demo_catalog_json(request: Request) -> Response:
+    return Response(_served(request).catalog, media_type="application/json")
+
+
+@demo_router.post(
+    "/demo/viewer-tokens",
+    status_code=201,
+    response_model=ViewerTokenOut,
+    tags=["demo (dev only)"],
+    summary="Viewer token without the service token: demo only, never in production",
+)
+async def demo_viewer_token(
+    body: ViewerTokenIn, request: Request, _: RateLimited
+) -> ViewerTokenOut:
+    return issue(request.app.state.tokens, body)

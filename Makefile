@@ -70,8 +70,10 @@ clean:
 	rm -rf $(VENV) .devstack .pytest_cache test-artifacts
 
 # Kubernetes manifests: kustomize builds of every overlay, offline schema validation (pinned
-# Kubernetes version), policy rules, KafkaTopics vs the registry, alert rules (promtool, from
+# Kubernetes version; Strimzi's CRD schemas generated once from Maven Central's jars with Java,
+# then cached), checkov, our rules, KafkaTopics vs the registry, alert rules (promtool, from
 # Debian's prometheus package). Fails on any problem; `make test` runs it first.
 deploy-check: $(STAMP)
-	@scripts/ensure-system-packages.sh prometheus
+	@scripts/ensure-system-packages.sh prometheus $(KAFKA_SYSTEM_PACKAGES)
+	@$(PY) -m tools.deploycheck.crds
 	$(VENV)/bin/socialproof deploy check

@@ -115,6 +115,12 @@ BREAKS = [
         "[kubernetes-validate schema] prod: Deployment/social",
     ),
     (
+        "k8s/components/kafka/kafka.yaml",
+        "type: internal",
+        "type: intern",
+        "[jsonschema crd-schema] prod: Kafka/socialproof: Strimzi 0.48.0 CRD: $.spec.kafka.listeners[0].type",
+    ),
+    (
         "k8s/components/monitoring/podmonitors.yaml",
         "podMetricsEndpoints:",
         "podMetricEndpoints:",

@@ -28,7 +28,7 @@ from tools.deploycheck.manifests import (
     ref,
 )
 from tools.deploycheck.rules import RULES
-from tools.deploycheck.schemas import KUBERNETES_VERSION, schema_problems
+from tools.deploycheck.schemas import KUBERNETES_VERSION, custom_kinds, schema_problems
 from tools.deploycheck.topics import topics_problems
 
 #: our rules that judge a whole overlay, not a Job template beside it
@@ -116,9 +116,11 @@ def main_check(deploy_dir: Path = DEPLOY_DIR) -> int:
         print(f"deploy-check: {len(report.problems)} problem(s)")
         return 1
     scan = report.scan
+    crds = sorted(set(custom_kinds().values()))
     print(
         f"deploy-check: ok ({sum(report.checked.values())} objects; kubernetes-validate "
-        f"{KUBERNETES_VERSION} schemas; checkov {scan.version if scan else '-'}: "
+        f"{KUBERNETES_VERSION} schemas; jsonschema: {', '.join(crds)}; "
+        f"checkov {scan.version if scan else '-'}: "
         f"{scan.passed if scan else 0} checks passed, {scan.skipped if scan else 0} findings "
         f"on the skip list; {len(RULES)} socialproof rules; promtool)"
     )

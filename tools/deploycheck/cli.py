@@ -72,4 +72,10 @@ def rules() -> None:
     }
     for rule_id, description in own.items():
         print(f"  {rule_id:22} {description}")
-    print("kubernetes-validate / jsonschema: schemas; promtool: the alert rules' PromQL")
+    from tools.deploycheck.schemas import KUBERNETES_VERSION, custom_kinds
+
+    print(f"kubernetes-validate: Kubernetes {KUBERNETES_VERSION}'s schemas, strict")
+    print("jsonschema (crd-schema), the custom resources:")
+    for (api_version, kind), source in custom_kinds().items():
+        print(f"  {api_version} {kind}: {source}")
+    print("promtool (promql): the alert rules' PromQL")

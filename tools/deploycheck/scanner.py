@@ -2,7 +2,7 @@
 
 The pod-security, resources, probes and image policies are checkov's (``--framework kubernetes``)
 rather than ours: :data:`RELIED_ON` lists the checks that took over deploy-check's former rules,
-each broken on purpose by a test in ``tests/deploy/test_policies.py``. Every other checkov
+each broken on purpose by a test in ``tests/deploy/test_scanner.py``. Every other checkov
 Kubernetes check runs too, and any finding fails the build, except those in :data:`SKIPS`, each
 with the reason it does not fit this project.
 

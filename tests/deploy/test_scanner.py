@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -190,6 +191,19 @@ def test_the_skip_list_gives_a_reason_and_never_skips_a_check_we_rely_on() -> No
         assert skip.only or skip.check_id not in scanner.RELIED_ON, skip.check_id
     # a check skipped for one object still fails everywhere else (CKV_K8S_40: redis only)
     assert "StatefulSet/redis" in next(s.only for s in scanner.SKIPS if s.check_id == "CKV_K8S_40")
+
+
+def test_the_skip_list_in_deploy_readme_is_the_one_applied() -> None:
+    """deploy/README.md shows each skipped check, where it is skipped and why: the same as SKIPS."""
+    readme = (manifests.DEPLOY_DIR / "README.md").read_text()
+    rows = {
+        m[1]: (m[2], m[3])
+        for m in re.finditer(r"^\| `(CKV_\w+)` [^|]+ \| ([^|]+) \| (.+) \|$", readme, re.M)
+    }
+    assert set(rows) == {s.check_id for s in scanner.SKIPS}
+    for skip in scanner.SKIPS:
+        scope = ", ".join(f"`{o}`" for o in sorted(skip.only)) + " only" if skip.only else None
+        assert rows[skip.check_id] == (scope or "every object", skip.reason.split(": ", 1)[1])
 
 
 def test_a_workload_checkov_did_not_evaluate_fails(prod: Objs, monkeypatch) -> None:

@@ -88,7 +88,8 @@ def strict(schema: Any) -> Any:
 def _run(argv: list[str], what: str) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
-        raise CrdsUnavailable(f"{what} failed ({' '.join(argv[:6])} ...):\n{done.stderr[-2000:]}")
+        output = (done.stdout + done.stderr)[-2000:]  # Maven reports its errors on stdout
+        raise CrdsUnavailable(f"{what} failed ({' '.join(argv[:6])} ...):\n{output}")
 
 
 def _generate(staging: Path, version: str) -> None:

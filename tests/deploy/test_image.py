@@ -93,7 +93,7 @@ def test_dockerignore_semantics_used_here() -> None:
     patterns = ["*", "!socialproof/", "**/__pycache__", "**/*.pyc"]
     assert _ignored(".venv/bin/python", patterns)
     assert _ignored("tests/unit/test_x.py", patterns)
-    assert not _ignored("cli/main.py", patterns)
+    assert not _ignored("socialproof/http.py", patterns)
     assert _ignored("socialproof/__pycache__/cli.cpython-311.pyc", patterns)
 
 

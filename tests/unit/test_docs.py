@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 from cli.settingstable import settings_markdown
@@ -21,3 +22,21 @@ def test_readme_settings_table_lists_every_setting() -> None:
     assert table == settings_markdown(), "run `socialproof settings --update-readme`"
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "SOCIALPROOF_SERVICE_TOKEN"):
         assert re.search(rf"^\| `{name}` \|", table, re.M)
+
+
+def test_every_path_architecture_md_names_exists() -> None:
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "ARCHITECTURE.md").read_text()
+    named = set(re.findall(r"`([a-z_./-]+/[a-z_./-]*|[a-z_]+\.(?:py|md|js|lua))`", text))
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    # a bare file name ("proof.py") may be short for one under a folder named just before it
+    missing = [
+        path
+        for path in sorted(named)
+        if not (root / path).exists()
+        and not any(f == path or f.endswith("/" + path) for f in tracked)
+    ]
+    assert len(named) > 30
+    assert missing == []

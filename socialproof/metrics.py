@@ -50,3 +50,8 @@ PROCESSOR_LAG = Gauge(
     "timestamp) of the newest record in the batch it committed last; 0 once a fetch finds "
     "nothing new",
 )
+LIVE_CONNECTIONS = Gauge(
+    "socialproof_live_connections",
+    "Live update connections (SSE and WebSocket) the notifier holds open",
+    multiprocess_mode="livesum",  # several server processes: the sum of the living ones
+)

@@ -26,6 +26,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.notifier.cache import ProofCache
+from socialproof.metrics import LIVE_CONNECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class Hub:
         for product in products:
             self.watchers[product].add(box)
         self.boxes.add(box)
+        LIVE_CONNECTIONS.inc()
         return box
 
     def close_all(self) -> None:
@@ -128,7 +130,9 @@ class Hub:
 
     def unsubscribe(self, box: Mailbox) -> None:
         box.close()
-        self.boxes.discard(box)
+        if box in self.boxes:
+            self.boxes.discard(box)
+            LIVE_CONNECTIONS.dec()
         for product in box.products:
             watchers = self.watchers.get(product)
             if watchers is not None:

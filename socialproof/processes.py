@@ -73,7 +73,10 @@ def die_with_parent() -> None:
 
 @dataclass
 class ManagedProcess:
-    """A child process whose output is prefixed with its name, line by line."""
+    """A child process whose output is prefixed with its name, line by line.
+
+    Every line goes to ``log_path`` (if set); with ``echo`` it is also printed, or handed to
+    ``echo_to``, which decides what to show (the dev stack's console shows warnings only)."""
 
     name: str
     argv: list[str]
@@ -82,6 +85,7 @@ class ManagedProcess:
     echo: bool = True
     color: str = ""
     log_path: Path | None = None
+    echo_to: Callable[[str], None] | None = None
     proc: subprocess.Popen | None = None
     _pump: threading.Thread | None = None
     _tail: list[str] = field(default_factory=list)
@@ -115,8 +119,15 @@ class ManagedProcess:
                 if log_file:
                     log_file.write(line + "\n")
                     log_file.flush()
-                if self.echo:
-                    print(prefix + line, flush=True)
+                if not self.echo:
+                    continue
+                if self.echo_to is not None:
+                    try:
+                        self.echo_to(line)
+                        continue
+                    except Exception:  # never stop reading: a full pipe would block the child
+                        pass
+                print(prefix + line, flush=True)
         finally:
             if log_file:
                 log_file.close()

@@ -1,6 +1,10 @@
 """``socialproof run``: the whole dev stack (:mod:`tools.devstack`) with the demo storefront and
 simulated traffic, until Ctrl-C. Registered only where the dev tools are installed (not in the
-image)."""
+image).
+
+The console (:mod:`tools.console`) shows each process once it is ready, the banner, warnings and
+errors, and a summary of activity; ``--verbose`` every line. The log files under the dev stack's
+folder (``.devstack/logs/<process>.log``) keep every line either way."""
 
 from __future__ import annotations
 
@@ -36,6 +40,15 @@ def run(
             "(kept across runs otherwise)",
         ),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="echo every line the processes log (default: warnings and errors, and a summary "
+            "of activity; the log files in the dev stack's folder keep everything either way)",
+        ),
+    ] = False,
 ) -> None:
     """Start the whole stack (Apache Kafka, Redis, every service) until Ctrl-C.
 
@@ -45,6 +58,7 @@ def run(
     from services.notifier.settings import NotifierSettings
     from socialproof.processes import ProcessError
     from socialproof.settings import DEFAULT_PORTS
+    from tools.console import Activity, Console
     from tools.devstack import DevStackSettings, Stack, StackConfig
     from tools.simulate import write_demo_catalog
 
@@ -58,6 +72,7 @@ def run(
     token = os.environ.get("SOCIALPROOF_SERVICE_TOKEN")
     workdir = Path(dev.devstack_dir).resolve()
     token_file = None if token else workdir / "service-token"
+    console = Console(verbose=verbose)
     config = StackConfig(
         workdir=workdir,
         broker_port=dev.broker_port,
@@ -73,6 +88,7 @@ def run(
             "SOCIALPROOF_DEMO_ENABLED": os.environ.get("SOCIALPROOF_DEMO_ENABLED", "true"),
             "SOCIALPROOF_DEMO_CATALOG_PATH": str(workdir / "demo-catalog.json"),
         },
+        console=console,
     )
     workdir.mkdir(parents=True, exist_ok=True)
     write_demo_catalog(
@@ -86,6 +102,7 @@ def run(
         signal.signal(sig, interrupt)
     started = time.monotonic()
     stack = Stack(config)
+    activity = None
     if fresh:
         for what in stack.wipe_local_data():
             out.print(f"--fresh: deleted {what}")
@@ -102,16 +119,26 @@ def run(
             token_file=token_file,
             notifier_port=notifier.notifier_port,
         )
+        console.starting = False
+        if services:
+            activity = Activity(console, f"{stack.worker_url}/metrics",
+                                f"{stack.url('notifier')}/metrics")
         while True:
             stack.check_alive()
-            time.sleep(0.5)
+            if activity is not None:
+                activity.tick()
+            time.sleep(0.25)
     except KeyboardInterrupt:
-        out.print("\n[bold]stopping…[/]")
+        console.end_status()  # also wipes the ^C the terminal echoed on it
+        out.print("[bold]stopping…[/]")
     except ProcessError as exc:
+        console.end_status()
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from None
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the stop
+        if activity is not None:
+            activity.close()
         stack.stop()
     out.print("stopped; no process left behind.")
 

@@ -1,5 +1,7 @@
 """The embedded development stack: Apache Kafka, Redis, and every service, each as its own
-process with prefixed logs. ``make run`` (``socialproof run``) starts it; Ctrl-C stops it.
+process. ``make run`` (``socialproof run``) starts it; Ctrl-C stops it. Each process's output
+goes whole to ``.devstack/logs/<name>.log``; the console (:mod:`tools.console`) shows when each
+is ready, and its warnings and errors (every line with ``--verbose``).
 
 - Broker: Apache Kafka as one KRaft process (:mod:`tools.embeddedkafka`, jars from Maven
   Central) with its log dirs under ``.devstack/kafka``, so topics survive a restart, unless
@@ -37,6 +39,7 @@ from socialproof.processes import (
     worker_argv,
 )
 from socialproof.settings import DEFAULT_PORTS
+from tools.console import Console
 
 # Every local process the stack starts gets this: Faust's data directory (empty: the worker keeps
 # no Faust tables) goes to the temp dir, not into the working directory of every dev stack, test
@@ -162,16 +165,21 @@ def wait_ready(url: str, timeout: float, what: str, proc: ManagedProcess | None 
     wait_until(ready, timeout, what, interval=0.1)
 
 
-def wait_worker_assigned(url: str, timeout: float, proc: ManagedProcess | None = None) -> None:
-    """The worker is useful once it holds partitions: only then do events flow."""
+def wait_worker_assigned(url: str, timeout: float, proc: ManagedProcess | None = None) -> int:
+    """The worker is useful once it holds partitions: only then do events flow. Returns how
+    many it holds."""
+    held = 0
 
     def assigned() -> bool:
+        nonlocal held
         if proc is not None:
             proc.ensure_alive()
         response = httpx.get(url, timeout=1.0)
-        return response.status_code == 200 and response.json().get("assigned_partitions", 0) > 0
+        held = response.json().get("assigned_partitions", 0) if response.status_code == 200 else 0
+        return held > 0
 
     wait_until(assigned, timeout, "the stream worker to join its consumer group", interval=0.1)
+    return held
 
 
 @dataclass
@@ -185,8 +193,10 @@ class StackConfig:
     redis_url: str | None = None  # existing Redis instead of a local redis-server
     service_token: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
-    echo: bool = True
+    echo: bool = True  # children's output and the stack's notes on the console (below)
     log_format: str = "console"
+    # what to show; by default every line (the dev stack's own: warnings only, unless --verbose)
+    console: Console | None = None
 
 
 class Stack:
@@ -199,6 +209,32 @@ class Stack:
         self.bootstrap = config.kafka_bootstrap_servers or f"127.0.0.1:{config.broker_port}"
         self.redis_url = config.redis_url or f"redis://127.0.0.1:{config.redis_port}/0"
         self._colors = iter(COLORS * 4)
+        self.console = (config.console or Console(verbose=True)) if config.echo else None
+        self.logs = config.workdir / "logs"
+        self._color_of: dict[str, str] = {}
+
+    def _echo(self, name: str, color: str, quiet: bool = False) -> dict[str, object]:
+        """``ManagedProcess`` arguments for a child's output: all of it to its log file, what
+        the console shows to the console."""
+        self._color_of[name] = color
+        return {
+            "echo": self.console is not None,
+            "color": color,
+            "log_path": self.logs / f"{name}.log",
+            "echo_to": self.console.echo_for(name, color, quiet) if self.console else None,
+        }
+
+    def note(self, name: str, text: str) -> None:
+        """One line of the stack's own about a process (it is ready, where its log is)."""
+        if self.console is not None:
+            self.console.note(name, text, self._color_of.get(name, ""))
+
+    def shown(self, path: Path) -> str:
+        """A path as the console shows it: relative to the working directory if below it."""
+        try:
+            return str(path.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
 
     # environment every child gets
     @property
@@ -223,15 +259,12 @@ class Stack:
         return f"http://127.0.0.1:{self.config.worker_web_port}"
 
     def _spawn(self, name: str, argv: list[str], **kwargs: object) -> ManagedProcess:
-        logs = self.config.workdir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
         proc = ManagedProcess(
             name=name,
             argv=argv,
             env=self.env,
-            echo=self.config.echo,
-            color=next(self._colors),
-            log_path=logs / f"{name}.log",
+            **self._echo(name, next(self._colors)),  # type: ignore[arg-type]
             **kwargs,  # type: ignore[arg-type]
         )
         self.processes.append(proc.start())
@@ -259,37 +292,38 @@ class Stack:
 
     def start_infrastructure(self) -> None:
         cfg = self.config
+        self.logs.mkdir(parents=True, exist_ok=True)
         if cfg.kafka_bootstrap_servers is None:
             self._check_port_free(cfg.broker_port, "the embedded broker", "SOCIALPROOF_BROKER_PORT")
-            broker = embedded_broker(
-                cfg.broker_port,
-                cfg.workdir / "kafka",
-                echo=False,  # its log is in the file; the stack prints when it is ready
-                color=next(self._colors),
-                log_path=cfg.workdir / "logs" / "broker.log",
-            )
-            (cfg.workdir / "logs").mkdir(parents=True, exist_ok=True)
+            # its own log (hundreds of lines a start) stays in the file, even with --verbose;
+            # its warnings and errors show
+            echo = self._echo("kafka", next(self._colors), quiet=True)
+            echo["log_path"] = self.logs / "broker.log"
+            broker = embedded_broker(cfg.broker_port, cfg.workdir / "kafka", **echo)
             self.processes.append(broker.start())
         else:
             broker = None
         if cfg.redis_url is None:
             self._check_port_free(cfg.redis_port, "redis-server", "SOCIALPROOF_REDIS_PORT")
-            redis = redis_server(
-                cfg.redis_port,
-                cfg.workdir / "redis",
-                echo=cfg.echo,
-                color=next(self._colors),
-                log_path=cfg.workdir / "logs" / "redis.log",
-            )
+            redis = redis_server(cfg.redis_port, cfg.workdir / "redis",
+                                 **self._echo("redis", next(self._colors)))
             self.processes.append(redis.start())
         wait_for_broker(self.bootstrap, proc=broker)
-        if broker is not None and cfg.echo:
+        if broker is not None:
             from tools.embeddedkafka import kafka_version
 
-            print(f"{'kafka':<10}| Apache Kafka {kafka_version()} (KRaft) ready at "
-                  f"{self.bootstrap}; data in {cfg.workdir / 'kafka'}, log in "
-                  f"{cfg.workdir / 'logs' / 'broker.log'}", flush=True)
+            self.note("kafka", f"Apache Kafka {kafka_version()} (KRaft) ready at {self.bootstrap} "
+                      f"(data: {self.shown(cfg.workdir / 'kafka')}, "
+                      f"log: {self.shown(self.logs / 'broker.log')})")
+        else:
+            self.note("kafka", f"using the broker at {self.bootstrap}")
         wait_for_redis(self.redis_url)
+        if cfg.redis_url is None:
+            self.note("redis", f"ready at {self.redis_url} (data: "
+                      f"{self.shown(cfg.workdir / 'redis')}, log: "
+                      f"{self.shown(self.logs / 'redis.log')})")
+        else:
+            self.note("redis", f"using {self.redis_url}")
         from socialproof.kafka import ensure_topics
         from socialproof.settings import Settings
 
@@ -312,13 +346,20 @@ class Stack:
         worker_proc = self._spawn("worker", worker_argv()) if worker else None
         for service, proc in procs.items():
             wait_ready(f"{self.url(service)}/readyz", 60, f"the {service} service", proc)
+            self.note(service, f"ready at {self.url(service)} "
+                      f"(log: {self.shown(self.logs / f'{service}.log')})")
         if worker_proc is not None:
-            wait_worker_assigned(f"{self.worker_url}/readyz", 90, worker_proc)
+            held = wait_worker_assigned(f"{self.worker_url}/readyz", 90, worker_proc)
+            self.note("worker", f"ready at {self.worker_url}, {held} partitions assigned "
+                      f"(log: {self.shown(self.logs / 'worker.log')})")
 
     def start_simulator(self, rate: float) -> ManagedProcess:
         """Demo traffic through the services' APIs (``socialproof simulate``); start it once the
         services answer. It never exits on errors, so ``check_alive`` watches it like the rest."""
-        return self._spawn("simulate", simulate_argv(rate))
+        proc = self._spawn("simulate", simulate_argv(rate))
+        self.note("simulate", f"started, {rate:g} events/s "
+                  f"(log: {self.shown(self.logs / 'simulate.log')})")
+        return proc
 
     def start_process(self, name: str, argv: list[str]) -> ManagedProcess:
         return self._spawn(name, argv)

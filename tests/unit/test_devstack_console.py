@@ -226,3 +226,22 @@ def test_a_managed_process_hands_every_line_to_echo_to_and_to_its_log(tmp_path: 
     proc.stop()
     assert seen == ["one", "two"]
     assert (tmp_path / "child.log").read_text() == "one\ntwo\n"
+
+
+def test_the_live_connections_the_summary_shows_are_counted_by_the_notifier_hub() -> None:
+    from prometheus_client import REGISTRY
+
+    from services.notifier.hub import Hub
+
+    def live() -> float:
+        return REGISTRY.get_sample_value("socialproof_live_connections") or 0.0
+
+    hub = Hub(redis=None, channel="changes", read_encoded=None)  # type: ignore[arg-type]
+    before = live()
+    one, two = hub.subscribe(frozenset({"p1"})), hub.subscribe(frozenset({"p1", "p2"}))
+    assert live() == before + 2
+    hub.unsubscribe(one)
+    hub.unsubscribe(one)  # twice (a stream's error path and its end): counted once
+    assert live() == before + 1
+    hub.unsubscribe(two)
+    assert live() == before

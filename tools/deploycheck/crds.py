@@ -8,8 +8,10 @@ Strimzi's build does, and keeps the result in a cache outside git (``~/.cache/so
 or ``SOCIALPROOF_CRD_CACHE``): the generated YAML as is, and per kind the ``v1beta2``
 ``openAPIV3Schema`` made strict (:func:`strict`) as JSON, which :mod:`schemas` validates against.
 The copy goes to a temporary folder renamed into place when complete, as the Kafka jars do, so an
-interrupted fetch is never taken for a finished one. ``make deploy-check`` runs this module first
-(``python -m tools.deploycheck.crds``); the tests fetch on first use.
+interrupted fetch is never taken for a finished one (:func:`install`, which ``promcrds.py`` uses
+too for prometheus-operator's CRDs, fetched from its Go module into the same cache). ``make
+deploy-check`` runs this module first (``python -m tools.deploycheck.crds``), which fetches both;
+the tests fetch on first use.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -122,30 +125,40 @@ def _schema_of(crd_file: Path) -> Schema:
     return strict(served["schema"]["openAPIV3Schema"])
 
 
+def install(target: Path, fill: Callable[[Path], None], stamp: str) -> Path:
+    """Make ``target`` with ``fill`` in a temporary folder beside it, renamed into place when
+    complete, so an interrupted fetch is never taken for a finished one; ``.complete`` holds
+    ``stamp`` (what was made), and a folder with another stamp is replaced."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=target.parent))
+    try:
+        fill(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    (staging / ".complete").write_text(stamp)
+    staging.chmod(0o755)  # mkdtemp made it private
+    complete = target / ".complete"
+    if target.exists() and not (complete.exists() and complete.read_text() == stamp):
+        shutil.rmtree(target)  # made from another pin or another set of kinds
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished first: its copy is as good as ours
+        shutil.rmtree(staging, ignore_errors=True)
+        if not complete.exists():
+            raise
+    return target
+
+
 def ensure_strimzi(echo: bool = False) -> Path:
     """The folder of the pinned Strimzi release's CRDs, generated on first use."""
     version = strimzi_version()
     target = cache_root() / f"strimzi-{version}"
     if (target / ".complete").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="strimzi-", dir=target.parent))
     if echo:
         print(f"generating Strimzi {version}'s CRD schemas (once) into {target} ...", flush=True)
-    try:
-        _generate(staging, version)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    (staging / ".complete").write_text(version + "\n")
-    staging.chmod(0o755)  # mkdtemp made it private
-    try:
-        staging.rename(target)
-    except OSError:  # another process finished first: its copy is as good as ours
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / ".complete").exists():
-            raise
-    return target
+    return install(target, lambda staging: _generate(staging, version), version + "\n")
 
 
 @cache
@@ -159,14 +172,22 @@ def strimzi_schemas() -> dict[tuple[str, str], Schema]:
 
 
 def main() -> int:
+    """Fetch every CRD schema deploy-check uses (``make deploy-check`` runs this first)."""
+    from tools.deploycheck import promcrds
+
     try:
-        folder = ensure_strimzi(echo=True)
+        strimzi = ensure_strimzi(echo=True)
+        prometheus_operator = promcrds.ensure_prometheus_operator(echo=True)
     except CrdsUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"Strimzi {strimzi_version()} CRD schemas: {folder}")
+    print(f"Strimzi {strimzi_version()} CRD schemas: {strimzi}")
+    print(f"prometheus-operator {promcrds.VERSION} CRD schemas: {prometheus_operator}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # run as tools.deploycheck.crds, not __main__: promcrds raises that module's CrdsUnavailable
+    from tools.deploycheck import crds
+
+    raise SystemExit(crds.main())

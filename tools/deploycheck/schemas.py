@@ -12,22 +12,25 @@ The custom resources' specs, by where their schema comes from:
   published CRD generator from its published model, both from Maven Central, once, into a cache
   (``crds.py``), then offline. Made strict (unknown fields fail) the way the API server's strict
   field validation is; only the CEL rules are the API server's alone.
-- **prometheus-operator** (``PodMonitor``, ``PrometheusRule``; ``monitoring.coreos.com/v1``): kept
-  here by hand, only the fields the manifests use, strict. Their types, patterns and required
-  fields are those of prometheus-operator v0.93.0's published CRDs (compared field by field once);
-  a field the manifests start to use has to be added here first. The project publishes its CRD
-  YAML with its GitHub releases, its Helm chart and its Go module, and in no registry reachable
-  here: PyPI, npm, Maven Central and Debian have no package of the project's with them, and
-  ``apt-cache search prometheus-operator`` finds nothing. What exists is a third party's
-  derivatives: ``cloudcoil-models-prometheus-operator`` (PyPI; pydantic models generated from the
-  CRDs, with the cloudcoil runtime) and ``@kubernetes-models/prometheus-operator`` 6.0.0 (npm;
-  JavaScript validators compiled from the Go API types). The Go module proxy serves Go modules to
-  Go builds, not files to this Python project. So: hand-kept.
+- **prometheus-operator** (``PodMonitor``, ``PrometheusRule``; ``monitoring.coreos.com/v1``): the
+  project's own CRDs of v0.93.0, from its Go module as the Go module proxy serves it (a zip over
+  HTTPS, fetched with ``urllib``, no Go toolchain; SHA-256 pinned in ``promcrds.py``), once, into
+  the same cache, then offline. Only the CRD YAMLs of the kinds the manifests use are extracted;
+  their ``v1`` ``openAPIV3Schema`` is made strict the same way, with Go's regex syntax turned into
+  Python's where they differ.
 
-Strimzi too was first thought unfetchable (``io.strimzi:api`` holds the Java model, no CRD YAML;
-Strimzi issue 13073 asks to bundle it); ``io.strimzi:crd-generator`` is published for some
-releases (0.45.0 and 1.2.0 among the recent ones; 0.48.0 and 0.51.0: "was not found in Maven
-Central"), which is what made generating them possible.
+What was tried. Strimzi was first thought unfetchable (``io.strimzi:api`` holds the Java model, no
+CRD YAML; Strimzi issue 13073 asks to bundle it); ``io.strimzi:crd-generator`` is published for
+some releases (0.45.0 and 1.2.0 among the recent ones; 0.48.0 and 0.51.0: "was not found in Maven
+Central"), which is what made generating them possible. prometheus-operator publishes its CRD YAML
+with its GitHub releases, its Helm chart and its Go module; PyPI, npm, Maven Central and Debian
+have no package of the project's with them (``apt-cache search prometheus-operator`` finds
+nothing; ``cloudcoil-models-prometheus-operator`` on PyPI and ``@kubernetes-models/
+prometheus-operator`` on npm are a third party's derivatives, not the CRDs). So its schemas were
+kept here by hand, the fields used only, until the Go module proxy was found to serve the module's
+zip, which holds the released CRD YAMLs (``example/prometheus-operator-crd/``) and needs nothing of
+Go to read; the proxy serves v0.93.0 and v0.92.1 but refuses v0.95.x and v0.87.0 (403 "not
+available"), so a new pin has to be tried first.
 """
 
 from __future__ import annotations
@@ -40,74 +43,8 @@ from tools.deploycheck.manifests import Obj, Problem, ref
 #: the Kubernetes version whose API schemas the manifests must satisfy
 KUBERNETES_VERSION = "1.33.0"
 
-MONITORING = "monitoring.coreos.com/v1"
 #: the API groups whose resources are custom (validated here, not by kubernetes-validate)
 CUSTOM_GROUPS = ("monitoring.coreos.com/", "kafka.strimzi.io/")
-#: prometheus-operator's Duration (its CRDs' pattern for intervals and `for`)
-DURATION = (
-    r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
-)
-
-
-def _strict(properties: Obj, required: tuple[str, ...] = ()) -> Obj:
-    schema: Obj = {"type": "object", "properties": properties, "additionalProperties": False}
-    if required:
-        schema["required"] = list(required)
-    return schema
-
-
-def _resource(spec: Obj) -> Obj:
-    """A custom resource around its spec (metadata is validated as ObjectMeta, elsewhere)."""
-    text = {"type": "string"}
-    return _strict({"apiVersion": text, "kind": text, "metadata": {"type": "object"}, "spec": spec})
-
-
-def hand_kept_schemas() -> dict[tuple[str, str], Obj]:
-    """(apiVersion, kind) -> JSON schema of prometheus-operator's resources, the fields used."""
-    string_map = {"type": "object", "additionalProperties": {"type": "string"}}
-    duration = {"type": "string", "pattern": DURATION}
-    rule = _strict(
-        {
-            "alert": {"type": "string"},
-            "record": {"type": "string"},
-            "expr": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
-            "for": duration,
-            "labels": string_map,
-            "annotations": string_map,
-        },
-        required=("expr",),
-    )
-    group = _strict(
-        {
-            "name": {"type": "string", "minLength": 1},
-            "interval": duration,
-            "rules": {"type": "array", "items": rule},
-        },
-        required=("name",),
-    )
-    endpoint = _strict(
-        {
-            "port": {"type": "string"},
-            "path": {"type": "string"},
-            "interval": duration,
-            "scrapeTimeout": duration,
-        }
-    )
-    return {
-        (MONITORING, "PrometheusRule"): _resource(
-            _strict({"groups": {"type": "array", "items": group}})
-        ),
-        (MONITORING, "PodMonitor"): _resource(
-            _strict(
-                {
-                    "jobLabel": {"type": "string"},
-                    "selector": _strict({"matchLabels": string_map}),
-                    "podMetricsEndpoints": {"type": "array", "items": endpoint},
-                },
-                required=("selector",),
-            )
-        ),
-    }
 
 
 @cache
@@ -115,13 +52,11 @@ def _validators() -> dict[tuple[str, str], tuple[str, Any]]:
     """(apiVersion, kind) -> (where its schema is from, a validator)."""
     import jsonschema
 
-    from tools.deploycheck import crds
+    from tools.deploycheck import crds, promcrds
 
-    found = {
-        key: ("hand-kept prometheus-operator schema", s) for key, s in hand_kept_schemas().items()
-    }
     strimzi = f"Strimzi {crds.strimzi_version()} CRD"
-    found.update({key: (strimzi, s) for key, s in crds.strimzi_schemas().items()})
+    found = {key: (strimzi, s) for key, s in crds.strimzi_schemas().items()}
+    found.update({key: (promcrds.SOURCE, s) for key, s in promcrds.schemas().items()})
     return {key: (source, jsonschema.Draft4Validator(s)) for key, (source, s) in found.items()}
 
 

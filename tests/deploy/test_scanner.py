@@ -227,9 +227,11 @@ def test_the_checks_run_without_a_network(built: dict[str, Objs], tmp_path) -> N
     """checkov, the schemas (Strimzi's CRDs from the cache) and our rules, all offline."""
     import yaml
 
-    from tools.deploycheck import crds
+    from tools.deploycheck import crds, promcrds
 
-    crds.ensure_strimzi()  # fetched once, like `make deploy-check` does before the check
+    # fetched once, like `make deploy-check` does before the check
+    crds.ensure_strimzi()
+    promcrds.ensure_prometheus_operator()
     (tmp_path / "prod.yaml").write_text(yaml.safe_dump_all(built["prod"]))
     code = (
         "import sys; from tools.deploycheck import check, manifests; "

@@ -34,7 +34,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -139,7 +139,7 @@ class Simulator:
     ) -> None:
         self.targets = targets
         self.gen = LoadGenerator(config)
-        self.rng = random.Random(config.seed + 2)  # idempotency keys, review texts
+        self.rng = random.Random(config.seed + 2)  # review texts
         self.client = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {targets.token}"},
             timeout=httpx.Timeout(10.0),
@@ -207,7 +207,10 @@ class Simulator:
         )
 
     def _key(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        # Random per run, not by seed: a restarted `make run` replays the same seeded traffic,
+        # and seeded keys made the services answer it from their idempotency records (24 h)
+        # instead of taking new orders, so the demo stood still after a restart.
+        return str(uuid.uuid4())
 
     async def send(self, event: ev.Event) -> None:
         """The API call that makes the services emit ``event`` (ids are the services' own)."""
@@ -397,8 +400,17 @@ def _default_url(service: str) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (make run stopping) ends it like Ctrl-C
+async def _until_sigterm(work: Awaitable[object]) -> None:
+    """Run ``work``; SIGTERM (make run stopping) cancels it, which is a clean stop. Raising
+    KeyboardInterrupt from a signal handler instead landed in whichever request task was running
+    and printed "Task exception was never retrieved" with a traceback."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await work
+    except asyncio.CancelledError:
+        pass
 
 
 def simulate(
@@ -447,11 +459,12 @@ def simulate(
         token=settings.require_service_token(),
     )
     log.info("simulator starting", extra={"rate": rate, "seed": seed, "users": users})
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
         asyncio.run(
-            simulate_async(
-                targets, rate=rate, seed=seed, users=users, warmup=warmup, duration_s=duration
+            _until_sigterm(
+                simulate_async(
+                    targets, rate=rate, seed=seed, users=users, warmup=warmup, duration_s=duration
+                )
             )
         )
     except KeyboardInterrupt:

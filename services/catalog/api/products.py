@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse
 
 from contracts.events import Identifier, ProductDeleted, ProductFields, ProductRef, ProductUpserted
 from contracts.topics import PRODUCTS
-from services.catalog.api.deps import SERVICE, Publisher, Settings, Table, View, WriteLock
+from services.catalog.api.deps import SERVICE, Settings, Table
 from services.catalog.schemas import Category, Product, ProductCreate, ProductData
+from socialproof.deps import Publisher, View, WriteLock
 from socialproof.http import AUTH_RESPONSES, ERROR_RESPONSES, ApiError, ErrorBody, ServiceAuth
 from socialproof.kafka import topic_name
 from socialproof.paging import Cursor, Limit, Page, paginate

@@ -8,8 +8,9 @@ import logging
 from fastapi import APIRouter
 
 from contracts.events import OrderCancelled, OrderCancelledPayload
-from services.orders.api.deps import SERVICE, Book, OrderLock, Publisher, View, existing
+from services.orders.api.deps import SERVICE, Book, OrderLock, existing
 from services.orders.schemas import CONFLICT, NOT_FOUND, CancelIn, OrderId, OrderView
+from socialproof.deps import Publisher, View
 from socialproof.http import AUTH_RESPONSES, ERROR_RESPONSES, ApiError, ServiceAuth
 
 log = logging.getLogger("socialproof.orders")

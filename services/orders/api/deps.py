@@ -16,34 +16,11 @@ from fastapi import Depends, Request
 
 from services.orders.book import OrderBook, OrderState
 from services.orders.settings import OrdersSettings
+from socialproof.deps import from_state
 from socialproof.http import ApiError, FieldError
 from socialproof.idempotency import Idempotency
-from socialproof.kafka import EventPublisher
-from socialproof.topicview import TopicView
 
 SERVICE = "orders"
-
-
-async def get_settings(request: Request) -> OrdersSettings:
-    return request.app.state.settings
-
-
-async def get_book(request: Request) -> OrderBook:
-    return request.app.state.book
-
-
-async def get_view(request: Request) -> TopicView:
-    return request.app.state.view
-
-
-async def get_publisher(request: Request) -> EventPublisher:
-    return request.app.state.publisher
-
-
-async def get_order_lock(request: Request) -> asyncio.Lock:
-    """Refunds and cancellations check the order's state, then publish: one at a time per
-    process."""
-    return request.app.state.order_lock
 
 
 def idempotency_records(scope: str) -> Callable[[Request], Awaitable[Idempotency]]:
@@ -56,11 +33,10 @@ def idempotency_records(scope: str) -> Callable[[Request], Awaitable[Idempotency
     return records
 
 
-Settings = Annotated[OrdersSettings, Depends(get_settings)]
-Book = Annotated[OrderBook, Depends(get_book)]
-View = Annotated[TopicView, Depends(get_view)]
-Publisher = Annotated[EventPublisher, Depends(get_publisher)]
-OrderLock = Annotated[asyncio.Lock, Depends(get_order_lock)]
+Settings = Annotated[OrdersSettings, Depends(from_state("settings"))]
+Book = Annotated[OrderBook, Depends(from_state("book"))]
+#: refunds and cancellations check the order's state, then publish: one at a time per process
+OrderLock = Annotated[asyncio.Lock, Depends(from_state("order_lock"))]
 OrderRecords = Annotated[Idempotency, Depends(idempotency_records("orders"))]
 RefundRecords = Annotated[Idempotency, Depends(idempotency_records("refunds"))]
 

@@ -18,16 +18,7 @@ from fastapi.responses import JSONResponse
 
 from contracts.events import OrderLine as OrderLineEvent
 from contracts.events import PurchaseCompleted, PurchaseCompletedPayload
-from services.orders.api.deps import (
-    SERVICE,
-    Book,
-    OrderRecords,
-    Publisher,
-    Settings,
-    View,
-    existing,
-    unprocessable,
-)
+from services.orders.api.deps import SERVICE, Book, OrderRecords, Settings, existing, unprocessable
 from services.orders.book import OrderBook
 from services.orders.schemas import (
     CONFLICT,
@@ -38,6 +29,7 @@ from services.orders.schemas import (
     OrderLineOut,
     OrderView,
 )
+from socialproof.deps import Publisher, View
 from socialproof.http import (
     AUTH_RESPONSES,
     ERROR_RESPONSES,

@@ -16,14 +16,13 @@ from services.orders.api.deps import (
     SERVICE,
     Book,
     OrderLock,
-    Publisher,
     RefundRecords,
-    View,
     existing,
     unprocessable,
 )
 from services.orders.book import OrderState, Refund
 from services.orders.schemas import CONFLICT, NOT_FOUND, OrderId, RefundIn, RefundOut, refund_out
+from socialproof.deps import Publisher, View
 from socialproof.http import AUTH_RESPONSES, ERROR_RESPONSES, ApiError, FieldError, ServiceAuth
 from socialproof.idempotency import IdempotencyKey, idempotent
 

@@ -9,7 +9,6 @@ state; the lifespan adds ``publisher``, ``view`` and ``redis``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Annotated
 
@@ -18,6 +17,7 @@ from fastapi import Depends, Request
 from contracts.events import Event as ContractEvent
 from services.social.graph import SocialGraph
 from services.social.settings import SocialSettings
+from socialproof.deps import Publisher, View, from_state
 from socialproof.http import ApiError, FieldError
 from socialproof.idempotency import DEFAULT_TTL_S, Idempotency
 from socialproof.kafka import EventPublisher
@@ -27,37 +27,13 @@ SERVICE = "social"
 log = logging.getLogger("socialproof.social")
 
 
-async def get_settings(request: Request) -> SocialSettings:
-    return request.app.state.settings
-
-
-async def get_graph(request: Request) -> SocialGraph:
-    return request.app.state.graph
-
-
-async def get_write_lock(request: Request) -> asyncio.Lock:
-    return request.app.state.write_lock
-
-
-async def get_publisher(request: Request) -> EventPublisher:
-    return request.app.state.publisher
-
-
-async def get_view(request: Request) -> TopicView:
-    return request.app.state.view
-
-
 async def get_share_records(request: Request) -> Idempotency:
     settings: SocialSettings = request.app.state.settings
     return Idempotency(request.app.state.redis, settings.redis_namespace, "shares", DEFAULT_TTL_S)
 
 
-Settings = Annotated[SocialSettings, Depends(get_settings)]
-Graph = Annotated[SocialGraph, Depends(get_graph)]
-#: writes check the graph, then publish: one at a time per process so the checks stay true
-WriteLock = Annotated[asyncio.Lock, Depends(get_write_lock)]
-Publisher = Annotated[EventPublisher, Depends(get_publisher)]
-View = Annotated[TopicView, Depends(get_view)]
+Settings = Annotated[SocialSettings, Depends(from_state("settings"))]
+Graph = Annotated[SocialGraph, Depends(from_state("graph"))]
 ShareRecords = Annotated[Idempotency, Depends(get_share_records)]
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from contracts.events import FriendshipAdded, FriendshipPayload, FriendshipRemoved
-from services.social.api.deps import SERVICE, Emit, Graph, WriteLock, not_erased
+from services.social.api.deps import SERVICE, Emit, Graph, not_erased
 from services.social.schemas import ERASED, Friend, FriendId, Friendship, UserId
+from socialproof.deps import WriteLock
 from socialproof.http import AUTH_RESPONSES, ERROR_RESPONSES, ApiError, FieldError, ServiceAuth
 from socialproof.paging import Cursor, Limit, Page, paginate
 

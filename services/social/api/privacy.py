@@ -6,10 +6,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from contracts.events import PrivacySettingsChanged, PrivacySettingsPayload
-from services.social.api.deps import SERVICE, Emit, Graph, Settings, WriteLock, not_erased
+from services.social.api.deps import SERVICE, Emit, Graph, Settings, not_erased
 from services.social.graph import SocialGraph
 from services.social.schemas import ERASED, Privacy, PrivacyIn, UserId
 from services.social.settings import SocialSettings
+from socialproof.deps import WriteLock
 from socialproof.http import AUTH_RESPONSES, ERROR_RESPONSES, ServiceAuth
 
 router = APIRouter(tags=["users"])

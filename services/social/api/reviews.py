@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from contracts.events import ReviewDeleted, ReviewEdited, ReviewPayload, ReviewPosted, ReviewRef
-from services.social.api.deps import SERVICE, Emit, Graph, WriteLock, not_erased
+from services.social.api.deps import SERVICE, Emit, Graph, not_erased
 from services.social.graph import ReviewState, SocialGraph
 from services.social.schemas import (
     ERASED,
@@ -21,6 +21,7 @@ from services.social.schemas import (
     ReviewId,
     ReviewIn,
 )
+from socialproof.deps import WriteLock
 from socialproof.http import AUTH_RESPONSES, ERROR_RESPONSES, ApiError, ServiceAuth
 from socialproof.paging import Cursor, Limit, Page, paginate
 

@@ -13,8 +13,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from contracts.events import ProductShared, ProductSharedPayload
-from services.social.api.deps import SERVICE, Graph, Publisher, ShareRecords, log, not_erased
+from services.social.api.deps import SERVICE, Graph, ShareRecords, log, not_erased
 from services.social.schemas import Share, ShareIn
+from socialproof.deps import Publisher
 from socialproof.http import AUTH_RESPONSES, ERROR_RESPONSES, ErrorBody, ServiceAuth
 from socialproof.idempotency import IdempotencyKey, idempotent
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from contracts.events import UserErased, UserProfilePayload, UserProfileUpdated, UserRef
-from services.social.api.deps import SERVICE, Emit, Graph, WriteLock, not_erased
+from services.social.api.deps import SERVICE, Emit, Graph, not_erased
 from services.social.schemas import ERASED, Erased, Profile, ProfileIn, UserId
+from socialproof.deps import WriteLock
 from socialproof.http import AUTH_RESPONSES, ERROR_RESPONSES, ApiError, ErrorBody, ServiceAuth
 
 router = APIRouter(tags=["users"])

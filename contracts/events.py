@@ -273,6 +273,9 @@ class PrivacySettingsPayload(_Strict):
     user_id: Identifier
     share_purchases_with_friends: bool
     show_in_activity_feed: bool
+    #: a live note when a shopper asks about a product this user bought; absent (an older
+    #: producer) means no, as for a user who never chose: privacy by default
+    notify_on_questions: bool | None = None
 
 
 class PrivacySettingsChanged(Event[PrivacySettingsPayload]):
@@ -300,6 +303,86 @@ class UserErased(Event[UserRef]):
     event_type: Literal["user.erased"] = "user.erased"
 
 
+# --- questions and answers (social) --------------------------------------------------------------
+
+QaText = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+
+
+class QuestionPayload(_Strict):
+    question_id: Identifier
+    product_id: Identifier
+    #: the asker
+    user_id: Identifier
+    text: QaText
+
+
+class QuestionAsked(Event[QuestionPayload]):
+    EVENT_TYPE: ClassVar[str] = "question.asked"
+    event_type: Literal["question.asked"] = "question.asked"
+
+
+class AnswerPayload(_Strict):
+    answer_id: Identifier
+    question_id: Identifier
+    product_id: Identifier
+    #: who answered (anyone; answers by verified buyers of the product are marked and rank first)
+    user_id: Identifier
+    text: QaText
+
+
+class AnswerPosted(Event[AnswerPayload]):
+    EVENT_TYPE: ClassVar[str] = "answer.posted"
+    event_type: Literal["answer.posted"] = "answer.posted"
+
+
+class AnswerVotePayload(_Strict):
+    answer_id: Identifier
+    question_id: Identifier
+    product_id: Identifier
+    #: the voter: one vote per user and answer, the newest ``(occurred_at, event_id)`` wins
+    user_id: Identifier
+    helpful: bool
+
+
+class AnswerVoted(Event[AnswerVotePayload]):
+    EVENT_TYPE: ClassVar[str] = "answer.voted"
+    event_type: Literal["answer.voted"] = "answer.voted"
+
+
+class AnswerAcceptancePayload(_Strict):
+    answer_id: Identifier
+    question_id: Identifier
+    product_id: Identifier
+    #: who accepted: the asker (``user_id`` is theirs) or the shop (service token, no user)
+    by: Literal["asker", "shop"]
+    user_id: Identifier | None = None
+
+
+class AnswerAccepted(Event[AnswerAcceptancePayload]):
+    EVENT_TYPE: ClassVar[str] = "answer.accepted"
+    event_type: Literal["answer.accepted"] = "answer.accepted"
+
+
+class QaModerationPayload(_Strict):
+    #: what is moderated: a question (with its answers) or one answer
+    target: Literal["question", "answer"]
+    #: the question's or the answer's id
+    target_id: Identifier
+    question_id: Identifier
+    product_id: Identifier
+    #: hidden from every read and count (true), or shown again (false); newest wins
+    hidden: bool
+    reason: str = Field(default="", max_length=500)
+
+
+class QaModerated(Event[QaModerationPayload]):
+    """The shop hid (or showed again) a question or an answer; reports from shoppers that reach
+    the social service's threshold hide automatically, with ``reason`` saying so."""
+
+    EVENT_TYPE: ClassVar[str] = "qa.moderated"
+    event_type: Literal["qa.moderated"] = "qa.moderated"
+
+
 #: every event type by wire name; the one place a new event is registered
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.EVENT_TYPE: cls
@@ -318,5 +401,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PrivacySettingsChanged,
         UserProfileUpdated,
         UserErased,
+        QuestionAsked,
+        AnswerPosted,
+        AnswerVoted,
+        AnswerAccepted,
+        QaModerated,
     )
 }

@@ -116,6 +116,17 @@ USERS = Topic(
     description="Per-user privacy consent, first name, and erasure.",
 )
 
+QUESTIONS = Topic(
+    name="social.questions",
+    key="product_id",
+    key_of=_payload("product_id"),
+    value_types=(ev.QuestionAsked, ev.AnswerPosted, ev.AnswerVoted, ev.AnswerAccepted,
+                 ev.QaModerated),
+    writer="social",
+    description="Shoppers' questions about products, answers, helpful votes, acceptance and "
+    "moderation; keyed by product so one product's Q&A stays in order.",
+)
+
 DEAD_LETTERS = Topic(
     name="socialproof.deadletter",
     key="source topic/partition/offset",
@@ -130,7 +141,9 @@ DEAD_LETTERS = Topic(
 )
 
 #: every event topic, in a stable order
-EVENT_TOPICS: tuple[Topic, ...] = (PRODUCTS, ORDERS, FRIENDSHIPS, REVIEWS, SHARES, USERS)
+EVENT_TOPICS: tuple[Topic, ...] = (
+    PRODUCTS, ORDERS, FRIENDSHIPS, REVIEWS, SHARES, USERS, QUESTIONS
+)
 ALL_TOPICS: tuple[Topic, ...] = EVENT_TOPICS + (DEAD_LETTERS,)
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
 

@@ -35,6 +35,21 @@ FIRST_NAMES = (
     "Marc Nina Omar Pia Raul Sara Tom Vera Will Yusuf"
 ).split()
 
+QUESTION_TEXTS = (
+    "Does it come with a warranty?",
+    "How big is it in real life?",
+    "Is it worth the price?",
+    "How long does delivery take?",
+    "Is it easy to clean?",
+)
+ANSWER_TEXTS = (
+    "Yes, two years.",
+    "Smaller than it looks in the photos.",
+    "Absolutely, I use it every day.",
+    "Mine came in three days.",
+    "Very easy, it takes a minute.",
+)
+
 DEFAULT_MIX: dict[str, float] = {
     "purchase": 0.45,
     "share": 0.30,
@@ -61,6 +76,10 @@ class LoadConfig:
     anchor: datetime | None = None
     consent_share_rate: float = 0.7
     consent_feed_rate: float = 0.6
+    #: share of users who want a note when a shopper asks about a product they bought; None:
+    #: the field is left out of consent events (and draws nothing, so older seeds keep their
+    #: sequences)
+    consent_questions_rate: float | None = None
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     producer: str = "loadgen"
     #: prepended to every generated id, so several runs can share topics without colliding
@@ -81,6 +100,7 @@ class LoadGenerator:
         self._product_cum = list(itertools.accumulate(zipf))
         self._orders: list[tuple[str, str, list[str]]] = []  # order_id, user, products
         self._reviews: list[tuple[str, str, str]] = []  # review_id, user, product
+        self._questions: list[tuple[str, str]] = []  # question_id, product
         self._counter = itertools.count()
 
     # --- helpers ----------------------------------------------------------------------------
@@ -133,13 +153,7 @@ class LoadGenerator:
                 **self._envelope(),
             )
             yield ev.PrivacySettingsChanged.create(
-                {
-                    "user_id": user,
-                    "share_purchases_with_friends": self.rng.random() < cfg.consent_share_rate,
-                    "show_in_activity_feed": self.rng.random() < cfg.consent_feed_rate,
-                },
-                producer=cfg.producer,
-                **self._envelope(),
+                self._consent_payload(user), producer=cfg.producer, **self._envelope()
             )
         if friendships:
             for a, b in self.friendship_pairs():
@@ -252,12 +266,51 @@ class LoadGenerator:
             **self._envelope(),
         )
 
+    def _consent_payload(self, user: str) -> dict:
+        cfg = self.config
+        payload = {
+            "user_id": user,
+            "share_purchases_with_friends": self.rng.random() < cfg.consent_share_rate,
+            "show_in_activity_feed": self.rng.random() < cfg.consent_feed_rate,
+        }
+        if cfg.consent_questions_rate is not None:
+            payload["notify_on_questions"] = self.rng.random() < cfg.consent_questions_rate
+        return payload
+
     def _consent(self) -> ev.Event:
         return ev.PrivacySettingsChanged.create(
+            self._consent_payload(self.user()), producer=self.config.producer, **self._envelope()
+        )
+
+    def _question(self) -> ev.Event:
+        question_id = f"{self.config.id_prefix}q{self.config.seed}-{next(self._counter)}"
+        product = self.product()
+        self._questions.append((question_id, product))
+        return ev.QuestionAsked.create(
             {
+                "question_id": question_id,
+                "product_id": product,
                 "user_id": self.user(),
-                "share_purchases_with_friends": self.rng.random() < self.config.consent_share_rate,
-                "show_in_activity_feed": self.rng.random() < self.config.consent_feed_rate,
+                "text": self.rng.choice(QUESTION_TEXTS),
+            },
+            producer=self.config.producer,
+            **self._envelope(),
+        )
+
+    def _answer(self) -> ev.Event | None:
+        if not self._questions:
+            return None
+        question_id, product = self.rng.choice(self._questions)
+        # buyers answer more often than others: half the answers come from a user who bought it
+        buyers = [u for _, u, products in self._orders[-500:] if product in products]
+        user = self.rng.choice(buyers) if buyers and self.rng.random() < 0.5 else self.user()
+        return ev.AnswerPosted.create(
+            {
+                "answer_id": f"{self.config.id_prefix}a{self.config.seed}-{next(self._counter)}",
+                "question_id": question_id,
+                "product_id": product,
+                "user_id": user,
+                "text": self.rng.choice(ANSWER_TEXTS),
             },
             producer=self.config.producer,
             **self._envelope(),

@@ -43,7 +43,7 @@ import httpx
 import typer
 
 from contracts import events as ev
-from tools.loadgen import LoadConfig, LoadGenerator
+from tools.loadgen import DEFAULT_MIX, LoadConfig, LoadGenerator
 
 log = logging.getLogger("tools.simulate")
 
@@ -83,6 +83,9 @@ def demo_config(seed: int = 42, users: int = DEFAULT_USERS) -> LoadConfig:
         mean_friends=12,
         consent_share_rate=0.85,
         consent_feed_rate=0.85,
+        consent_questions_rate=0.6,
+        # the default activity plus questions and answers, so the demo's Q&A is alive too
+        mix={**DEFAULT_MIX, "question": 0.03, "answer": 0.05},
         producer="simulate",
     )
 
@@ -148,6 +151,7 @@ class Simulator:
         )
         self.slots = asyncio.Semaphore(concurrency)
         self.order_ids: dict[str, str] = {}  # the generator's order id -> the service's
+        self.question_ids: dict[str, str] = {}  # the generator's question id -> the service's
         self.placed: list[str] = []  # the services' ids of the latest accepted orders
         self.sent = 0
         self.failed = 0
@@ -221,14 +225,13 @@ class Simulator:
                     "PUT", f"{t.social}/v1/users/{p.user_id}/profile", {"first_name": p.first_name}
                 )
             case ev.PrivacySettingsChanged():
-                await self.call(
-                    "PUT",
-                    f"{t.social}/v1/users/{p.user_id}/privacy",
-                    {
-                        "share_purchases_with_friends": p.share_purchases_with_friends,
-                        "show_in_activity_feed": p.show_in_activity_feed,
-                    },
-                )
+                privacy = {
+                    "share_purchases_with_friends": p.share_purchases_with_friends,
+                    "show_in_activity_feed": p.show_in_activity_feed,
+                }
+                if p.notify_on_questions is not None:
+                    privacy["notify_on_questions"] = p.notify_on_questions
+                await self.call("PUT", f"{t.social}/v1/users/{p.user_id}/privacy", privacy)
             case ev.FriendshipAdded():
                 await self.call("PUT", f"{t.social}/v1/users/{p.user_id}/friends/{p.friend_id}")
             case ev.PurchaseCompleted():
@@ -281,6 +284,26 @@ class Simulator:
                     f"{t.social}/v1/shares",
                     {"user_id": p.user_id, "product_id": p.product_id, "channel": p.channel},
                 )
+            case ev.QuestionAsked():
+                answer = await self.call(
+                    "POST",
+                    f"{t.social}/v1/products/{p.product_id}/questions",
+                    {"user_id": p.user_id, "text": p.text},
+                    **{"Idempotency-Key": self._key()},
+                )
+                if answer and answer.get("question_id"):
+                    self.question_ids[p.question_id] = answer["question_id"]
+                    if len(self.question_ids) > 5000:  # bounded, like order_ids
+                        del self.question_ids[next(iter(self.question_ids))]
+            case ev.AnswerPosted():
+                question_id = self.question_ids.get(p.question_id)
+                if question_id is not None:  # its question went through
+                    await self.call(
+                        "POST",
+                        f"{t.social}/v1/questions/{question_id}/answers",
+                        {"user_id": p.user_id, "text": p.text},
+                        **{"Idempotency-Key": self._key()},
+                    )
             case _:
                 pass  # e.g. review deletions: not part of the demo traffic
 

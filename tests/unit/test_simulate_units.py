@@ -35,6 +35,9 @@ class Recorder:
         if request.url.path == "/v1/orders":
             self.orders += 1
             return httpx.Response(201, json={"order_id": f"svc-{self.orders}"})
+        if request.url.path.endswith("/questions"):
+            self.orders += 1
+            return httpx.Response(201, json={"question_id": f"svc-q{self.orders}"})
         return httpx.Response(201 if request.method == "POST" else 200, json={})
 
 
@@ -94,6 +97,14 @@ async def test_generated_events_become_the_api_calls_that_cause_them() -> None:
     assert shares and all(
         s["channel"] in {"link", "facebook", "x", "whatsapp", "email", "other"} for s in shares
     )
+    # questions about products, and answers to the ids the social service gave the questions
+    asked = [(u, b, h) for m, u, b, h in calls if u.endswith("/questions")]
+    answered = [u for m, u, b, h in calls if u.endswith("/answers")]
+    assert asked and all(b["user_id"] and b["text"] and h["idempotency-key"] for _, b, h in asked)
+    assert answered and all(u.split("/")[-2].startswith("svc-q") for u in answered)
+    # some users opt in to notes about questions on what they bought, not everyone
+    privacy = [b for m, u, b, _ in calls if u.endswith("/privacy")]
+    assert {b["notify_on_questions"] for b in privacy} == {True, False}
 
 
 async def test_it_carries_on_through_errors_and_backs_off() -> None:

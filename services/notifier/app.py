@@ -14,6 +14,9 @@ Viewer tokens: ``POST /v1/viewer-tokens`` ``{"viewer_id"}`` with the service tok
 Live push (see :mod:`services.notifier.api.live`): SSE ``GET /v1/proof/stream?products=…`` and
 the WebSocket ``/v1/proof/ws?products=…``.
 
+``SOCIALPROOF_REVIEWS_VERIFIED_ONLY``: review count, average and histogram are those of
+verified-purchase reviews only (the ``verified_*`` figures are always in the answer).
+
 Caching (see :mod:`services.notifier.cache` and :mod:`services.notifier.fastpath`): answers are
 kept per ``(product, viewer)``, rendered once, invalidated by the processor's change channel and
 at most ``SOCIALPROOF_PROOF_CACHE_MAX_AGE_S`` old; under ``socialproof serve`` cache hits of the
@@ -129,7 +132,10 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect_waiting(settings)
         reader = ProofReader(
-            redis, settings.redis_namespace, settings.default_show_in_activity_feed
+            redis,
+            settings.redis_namespace,
+            settings.default_show_in_activity_feed,
+            reviews_verified_only=settings.reviews_verified_only,
         )
         cache = ProofCache(settings.proof_cache_max_entries, settings.proof_cache_max_age_s)
         proofs = CachedProofs(reader, cache, max_age)

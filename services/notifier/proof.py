@@ -3,8 +3,9 @@
 The read side of the stream processor's counters, used by the notifier's endpoints (and by
 tests and ``make bench`` directly). Stable methods of :class:`ProofReader`:
 
-- ``read_many(ids)`` / ``read(id)``: public counters per product (bought windows, reviews,
-  shares), one pipelined round trip for any number of products.
+- ``read_many(ids)`` / ``read(id)``: public counters per product (bought windows, reviews with
+  their verified-purchase subset, shares, questions), one pipelined round trip for any number of
+  products. Counters an older processor never wrote (``vcount``, ``{ns}:qa:{p}``) read as zeros.
 - ``read_personal(id, viewer_id)``: ``read(id)`` and ``friends_bought(viewer_id, id)`` in one
   round trip.
 - ``friends_bought(viewer_id, product_id)``: ``(count, up to 3 first names)`` of the viewer's
@@ -53,11 +54,26 @@ class BoughtCounts(BaseModel):
     d7: int = Field(alias="7d", serialization_alias="7d", description="distinct buyers, 7 days")
 
 
+def _no_stars() -> dict[str, int]:
+    return {str(stars): 0 for stars in range(1, 6)}
+
+
 class ReviewSummary(BaseModel):
-    count: int = 0
+    count: int = Field(
+        default=0,
+        description="live reviews; only verified ones when the shop shows verified reviews only "
+        "(SOCIALPROOF_REVIEWS_VERIFIED_ONLY)",
+    )
     average: float | None = Field(default=None, description="two decimals; null without reviews")
-    histogram: dict[str, int] = Field(
-        default_factory=lambda: {str(stars): 0 for stars in range(1, 6)}
+    histogram: dict[str, int] = Field(default_factory=_no_stars, description="reviews per star")
+    verified_count: int = Field(
+        default=0, description="reviews by users with a kept purchase of the product"
+    )
+    verified_average: float | None = Field(
+        default=None, description="two decimals; null without verified reviews"
+    )
+    verified_histogram: dict[str, int] = Field(
+        default_factory=_no_stars, description="verified reviews per star"
     )
 
 
@@ -68,11 +84,20 @@ class ShareCounts(BaseModel):
     by_channel: dict[str, int] = Field(default_factory=dict)
 
 
+class QuestionCounts(BaseModel):
+    count: int = Field(default=0, description="visible questions about the product")
+    answered: int = Field(default=0, description="visible questions with a visible answer")
+    answered_by_buyers: int = Field(
+        default=0, description="visible questions with a visible answer by a verified buyer"
+    )
+
+
 class Proof(BaseModel):
     product_id: str
     bought: BoughtCounts
     reviews: ReviewSummary
     shares: ShareCounts
+    questions: QuestionCounts = Field(default_factory=QuestionCounts)
     as_of: datetime
 
 
@@ -197,23 +222,63 @@ def _now_ms(now_ms: int | None) -> int:
     return int(time.time() * 1000) if now_ms is None else now_ms
 
 
-def review_summary(raw: dict[str, str]) -> ReviewSummary:
-    count = int(raw.get("count", 0))
-    histogram = {str(stars): int(raw.get(f"h{stars}", 0)) for stars in range(1, 6)}
+def _stars(raw: dict[str, str], prefix: str) -> tuple[int, float | None, dict[str, int]]:
+    """(count, average, histogram) from ``{prefix}count``, ``{prefix}sum``, ``{prefix}h1..5``
+    (``count``/``sum``/``h1`` or ``vcount``/``vsum``/``vh1``); absent fields are zeros."""
+    count = int(raw.get(f"{prefix}count", 0))
+    histogram = {str(stars): int(raw.get(f"{prefix}h{stars}", 0)) for stars in range(1, 6)}
     if count <= 0:
-        return ReviewSummary(count=0, average=None, histogram=histogram)
-    average = (Decimal(int(raw.get("sum", 0))) / count).quantize(
+        return 0, None, histogram
+    average = (Decimal(int(raw.get(f"{prefix}sum", 0))) / count).quantize(
         Decimal("0.01"), rounding=ROUND_HALF_UP
     )
-    return ReviewSummary(count=count, average=float(average), histogram=histogram)
+    return count, float(average), histogram
+
+
+def review_summary(raw: dict[str, str], verified_only: bool = False) -> ReviewSummary:
+    """A product's review summary from its ``{ns}:reviews:{p}`` hash. ``verified_only`` (the
+    shop hides unverified reviews from summaries): ``count``/``average``/``histogram`` are the
+    verified figures too."""
+    vcount, vaverage, vhistogram = _stars(raw, "v")
+    count, average, histogram = (
+        (vcount, vaverage, dict(vhistogram)) if verified_only else _stars(raw, "")
+    )
+    return ReviewSummary(
+        count=count,
+        average=average,
+        histogram=histogram,
+        verified_count=vcount,
+        verified_average=vaverage,
+        verified_histogram=vhistogram,
+    )
+
+
+def question_counts(raw: dict[str, str]) -> QuestionCounts:
+    """A product's question counts from its ``{ns}:qa:{p}`` hash (absent: zeros)."""
+    return QuestionCounts(
+        count=int(raw.get("questions", 0)),
+        answered=int(raw.get("answered", 0)),
+        answered_by_buyers=int(raw.get("answered_by_buyers", 0)),
+    )
+
+
+def qa_key(keys: Keys, product_id: str) -> str:
+    """``{ns}:qa:{product}``: question counts (the layout of issue #19; contracts.views)."""
+    return f"{keys.ns}:qa:{product_id}"
 
 
 class ProofReader:
     def __init__(
-        self, redis: aioredis.Redis, namespace: str, default_show_in_activity_feed: bool = False
+        self,
+        redis: aioredis.Redis,
+        namespace: str,
+        default_show_in_activity_feed: bool = False,
+        reviews_verified_only: bool = False,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
+        #: SOCIALPROOF_REVIEWS_VERIFIED_ONLY: review count/average/histogram are verified ones
+        self.reviews_verified_only = reviews_verified_only
         #: feed consent of users who never chose (SOCIALPROOF_DEFAULT_SHOW_IN_ACTIVITY_FEED)
         self._default_feed = "1" if default_show_in_activity_feed else "0"
         self._friends = redis.register_script(FRIENDS_LUA)
@@ -263,16 +328,17 @@ class ProofReader:
                 pipe.zcount(share_times, now_ms - window_ms, "+inf")
             pipe.hgetall(self.keys.reviews(product_id))
             pipe.hgetall(self.keys.shares(product_id))
+            pipe.hgetall(qa_key(self.keys, product_id))
 
     def _proofs(self, product_ids: list[str], replies: list, now_ms: int) -> list[Proof]:
         as_of = datetime.fromtimestamp(now_ms / 1000, UTC)
-        width = len(BOUGHT_WINDOWS_MS) + len(SHARE_WINDOWS_MS) + 2
+        width = len(BOUGHT_WINDOWS_MS) + len(SHARE_WINDOWS_MS) + 3
         proofs = []
         for i, product_id in enumerate(product_ids):
             row = replies[i * width : (i + 1) * width]
             bought = dict(zip(BOUGHT_WINDOWS_MS, row[: len(BOUGHT_WINDOWS_MS)], strict=True))
             h1, h24 = row[len(BOUGHT_WINDOWS_MS) : len(BOUGHT_WINDOWS_MS) + 2]
-            reviews_raw, shares_raw = row[-2], row[-1]
+            reviews_raw, shares_raw, qa_raw = row[-3:]
             by_channel = {
                 field[3:]: int(v)
                 for field, v in sorted(shares_raw.items())
@@ -282,10 +348,11 @@ class ProofReader:
                 Proof(
                     product_id=product_id,
                     bought=BoughtCounts.model_validate(bought),
-                    reviews=review_summary(reviews_raw),
+                    reviews=review_summary(reviews_raw, self.reviews_verified_only),
                     shares=ShareCounts(
                         h1=h1, h24=h24, total=int(shares_raw.get("total", 0)), by_channel=by_channel
                     ),
+                    questions=question_counts(qa_raw),
                     as_of=as_of,
                 )
             )

@@ -2,7 +2,8 @@
 
 The proof routes answer pre-serialised JSON for speed (:mod:`services.notifier.api.proof`), so
 :class:`ProofOut` and :class:`ProofList` only document what they send; the proof itself is
-:class:`services.notifier.proof.Proof`, what the reader returns.
+:class:`services.notifier.proof.Proof`, what the reader returns (its reviews with their
+verified-purchase subset, ``ReviewSummary``, and its questions, ``QuestionCounts``).
 """
 
 from __future__ import annotations

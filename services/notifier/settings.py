@@ -46,6 +46,11 @@ class NotifierSettings(PrivacyDefaults):
     proof_cache_max_entries: int = Field(
         default=100_000, ge=1, description="read API answers cached per notifier process, at most"
     )
+    reviews_verified_only: bool = Field(
+        default=False,
+        description="review count, average and histogram count only verified-purchase reviews "
+        "(the verified figures are always given too)",
+    )
     widget_min_count: int = Field(
         default=3, ge=1, description="widget hides counts below this (data-min-count overrides)"
     )

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from contracts.views import TRENDING_HOURS, TRENDING_WEIGHTS
+from contracts.views import TRENDING_HOURS, TRENDING_WEIGHTS, Keys
 from services.notifier.tokens import ViewerTokens, derive_secret
 from socialproof.settings import Settings
 from tests.support.storefront import (
@@ -260,3 +260,50 @@ def test_the_demo_storefront_is_off_unless_enabled(stack: Stack) -> None:
         "https://NOTIFIER/widget.js"
     }
     assert '{"minCount":3}' in widget.text  # the server's threshold setting is injected
+
+
+# --- issue #19: verified-purchase reviews and questions -------------------------------------
+
+# 5 reviews (4+5+5+3+5), 3 by verified buyers (5+5+3): the hashes the processor writes
+REVIEWS = {
+    "count": 5, "sum": 22, "h1": 0, "h2": 0, "h3": 1, "h4": 1, "h5": 3,
+    "vcount": 3, "vsum": 13, "vh1": 0, "vh2": 0, "vh3": 1, "vh4": 0, "vh5": 2,
+}  # fmt: skip
+VERIFIED = {"1": 0, "2": 0, "3": 1, "4": 0, "5": 2}
+
+
+def test_proof_has_verified_reviews_and_answered_questions(
+    stack: Stack, notifier_api: httpx.Client, redis_client, uid
+) -> None:
+    # Given a product's review and question counters as the processor writes them, and one
+    # whose hashes an older processor wrote (no verified fields, no question counts)
+    keys, item, older = Keys("sp"), uid("p"), uid("older")
+    redis_client.hset(keys.reviews(item), mapping=REVIEWS)
+    redis_client.hset(
+        f"sp:qa:{item}", mapping={"questions": 7, "answered": 4, "answered_by_buyers": 2}
+    )
+    redis_client.hset(keys.reviews(older), mapping={"count": 2, "sum": 9, "h4": 1, "h5": 1})
+    # When a storefront reads them
+    body = proof(notifier_api, item).json()
+    # Then every review counts, the verified ones are given beside, and the questions too
+    assert body["reviews"] == {
+        "count": 5,
+        "average": 4.4,
+        "histogram": {"1": 0, "2": 0, "3": 1, "4": 1, "5": 3},
+        "verified_count": 3,
+        "verified_average": 4.33,
+        "verified_histogram": VERIFIED,
+    }
+    assert body["questions"] == {"count": 7, "answered": 4, "answered_by_buyers": 2}
+    # And what an older processor never wrote reads as zeros; the batch read says the same
+    (listed,) = notifier_api.get("/v1/proof/products", params={"ids": older}).json()["products"]
+    assert listed["reviews"]["count"] == 2 and listed["reviews"]["verified_count"] == 0
+    assert listed["reviews"]["verified_average"] is None
+    assert listed["questions"] == {"count": 0, "answered": 0, "answered_by_buyers": 0}
+    # When the shop shows verified reviews only, Then the summary is the verified one
+    with extra_notifier(stack, SOCIALPROOF_REVIEWS_VERIFIED_ONLY="true") as url:
+        shown = httpx.get(f"{url}/v1/proof/products/{item}", timeout=5).json()["reviews"]
+        assert (shown["count"], shown["average"], shown["histogram"]) == (3, 4.33, VERIFIED)
+        assert shown["verified_count"] == 3
+        older_shown = httpx.get(f"{url}/v1/proof/products/{older}", timeout=5).json()
+        assert older_shown["reviews"]["count"] == 0 and older_shown["reviews"]["average"] is None

@@ -12,7 +12,8 @@ Viewer tokens: ``POST /v1/viewer-tokens`` ``{"viewer_id"}`` with the service tok
 :mod:`services.notifier.tokens`. Sent back as ``Authorization: Bearer`` or ``?viewer_token=``.
 
 Live push (see :mod:`services.notifier.api.live`): SSE ``GET /v1/proof/stream?products=…`` and
-the WebSocket ``/v1/proof/ws?products=…``.
+the WebSocket ``/v1/proof/ws?products=…``. A viewer's own notifications (questions asked about
+what they bought): SSE ``GET /v1/me/stream`` with their viewer token (:mod:`.api.me`).
 
 ``SOCIALPROOF_REVIEWS_VERIFIED_ONLY``: review count, average and histogram are those of
 verified-purchase reviews only (the ``verified_*`` figures are always in the answer).
@@ -27,9 +28,10 @@ true (``make run`` sets it), the demo storefront at ``/demo``.
 
 Layout: this module builds the app and its state (``app.state``: the reader, the cache, the hub,
 tokens, the rate limiter, the fast path); the routes are in :mod:`services.notifier.api` (``proof``
-the read API, ``tokens`` viewer tokens, ``live`` SSE and WebSocket, ``storefront`` the widget and
-the demo), the HTTP bodies in :mod:`services.notifier.schemas`; the other modules are the domain
-(reading proof, the cache and its fast path, the hub of live connections, rate limits, tokens).
+the read API, ``tokens`` viewer tokens, ``live`` SSE and WebSocket, ``me`` the viewer's own
+notifications, ``storefront`` the widget and the demo), the HTTP bodies in
+:mod:`services.notifier.schemas`; the other modules are the domain (reading proof, the cache and
+its fast path, the hub of live connections, rate limits, tokens).
 
 Run: ``socialproof serve notifier`` (port ``SOCIALPROOF_NOTIFIER_PORT``, default 8004).
 """
@@ -47,7 +49,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from contracts import namespaces
 from contracts.views import Keys
-from services.notifier.api import live, proof, storefront, tokens
+from services.notifier.api import live, me, proof, storefront, tokens
 from services.notifier.cache import CachedProofs, ProofCache
 from services.notifier.fastpath import Cors, FastPath, protocol_class
 from services.notifier.hub import Hub
@@ -116,6 +118,7 @@ async def follow_active_namespace(
                 if hub.cache is not None:
                     hub.cache.flush()  # after the switch: reads in flight are refused too
                 await hub.dispatch(list(hub.watchers))
+                hub.ring_all()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a Redis outage: keep serving, try again
@@ -151,7 +154,13 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
         # Pub/sub holds its connection for ever: give it its own client with no read timeout.
         pubsub_redis = redis_client.connect(settings, socket_timeout=None)
-        hub = Hub(pubsub_redis, reader.keys.changes_channel, read_encoded, cache)
+        hub = Hub(
+            pubsub_redis,
+            reader.keys.changes_channel,
+            read_encoded,
+            cache,
+            user_channel=f"{reader.keys.ns}:user-changes",  # users with new notes (issue #19)
+        )
         app.state.redis, app.state.reader, app.state.hub = redis, reader, hub
         app.state.proofs, app.state.read_states = proofs, read_states
         app.state.read_encoded = read_encoded
@@ -204,7 +213,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
     # the widget (and the demo's pages), read once; the demo's routes exist only when it is on
     app.state.storefront = storefront.assets(settings)
-    for api in (tokens, proof, live, storefront):
+    for api in (tokens, proof, live, me, storefront):
         app.include_router(api.router)
     if settings.demo_enabled:
         app.include_router(storefront.demo_router)

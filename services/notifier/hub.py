@@ -9,6 +9,12 @@ queue nor blocks the others (offering never waits), and it gets the newest state
 A mailbox also paces each product: a state is handed out at most once per ``min_interval_s``
 (4 per second by default); changes arriving faster are coalesced to the latest.
 
+The hub also wakes per-viewer streams (``GET /v1/me/stream``): the processor announces, once per
+batch, the users who got new notifications on a second channel (``{ns}:user-changes``, a JSON
+list of user ids), heard on the same subscription. Each such connection holds a :class:`Doorbell`
+rung only for its own viewer; ringing is a flag, so announcements arriving faster than the
+connection reads its notes coalesce into one read.
+
 The hub also keeps the read API's cache (:class:`~services.notifier.cache.ProofCache`) in step
 with the channel: every announced product is invalidated before anything else happens, and the
 cache is used only while the subscription stands (flushed when it is confirmed, suspended when it
@@ -96,6 +102,35 @@ class Mailbox:
         return {}
 
 
+class Doorbell:
+    """One per-viewer connection's wake-up: rung when its viewer may have new notifications."""
+
+    __slots__ = ("viewer", "ready", "closed")
+
+    def __init__(self, viewer: str) -> None:
+        self.viewer = viewer
+        self.ready = asyncio.Event()
+        self.closed = False
+
+    def ring(self) -> None:
+        self.ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.ready.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Whether it was rung (since the last wait) within ``timeout``; rings coalesce."""
+        if not self.ready.is_set():
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.ready.wait()
+            except TimeoutError:
+                return False
+        self.ready.clear()
+        return not self.closed
+
+
 class Hub:
     def __init__(
         self,
@@ -103,13 +138,19 @@ class Hub:
         channel: str,
         read_encoded: Callable[[list[str]], Awaitable[list[tuple[dict, bytes]]]],
         cache: ProofCache | None = None,
+        user_channel: str | None = None,
     ) -> None:
         self.redis = redis
         self.channel = channel
+        #: the processor's per-batch list of users with new notifications (None: not heard)
+        self.user_channel = user_channel
         self.read_encoded = read_encoded
         self.cache = cache
         self.watchers: dict[str, set[Mailbox]] = defaultdict(set)
         self.boxes: set[Mailbox] = set()
+        #: viewer -> the doorbells of that viewer's connections
+        self.viewers: dict[str, set[Doorbell]] = defaultdict(set)
+        self.bells: set[Doorbell] = set()
         self._task: asyncio.Task | None = None
         self.connected = asyncio.Event()
 
@@ -121,12 +162,44 @@ class Hub:
         LIVE_CONNECTIONS.inc()
         return box
 
+    def watch_viewer(self, viewer: str) -> Doorbell:
+        """A per-viewer connection opens: it is woken when its viewer is announced."""
+        bell = Doorbell(viewer)
+        self.viewers[viewer].add(bell)
+        self.bells.add(bell)
+        LIVE_CONNECTIONS.inc()
+        return bell
+
+    def unwatch_viewer(self, bell: Doorbell) -> None:
+        bell.close()
+        if bell in self.bells:
+            self.bells.discard(bell)
+            LIVE_CONNECTIONS.dec()
+        bells = self.viewers.get(bell.viewer)
+        if bells is not None:
+            bells.discard(bell)
+            if not bells:
+                del self.viewers[bell.viewer]
+
+    def ring(self, viewers: list[str]) -> None:
+        """Wake the connections of these viewers (only theirs)."""
+        for viewer in viewers:
+            for bell in self.viewers.get(viewer, ()):
+                bell.ring()
+
+    def ring_all(self) -> None:
+        """Wake every per-viewer connection (announcements may have been missed)."""
+        for bell in self.bells:
+            bell.ring()
+
     def close_all(self) -> None:
         """End every live connection (the server is shutting down): each stream finishes its
         response and the client reconnects, to this process's successor or another replica."""
         for boxes in list(self.watchers.values()):
             for box in list(boxes):
                 box.close()
+        for bell in list(self.bells):
+            bell.close()
 
     def unsubscribe(self, box: Mailbox) -> None:
         box.close()
@@ -142,7 +215,7 @@ class Hub:
 
     @property
     def connections(self) -> int:
-        return len(self.boxes)
+        return len(self.boxes) + len(self.bells)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="notifier-hub")
@@ -152,6 +225,8 @@ class Hub:
             self.cache.suspend()
         for box in list(self.boxes):
             box.close()  # lets every live connection finish promptly
+        for bell in list(self.bells):
+            bell.close()
         if self._task:
             self._task.cancel()
             try:
@@ -165,9 +240,17 @@ class Hub:
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
+                    channels = [self.channel]
+                    if self.user_channel is not None:
+                        channels.append(self.user_channel)
+                    await pubsub.subscribe(*channels)
                     async for message in pubsub.listen():
-                        if message["type"] == "message":
+                        if message["channel"] == self.user_channel:
+                            if message["type"] == "message":
+                                self.ring(_user_ids(message["data"]))
+                            elif message["type"] == "subscribe":
+                                self.ring_all()  # announcements may have been missed
+                        elif message["type"] == "message":
                             products = orjson.loads(message["data"])
                             if self.cache is not None:
                                 self.cache.invalidate(products)
@@ -202,3 +285,15 @@ class Hub:
             product_id = offered[0]["product_id"]
             for box in list(self.watchers.get(product_id, ())):
                 box.offer(product_id, offered)
+
+
+def _user_ids(data: str | bytes) -> list[str]:
+    """The user ids of a ``{ns}:user-changes`` message; nothing for anything else."""
+    try:
+        users = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        log.warning("unreadable user-changes message", extra={"data": str(data)[:200]})
+        return []
+    if not isinstance(users, list):
+        return []
+    return [u for u in users if isinstance(u, str)]

@@ -19,6 +19,9 @@ tests and ``make bench`` directly). Stable methods of :class:`ProofReader`:
 - ``trending(limit=50)``: products ranked by weighted activity of the last 24 event-time hours.
 - ``activity(product_id, limit=20)``: the newest activities of users who allow the feed, first
   name only; consent, names and erasure are applied at read time.
+- ``notes(viewer_id)``: the viewer's question notifications (``{ns}:notes:{viewer}``, newest
+  first), only while the viewer allows them (consent ``q``) and is not erased, and only of
+  questions still visible. The caller must make sure ``viewer_id`` is the authenticated viewer.
 
 Windows are evaluated at read time against the event times stored by the processor, so they
 expire by themselves without any event arriving. Every method takes an optional ``now_ms``.
@@ -117,7 +120,43 @@ class Activity(BaseModel):
     occurred_at: datetime
 
 
+class Note(BaseModel):
+    """A notification for one viewer: a question was asked about a product they bought."""
+
+    kind: Literal["question"] = "question"
+    question_id: str
+    product_id: str
+    at: datetime = Field(description="when the question was asked (event time)")
+
+    @property
+    def key(self) -> tuple[int, str]:
+        """Its place in the viewer's notes: (event ms, question id), as the zset orders them."""
+        return round(self.at.timestamp() * 1000), self.question_id
+
+
 _KINDS = {"b": "bought", "r": "reviewed", "s": "shared"}
+
+#: notes read per viewer at most (the processor keeps the newest NOTES_KEEP, 50)
+NOTES_READ = 100
+
+# ARGV: ns, viewer, limit. Returns {question id, ms, product, ...}, newest first: nothing unless
+# the viewer allows question notifications and is not erased; hidden or gone questions skipped.
+NOTES_LUA = """
+local ns, viewer, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if redis.call('SISMEMBER', ns..':erased', viewer) == 1
+  or redis.call('HGET', ns..':consent:'..viewer, 'q') ~= '1' then
+  return {}
+end
+local page = redis.call('ZREVRANGE', ns..':notes:'..viewer, 0, limit - 1, 'WITHSCORES')
+local out = {}
+for i = 1, #page, 2 do
+  local q = redis.call('HMGET', ns..':question:'..page[i], 'p', 'hidden')
+  if q[1] and q[2] ~= '1' then
+    table.insert(out, page[i]); table.insert(out, page[i + 1]); table.insert(out, q[1])
+  end
+end
+return out
+"""
 
 # ARGV: ns, viewer, product, max names. Returns {count, name, name, ...}.
 FRIENDS_LUA = """
@@ -284,6 +323,7 @@ class ProofReader:
         self._friends = redis.register_script(FRIENDS_LUA)
         self._trending = redis.register_script(TRENDING_LUA)
         self._activity = redis.register_script(ACTIVITY_LUA)
+        self._notes = redis.register_script(NOTES_LUA)
 
     async def read_many(self, product_ids: list[str], now_ms: int | None = None) -> list[Proof]:
         """One pipelined round trip for any number of products."""
@@ -393,6 +433,18 @@ class ProofReader:
                 kind=_KINDS[reply[i]],
                 first_name=reply[i + 1],
                 occurred_at=datetime.fromtimestamp(int(float(reply[i + 2])) / 1000, UTC),
+            )
+            for i in range(0, len(reply), 3)
+        ]
+
+    async def notes(self, viewer_id: str, limit: int = NOTES_READ) -> list[Note]:
+        """The viewer's question notifications, newest first (see the module docstring)."""
+        reply = await self._notes(args=[self.keys.ns, viewer_id, limit])
+        return [
+            Note(
+                question_id=reply[i],
+                product_id=reply[i + 2],
+                at=datetime.fromtimestamp(int(float(reply[i + 1])) / 1000, UTC),
             )
             for i in range(0, len(reply), 3)
         ]

@@ -1,15 +1,19 @@
 """Live push against the real stack: SSE and WebSocket carry ids, the current state first (also on
 reconnect with Last-Event-ID), friend data only for the token's viewer, at most 4 updates per
-second per product (coalesced to the latest), and heartbeats."""
+second per product (coalesced to the latest), and heartbeats; and the viewer's own notification
+stream (``/v1/me/stream``): that viewer's notes only, what a reconnect missed, 401 without a
+token."""
 
 from __future__ import annotations
 
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import httpx
 import pytest
+import redis as redis_sync
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
@@ -181,3 +185,76 @@ def _until(lines, deadline: float):
         yield line
         if time.monotonic() > deadline:
             return
+
+
+# --- the viewer's own notifications (issue #19) ------------------------------------------
+
+# the store is written and announced as the processor does (issue #19's layout)
+USER_CHANGES = "sp:user-changes"
+
+
+def test_the_me_stream_carries_the_viewers_own_notes_and_what_a_reconnect_missed(
+    stack: Stack, redis_client: redis_sync.Redis, service_token: str, uid
+) -> None:
+    keys, item, now = Keys("sp"), uid("p"), int(time.time() * 1000)
+    ana, ben = uid("ana"), uid("ben")
+    for viewer in (ana, ben):  # both allow question notifications
+        redis_client.hset(keys.consent(viewer), mapping={"q": 1})
+
+    def note(viewer: str, question: str, ms: int, hidden: int = 0) -> None:
+        redis_client.hset(
+            f"sp:question:{question}", mapping={"p": item, "u": "asker", "ts": ms, "hidden": hidden}
+        )
+        redis_client.zadd(f"sp:notes:{viewer}", {question: ms})
+
+    def expected(question: str, ms: int) -> dict:
+        return {"kind": "question", "question_id": question, "product_id": item, "at": ms}
+
+    def seen(event) -> dict:  # the note with its time as event ms
+        return {
+            **event.json(),
+            "at": round(datetime.fromisoformat(event.json()["at"]).timestamp() * 1000),
+        }
+
+    q_before, q_ana, q_ben = uid("q0"), uid("q1"), uid("q2")
+    note(ana, q_before, now - 60_000)  # before Ana connects without an id: not sent
+    stream = f"{stack.url('notifier')}/v1/me/stream"
+    ana_token, ben_token = (viewer_token(stack, service_token, v) for v in (ana, ben))
+    mine = {"Authorization": f"Bearer {ana_token}"}
+    with (
+        SseClient(stream, headers=mine) as ana_sse,
+        SseClient(f"{stream}?viewer_token={ben_token}") as ben_sse,
+    ):
+        # Given both streams are live
+        assert ana_sse.next().event == "ready" and ben_sse.next().event == "ready"
+        # When a question reaches each viewer's notes and the processor announces Ana only
+        note(ana, q_ana, now)
+        note(ben, q_ben, now)
+        redis_client.publish(USER_CHANGES, json.dumps([ana]))
+        # Then Ana's stream carries her note, with an id
+        got = ana_sse.next()
+        assert (got.event, seen(got)) == ("note", expected(q_ana, now)) and got.id
+        # And Ben's carries nothing of Ana's: only his own, once he is announced
+        redis_client.publish(USER_CHANGES, json.dumps([ben]))
+        theirs = ben_sse.next()
+        assert (theirs.event, seen(theirs)) == ("note", expected(q_ben, now))
+        assert ana_sse.events.empty()
+    # Given Ana was away while two more questions (and one since hidden) reached her notes
+    q_late, q_later, q_hidden = uid("q3"), uid("q4"), uid("q5")
+    note(ana, q_late, now + 1)
+    note(ana, q_later, now + 2)
+    note(ana, q_hidden, now + 3, hidden=1)
+    redis_client.publish(USER_CHANGES, json.dumps([ana]))
+    # When she reconnects with the last id she saw, Then she gets exactly what she missed
+    with SseClient(stream, headers={**mine, "Last-Event-ID": got.id}) as again:
+        missed = [again.next(), again.next()]
+        assert [seen(e) for e in missed] == [expected(q_late, now + 1), expected(q_later, now + 2)]
+        ready = again.next()
+        assert ready.event == "ready" and ready.id == missed[-1].id
+    # And without a viewer token (or with a bad one) the stream is refused
+    for refused in (
+        httpx.get(stream, timeout=5),
+        httpx.get(stream, params={"viewer_token": "vt1.x.y"}, timeout=5),
+    ):
+        assert refused.status_code == 401, refused.text
+    assert httpx.get(stream, timeout=5).json()["error"] == "viewer_token_required"

@@ -3,8 +3,9 @@ catalog, orders and social services the same way): generated valid and invalid r
 5xx, and every answer conforms to the document.
 
 The viewer-token endpoint is called with the service token, every read with a valid viewer token
-(so the friend-data paths run too). The SSE stream is left out: its response never ends, which a
-request/response fuzzer cannot read; tests/security/test_authorization.py covers its inputs.
+(so the friend-data paths run too). The SSE streams are left out: their responses never end, which
+a request/response fuzzer cannot read; tests/security/test_authorization.py covers the product
+stream's inputs, tests/integration/test_notifier_live.py the viewer's own stream's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 MIN_CASES = 300
 EXAMPLES = 40
-STREAMS = "/v1/proof/stream"
+STREAMS = ["/v1/proof/stream", "/v1/me/stream"]
 
 
 def fuzz(base_url: str, service_token: str, viewer_token: str) -> Counter[str]:

@@ -1,4 +1,5 @@
-"""Unit tests of the notifier's building blocks: viewer tokens, the rate limiter, mailboxes."""
+"""Unit tests of the notifier's building blocks: viewer tokens, the rate limiter, mailboxes, the
+hub's per-viewer doorbells and the note stream's cursors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from services.notifier.hub import Mailbox
+from services.notifier.hub import Hub, Mailbox
 from services.notifier.ratelimit import RateLimiter
 from services.notifier.tokens import InvalidViewerToken, ViewerTokens, derive_secret
 
@@ -94,3 +95,66 @@ async def test_closing_a_mailbox_wakes_its_reader() -> None:
     await asyncio.sleep(0)
     box.close()
     assert await asyncio.wait_for(waiting, 1) == {}
+
+
+# --- the viewer's own notification stream (issue #19) --------------------------------------
+
+
+async def test_a_viewer_announcement_wakes_only_that_viewers_connections_once() -> None:
+    from prometheus_client import REGISTRY
+
+    def live() -> float:
+        return REGISTRY.get_sample_value("socialproof_live_connections") or 0.0
+
+    hub = Hub(redis=None, channel="c", read_encoded=None, user_channel="u")  # type: ignore[arg-type]
+    before = live()
+    ana, ana_too, ben = hub.watch_viewer("ana"), hub.watch_viewer("ana"), hub.watch_viewer("ben")
+    assert live() == before + 3 and hub.connections == 3
+    for _ in range(3):  # three batches before the connection reads: one wake
+        hub.ring(["ana", "nobody"])
+    assert await ana.wait(0.01) is True and await ana_too.wait(0.01) is True
+    assert await ana.wait(0.01) is False  # coalesced
+    assert await ben.wait(0.01) is False  # never Ana's announcement
+    hub.unwatch_viewer(ana)
+    hub.unwatch_viewer(ana)  # twice (error path and end): counted once
+    assert live() == before + 2 and set(hub.viewers) == {"ana", "ben"}
+    hub.close_all()
+    assert ana_too.closed and ben.closed
+    hub.unwatch_viewer(ana_too)
+    hub.unwatch_viewer(ben)
+    assert live() == before and not hub.viewers
+
+
+def test_note_stream_ids_are_cursors_and_foreign_ids_are_ignored() -> None:
+    from services.notifier.api.me import START, format_cursor, parse_cursor
+
+    assert parse_cursor("1800000000000-q:1-a") == (1_800_000_000_000, "q:1-a")
+    assert parse_cursor("0") == START and format_cursor(START) == b"0"
+    assert format_cursor((5, "q-1")) == b"5-q-1" and parse_cursor("5-q-1") == (5, "q-1")
+    for foreign in (None, "", "7", "abc-q", "-q", "1e3-q", "١٢-q", "9" * 16 + "-q"):
+        assert parse_cursor(foreign) is None, foreign
+
+
+async def test_the_note_stream_answers_503_when_the_store_is_unavailable() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from services.notifier.api.me import NoteFeed, NotesResponse
+
+    class DownReader:
+        async def notes(self, viewer: str) -> list:
+            raise RedisConnectionError("connection refused")
+
+    hub = Hub(redis=None, channel="c", read_encoded=None)  # type: ignore[arg-type]
+    feed = NoteFeed(hub, DownReader(), "ana", None)  # type: ignore[arg-type]
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    await NotesResponse(feed, 15, expires_at=2**40)({"type": "http"}, receive, send)
+    assert sent[0]["status"] == 503
+    assert b"retry-after" in dict(sent[0]["headers"])
+    assert hub.connections == 0  # the failed connection is not counted as live

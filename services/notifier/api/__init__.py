@@ -4,6 +4,7 @@
 - :mod:`.proof`: the read API (a product's proof, many at once, trending, activity);
 - :mod:`.tokens`: viewer tokens for the shop's backend;
 - :mod:`.live`: live push, Server-Sent Events and WebSocket;
+- :mod:`.me`: the viewer's own notifications, Server-Sent Events (viewer token required);
 - :mod:`.storefront`: the widget and, only when enabled, the demo storefront;
 - :mod:`.deps`: what they share (the reader, rate limiting, the viewer, product lists).
 

@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 from contracts.events import Identifier
 from services.notifier.proof import ProofReader
 from services.notifier.ratelimit import RateLimiter
-from services.notifier.tokens import InvalidViewerToken
+from services.notifier.tokens import InvalidViewerToken, ViewerToken
 from socialproof.http import ApiError, FieldError, _bearer
 
 MAX_PRODUCTS = 100
@@ -42,11 +42,18 @@ async def rate_limit(request: Request) -> None:
 
 def viewer_from(request: Request, query_token: str | None) -> str | None:
     """The viewer a request's token names; None without a token; 401 for a bad one."""
+    claims = viewer_claims_from(request, query_token)
+    return None if claims is None else claims.viewer_id
+
+
+def viewer_claims_from(request: Request, query_token: str | None) -> ViewerToken | None:
+    """The claims of a request's viewer token (viewer, expiry); None without a token; 401 for a
+    bad one."""
     raw = _bearer(request) or query_token
     if raw is None:
         return None
     try:
-        return request.app.state.tokens.verify(raw).viewer_id
+        return request.app.state.tokens.verify(raw)
     except InvalidViewerToken as exc:
         raise ApiError(
             401,

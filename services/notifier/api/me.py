@@ -1,0 +1,230 @@
+"""The viewer's own live notifications: ``GET /v1/me/stream`` (Server-Sent Events).
+
+A valid viewer token is required (``Authorization: Bearer`` or ``?viewer_token=``, as for the
+per-viewer reads); the stream carries that viewer's notifications and nobody else's: the viewer
+id comes from the token, never from the request.
+
+Messages:
+
+- ``event: note`` for each notification, data
+  ``{"kind": "question", "question_id", "product_id", "at"}`` (a question was asked about a
+  product the viewer bought; the stream processor writes them to ``{ns}:notes:{viewer}`` for
+  viewers who allow it), oldest first, each with an ``id``;
+- ``event: ready`` once the stream is live, after the notifications missed (data ``{}``), so that
+  a client has an ``id`` to come back with even before its first notification;
+- ``: ping`` comments every ``sse_heartbeat_s``.
+
+Ids are cursors into the viewer's notes (``{event ms}-{question id}``, ``0`` for none). A client
+that reconnects with ``Last-Event-ID`` (browsers do it by themselves; ``?last_event_id=`` for
+clients without the header) first gets the notifications newer than it; without one, none of
+the earlier ones. Then, live: the processor announces once per batch the users who got new notes
+on ``{ns}:user-changes``; the hub wakes only those users' connections, which read their notes
+once per wake (announcements coalesce) and send what they have not sent yet.
+
+The stream ends when the token expires (the client needs a new token to go on), when the server
+stops, or after 30 s of a client not taking a message. 401 without or with a bad token, 429 when
+rate limited, 503 (``Retry-After``) when the serving store is unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from redis.exceptions import RedisError
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from services.notifier.api.deps import RateLimited, viewer_claims_from
+from services.notifier.api.live import SEND_TIMEOUT_S, store_unavailable
+from services.notifier.hub import Hub
+from services.notifier.proof import NOTES_READ, Note, ProofReader
+from services.notifier.settings import NotifierSettings
+from socialproof.http import ERROR_RESPONSES, ApiError, ErrorBody
+
+router = APIRouter()
+RESPONSES: dict[int | str, dict] = {
+    200: {"content": {"text/event-stream": {}}, "description": "the stream"},
+    401: {"model": ErrorBody, "description": "no viewer token, or an expired or tampered one"},
+    429: {"model": ErrorBody, "description": "too many requests; retry after `Retry-After` s"},
+    **ERROR_RESPONSES,
+}
+
+Cursor = tuple[int, str]
+#: before every note
+START: Cursor = (0, "")
+
+
+def parse_cursor(raw: str | None) -> Cursor | None:
+    """A Last-Event-ID this stream sent (``0`` or ``{ms}-{question id}``); None for anything
+    else (no id, another stream's id, garbage): then no earlier notification is sent."""
+    if not raw:
+        return None
+    ms, _, question = raw.strip().partition("-")
+    if not ms.isascii() or not ms.isdigit() or len(ms) > 15:
+        return None
+    if int(ms) == 0 and not question:
+        return START
+    return (int(ms), question) if question else None
+
+
+def format_cursor(cursor: Cursor) -> bytes:
+    return b"0" if cursor == START else f"{cursor[0]}-{cursor[1]}".encode()
+
+
+class NoteFeed:
+    """One viewer connection: its doorbell in the hub, its cursor, the notes it has seen."""
+
+    def __init__(self, hub: Hub, reader: ProofReader, viewer: str, last_event_id: str | None):
+        self.hub, self.reader, self.viewer = hub, reader, viewer
+        self.cursor = parse_cursor(last_event_id)
+        self.seen: set[str] = set()
+        # Watched before the first read, so no announcement between the two can be missed.
+        self.bell = hub.watch_viewer(viewer)
+
+    @property
+    def closed(self) -> bool:
+        return self.bell.closed
+
+    async def initial(self) -> bytes:
+        """The notes newer than the client's Last-Event-ID (none without one), then ``ready``."""
+        notes = await self.reader.notes(self.viewer)
+        if self.cursor is None:
+            self.cursor = max((note.key for note in notes), default=START)
+            missed: list[Note] = []
+        else:
+            cursor = self.cursor
+            missed = [note for note in notes if note.key > cursor]
+        self.seen = {note.question_id for note in notes}
+        return self._messages(missed) + b"id: %s\nevent: ready\ndata: {}\n\n" % format_cursor(
+            self.cursor
+        )
+
+    async def changes(self, timeout: float) -> bytes | None:
+        """The notes not sent yet once the viewer is announced (possibly none: ``b""``); None
+        when nothing was announced within ``timeout``."""
+        if not await self.bell.wait(timeout):
+            return None
+        notes = await self.reader.notes(self.viewer)
+        fresh = [note for note in notes if note.question_id not in self.seen]
+        self.seen.update(note.question_id for note in fresh)
+        if len(self.seen) > 4 * NOTES_READ:  # bounded: forget the ones no longer kept
+            self.seen = {note.question_id for note in notes}
+        return self._messages(fresh)
+
+    def _messages(self, notes: list[Note]) -> bytes:
+        out = []
+        for note in sorted(notes, key=lambda n: n.key):
+            assert self.cursor is not None
+            # ids never go back: a late note (older event time) keeps the newest cursor
+            self.cursor = max(self.cursor, note.key)
+            data = orjson.dumps(note.model_dump(mode="json"))
+            out.append(b"id: %s\nevent: note\ndata: %s\n\n" % (format_cursor(self.cursor), data))
+        return b"".join(out)
+
+    def close(self) -> None:
+        self.hub.unwatch_viewer(self.bell)
+
+
+class NotesResponse(Response):
+    """The SSE response of one :class:`NoteFeed`, written straight to ASGI (as
+    :class:`services.notifier.api.live.SseResponse`), ending when the viewer token expires."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, feed: NoteFeed, heartbeat_s: float, expires_at: float) -> None:
+        self.feed, self.heartbeat, self.expires_at = feed, heartbeat_s, expires_at
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+            (b"x-accel-buffering", b"no"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        feed = self.feed
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            feed.bell.close()
+
+        async def write(body: bytes) -> None:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        try:
+            initial = await feed.initial()
+        except RedisError as exc:  # before anything was sent: a proper 503, the browser retries
+            feed.close()
+            await store_unavailable(exc)(scope, receive, send)
+            return
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await write(initial)
+            quiet_since = time.monotonic()
+            while not feed.closed:
+                left = self.expires_at - time.time()
+                if left <= 0:
+                    break  # the token expired: the client comes back with a new one
+                wait = min(self.heartbeat - (time.monotonic() - quiet_since), left)
+                messages = await feed.changes(max(wait, 0.0))
+                if feed.closed:
+                    break
+                if messages:
+                    await write(messages)
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since >= self.heartbeat:
+                    await write(b": ping\n\n")
+                    quiet_since = time.monotonic()
+        except (TimeoutError, OSError, RedisError):
+            pass  # too slow, gone, or the store failed: the browser reconnects with its id
+        finally:
+            watcher.cancel()
+            feed.close()
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+@router.get(
+    "/v1/me/stream",
+    tags=["live"],
+    summary="Server-Sent Events: the viewer's own notifications (`event: note`); viewer token",
+    response_class=NotesResponse,
+    status_code=200,  # explicit: FastAPI cannot infer it from NotesResponse
+    responses=RESPONSES,
+)
+async def my_stream(
+    request: Request,
+    _: RateLimited,
+    viewer_token: Annotated[
+        str | None,
+        Query(description="viewer token, for clients that cannot send an Authorization header"),
+    ] = None,
+    last_event_id: Annotated[
+        str | None, Query(description="like the Last-Event-ID header, for clients without it")
+    ] = None,
+) -> NotesResponse:
+    claims = viewer_claims_from(request, viewer_token)
+    if claims is None:
+        raise ApiError(
+            401,
+            "viewer_token_required",
+            "this stream is a viewer's own: send their viewer token",
+            headers={"WWW-Authenticate": 'Bearer realm="socialproof-viewer"'},
+        )
+    state = request.app.state
+    settings: NotifierSettings = state.settings
+    feed = NoteFeed(
+        state.hub,
+        state.reader,
+        claims.viewer_id,
+        request.headers.get("last-event-id") or last_event_id,
+    )
+    return NotesResponse(feed, settings.sse_heartbeat_s, claims.expires_at)

@@ -1,12 +1,14 @@
-"""The social service's view: friendships, reviews, privacy choices, first names, erasures.
+"""The social service's view: friendships, reviews, privacy choices, first names, erasures, and
+questions and answers (:mod:`services.social.qa`, on :attr:`SocialGraph.qa`).
 
 Rebuilt on every start by replaying the service's own topics (``social.friendships``,
-``social.reviews``, ``social.users``) from the beginning (see :mod:`socialproof.topicview`).
-Applying is idempotent: repeated adds/removes and re-delivered events change nothing.
+``social.reviews``, ``social.users``, ``social.questions``) from the beginning (see
+:mod:`socialproof.topicview`). Applying is idempotent: repeated adds/removes and re-delivered
+events change nothing.
 
 Erasure: once ``user.erased`` is applied the user's friendships (both directions), reviews,
-privacy choices and first name are gone from the view, and later events about them are ignored,
-as the stream processor does.
+privacy choices, first name, questions (with their answers), answers and votes are gone from the
+view, and later events about them are ignored, as the stream processor does.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from contracts.events import (
     UserErased,
     UserProfileUpdated,
 )
-from contracts.topics import FRIENDSHIPS, REVIEWS, USERS
+from contracts.topics import FRIENDSHIPS, QUESTIONS, REVIEWS, USERS
+from services.social.qa import QaBoard
 from socialproof.topicview import Record
 
 
@@ -44,10 +47,11 @@ class ReviewState:
 class Privacy:
     share_purchases_with_friends: bool
     show_in_activity_feed: bool
+    notify_on_questions: bool = False
 
 
 class SocialGraph:
-    topics = (FRIENDSHIPS, REVIEWS, USERS)
+    topics = (FRIENDSHIPS, REVIEWS, USERS, QUESTIONS)
 
     def __init__(self) -> None:
         self.friends: dict[str, set[str]] = {}
@@ -57,6 +61,7 @@ class SocialGraph:
         self.privacy: dict[str, Privacy] = {}
         self.first_names: dict[str, str] = {}
         self.erased: set[str] = set()
+        self.qa = QaBoard()
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -115,10 +120,14 @@ class SocialGraph:
             self._drop_review(p.review_id)
         elif isinstance(event, PrivacySettingsChanged):
             self.privacy[p.user_id] = Privacy(
-                p.share_purchases_with_friends, p.show_in_activity_feed
+                p.share_purchases_with_friends,
+                p.show_in_activity_feed,
+                bool(p.notify_on_questions),  # absent (an older producer): no
             )
         elif isinstance(event, UserProfileUpdated):
             self.first_names[p.user_id] = p.first_name
+        elif QUESTIONS.accepts(event):
+            self.qa.apply(event)
 
     def _unfriend(self, a: str, b: str) -> None:
         for x, y in ((a, b), (b, a)):
@@ -148,3 +157,4 @@ class SocialGraph:
             self._drop_review(review_id)
         self.privacy.pop(user_id, None)
         self.first_names.pop(user_id, None)
+        self.qa.erase(user_id)

@@ -1,0 +1,126 @@
+"""What the social service keeps in, and reads from, Redis for questions and answers.
+
+Its own keys, shared by every process of the service, sit outside the serving namespaces (under
+``socialproof:<SOCIALPROOF_REDIS_NAMESPACE>:social:``, beside the namespace pointer of
+:mod:`contracts.namespaces`) so that a rebuild dropping an old namespace keeps them:
+
+- ``…:social:posts:{user}``       zset  the user's recent questions and answers (member: a random
+                                        id, score: ms), for the rolling-hour limit
+                                        (``SOCIALPROOF_QA_POSTS_PER_HOUR``); expires after an hour
+- ``…:social:reports:{target}:{id}``  hash  reporter -> reason, one report per user; at
+                                        ``SOCIALPROOF_QA_REPORTS_TO_HIDE`` of them the service
+                                        publishes ``qa.moderated`` hidden=true, reason
+                                        ``reported``
+- ``…:social:reporter:{user}``    set   ``{target}:{id}`` the user reported (erasure removes
+                                        their reports)
+
+Reports are requests, not events: Kafka holds the moderation they lead to, not the reports.
+
+It reads one view of the stream processor (:mod:`contracts.views`): a user is a **verified
+buyer** of a product iff ``{ns}:ub:{product}|{user}`` exists (a kept purchase), in the namespace
+readers serve now (the pointer is read on each call, so a rebuild's switch is followed at once).
+A Redis outage raises (the app answers 503): never a guess.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Literal
+
+import redis.asyncio as aioredis
+
+from contracts import namespaces
+from contracts.views import Keys
+
+Target = Literal["question", "answer"]
+HOUR_MS = 3_600_000
+
+#: KEYS[1] the user's posts; ARGV now ms, window ms, limit, member.
+#: {1, 0}: taken; {0, ms}: refused, the oldest post leaves the window in ms
+TAKE_LUA = """
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tonumber(oldest[2]) + window - now}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], window)
+return {1, 0}
+"""
+
+
+class QaStore:
+    def __init__(self, redis: aioredis.Redis, base_namespace: str) -> None:
+        self.redis, self.base = redis, base_namespace
+        self.prefix = f"socialproof:{base_namespace}:social"
+        self._take = redis.register_script(TAKE_LUA)
+
+    # --- the rolling-hour limit on posts --------------------------------------------------------
+
+    def _posts(self, user_id: str) -> str:
+        return f"{self.prefix}:posts:{user_id}"
+
+    async def take_post(self, user_id: str, per_hour: int) -> tuple[str | None, int]:
+        """(a slot to :meth:`release` if the post fails, 0) or (None, seconds to wait)."""
+        slot = uuid.uuid4().hex
+        now = int(time.time() * 1000)
+        taken, wait_ms = await self._take(
+            keys=[self._posts(user_id)], args=[now, HOUR_MS, per_hour, slot]
+        )
+        if taken:
+            return slot, 0
+        return None, max(1, math.ceil(int(wait_ms) / 1000))
+
+    async def release_post(self, user_id: str, slot: str) -> None:
+        await self.redis.zrem(self._posts(user_id), slot)
+
+    # --- reports --------------------------------------------------------------------------------
+
+    def _reports(self, target: Target, target_id: str) -> str:
+        return f"{self.prefix}:reports:{target}:{target_id}"
+
+    def _reporter(self, user_id: str) -> str:
+        return f"{self.prefix}:reporter:{user_id}"
+
+    async def report(self, target: Target, target_id: str, user_id: str, reason: str) -> int:
+        """Record one user's report (a second one by the same user changes nothing); how many
+        users reported the target."""
+        key = self._reports(target, target_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, user_id, reason)
+            pipe.sadd(self._reporter(user_id), f"{target}:{target_id}")
+            pipe.hlen(key)
+            *_, count = await pipe.execute()
+        return int(count)
+
+    async def reports(self, target: Target, target_id: str) -> int:
+        return int(await self.redis.hlen(self._reports(target, target_id)))
+
+    async def forget_user(self, user_id: str) -> None:
+        """Erasure: the user's reports and post times go."""
+        reported = await self.redis.smembers(self._reporter(user_id))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for entry in reported:
+                target, _, target_id = entry.partition(":")
+                pipe.hdel(self._reports(target, target_id), user_id)  # type: ignore[arg-type]
+            pipe.delete(self._reporter(user_id), self._posts(user_id))
+            await pipe.execute()
+
+    # --- verified buyers (the stream processor's view) -----------------------------------------
+
+    async def verified_buyers(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (product, user) pairs where the user has a kept purchase of the product."""
+        wanted = list(dict.fromkeys(pairs))
+        if not wanted:
+            return set()
+        pointer = await self.redis.hgetall(namespaces.pointer_key(self.base))
+        keys = Keys(namespaces.parse(pointer, self.base).active)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for product_id, user_id in wanted:
+                pipe.exists(keys.user_buys(product_id, user_id))
+            found = await pipe.execute()
+        return {pair for pair, n in zip(wanted, found, strict=True) if n}

@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from contracts.events import Identifier, ShareChannel
+from contracts.events import Identifier, QaText, ShareChannel
 from services.social.graph import ReviewState
+from services.social.qa import AnswerState, QuestionState
 from socialproof.http import ErrorBody
 
 UserId = Annotated[Identifier, Path(description="user id", examples=["u-ana"])]
 FriendId = Annotated[Identifier, Path(description="the other user's id", examples=["u-ben"])]
 ProductId = Annotated[Identifier, Path(description="product id", examples=["cup-espresso"])]
 ReviewId = Annotated[Identifier, Path(description="review id", examples=["rv-5d1e"])]
+QuestionId = Annotated[Identifier, Path(description="question id", examples=["q-8c2f"])]
+AnswerId = Annotated[Identifier, Path(description="answer id", examples=["a-41b9"])]
 Rating = Annotated[int, Field(ge=1, le=5, description="stars, 1 to 5", examples=[5])]
 ReviewText = Annotated[str, Field(max_length=5000, examples=["Lovely cup, keeps it hot."])]
 FirstName = Annotated[
@@ -34,6 +37,28 @@ FirstName = Annotated[
 
 ERASED = {409: {"model": ErrorBody, "description": "the user was erased"}}
 NOT_FOUND_REVIEW = {404: {"model": ErrorBody, "description": "no such review"}}
+NOT_FOUND_QUESTION = {404: {"model": ErrorBody, "description": "no such question, or hidden"}}
+NOT_FOUND_ANSWER = {
+    404: {"model": ErrorBody, "description": "no such answer, or it or its question is hidden"}
+}
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorBody,
+        "description": "the user posted `SOCIALPROOF_QA_POSTS_PER_HOUR` questions and answers "
+        "in the last hour; retry after `Retry-After` s",
+        "headers": {
+            "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+        },
+    }
+}
+#: reads that mark verified buyers answer 503 rather than guess when Redis does not answer
+UNVERIFIABLE = {
+    503: {
+        "model": ErrorBody,
+        "description": "the serving store (verified purchases) is unavailable; retry after the "
+        "delay",
+    }
+}
 
 
 # --- models -------------------------------------------------------------------------------------
@@ -113,6 +138,31 @@ class Review(BaseModel):
         return cls(**r.__dict__)
 
 
+class ListedReview(Review):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "review_id": "rv-5d1e",
+                    "user_id": "u-ana",
+                    "product_id": "cup-espresso",
+                    "rating": 5,
+                    "text": "Lovely cup, keeps it hot.",
+                    "created_at": "2026-11-24T10:00:00Z",
+                    "updated_at": "2026-11-24T10:05:00Z",
+                    "verified": True,
+                }
+            ]
+        }
+    )
+
+    verified: bool = Field(description="the author has a kept purchase of the product")
+
+    @classmethod
+    def of_verified(cls, r: ReviewState, verified: bool) -> ListedReview:
+        return cls(**r.__dict__, verified=verified)
+
+
 class ShareIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -158,6 +208,11 @@ class PrivacyIn(BaseModel):
     )
     share_purchases_with_friends: bool = Field(description="friends may see what I bought")
     show_in_activity_feed: bool = Field(description="my first name may appear in activity feeds")
+    notify_on_questions: bool = Field(
+        default=False,
+        strict=True,
+        description="a live note when a shopper asks about a product I bought (omitted: no)",
+    )
 
 
 class Privacy(PrivacyIn):
@@ -168,6 +223,7 @@ class Privacy(PrivacyIn):
                     "user_id": "u-ana",
                     "share_purchases_with_friends": True,
                     "show_in_activity_feed": False,
+                    "notify_on_questions": False,
                     "chosen": True,
                 }
             ]
@@ -199,3 +255,255 @@ class Erased(BaseModel):
 
     user_id: str
     erased: bool = True
+
+
+# --- questions and answers ----------------------------------------------------------------------
+
+ReportReason = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=500, strip_whitespace=True),
+    Field(description="why the content should go, for the shop", examples=["spam"]),
+]
+
+
+class PostIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: Identifier = Field(description="who asks or answers")
+    text: QaText = Field(description="1 to 2000 characters (surrounding blanks removed)")
+
+
+class QuestionIn(PostIn):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"user_id": "u-ana", "text": "Does it fit a standard saucer?"}]
+        }
+    )
+
+
+class AnswerIn(PostIn):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"user_id": "u-ben", "text": "Yes, any 12 cm saucer."}]}
+    )
+
+
+class Question(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "question_id": "q-8c2f",
+                    "product_id": "cup-espresso",
+                    "user_id": "u-ana",
+                    "text": "Does it fit a standard saucer?",
+                    "created_at": "2026-11-24T10:00:00Z",
+                }
+            ]
+        }
+    )
+
+    question_id: str
+    product_id: str
+    user_id: str = Field(description="the asker")
+    text: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, q: QuestionState) -> Question:
+        return cls(
+            question_id=q.question_id,
+            product_id=q.product_id,
+            user_id=q.user_id,
+            text=q.text,
+            created_at=q.created_at,
+        )
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "answer_id": "a-41b9",
+                    "question_id": "q-8c2f",
+                    "product_id": "cup-espresso",
+                    "user_id": "u-ben",
+                    "text": "Yes, any 12 cm saucer.",
+                    "created_at": "2026-11-24T10:03:00Z",
+                }
+            ]
+        }
+    )
+
+    answer_id: str
+    question_id: str
+    product_id: str
+    user_id: str
+    text: str
+    created_at: datetime
+
+
+class ListedAnswer(Answer):
+    verified: bool = Field(description="the author has a kept purchase of the product")
+    helpful: int = Field(description="how many users found it helpful")
+    accepted: bool = Field(description="the asker or the shop accepted it")
+
+    @classmethod
+    def of(cls, a: AnswerState, verified: bool) -> ListedAnswer:
+        return cls(
+            answer_id=a.answer_id,
+            question_id=a.question_id,
+            product_id=a.product_id,
+            user_id=a.user_id,
+            text=a.text,
+            created_at=a.created_at,
+            verified=verified,
+            helpful=a.helpful,
+            accepted=a.accepted,
+        )
+
+
+class ListedQuestion(Question):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "question_id": "q-8c2f",
+                    "product_id": "cup-espresso",
+                    "user_id": "u-ana",
+                    "text": "Does it fit a standard saucer?",
+                    "created_at": "2026-11-24T10:00:00Z",
+                    "answers": [
+                        {
+                            "answer_id": "a-41b9",
+                            "question_id": "q-8c2f",
+                            "product_id": "cup-espresso",
+                            "user_id": "u-ben",
+                            "text": "Yes, any 12 cm saucer.",
+                            "created_at": "2026-11-24T10:03:00Z",
+                            "verified": True,
+                            "helpful": 3,
+                            "accepted": True,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    answers: list[ListedAnswer] = Field(
+        description="visible answers: verified buyers' first, then accepted ones, then by "
+        "helpful votes, then oldest first"
+    )
+
+
+class VoteIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"user_id": "u-cem", "helpful": True}]}
+    )
+    user_id: Identifier = Field(description="the voter (one vote per user: voting again replaces)")
+    helpful: bool = Field(strict=True, description="true: helpful; false: not helpful")
+
+
+class Vote(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "answer_id": "a-41b9",
+                    "question_id": "q-8c2f",
+                    "user_id": "u-cem",
+                    "helpful": True,
+                    "helpful_votes": 3,
+                }
+            ]
+        }
+    )
+
+    answer_id: str
+    question_id: str
+    user_id: str
+    helpful: bool = Field(description="this user's vote")
+    helpful_votes: int = Field(description="the answer's helpful votes now")
+
+
+class AcceptIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"by": "asker", "user_id": "u-ana"}, {"by": "shop"}],
+        },
+    )
+    by: Literal["asker", "shop"] = Field(description="the question's asker, or the shop")
+    user_id: Identifier | None = Field(
+        default=None, description="with `by: asker` only: the asker's id (anyone else: 403)"
+    )
+
+
+class Acceptance(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"answer_id": "a-41b9", "question_id": "q-8c2f", "accepted": True}]
+        }
+    )
+
+    answer_id: str
+    question_id: str
+    accepted: bool = True
+
+
+class ReportIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"user_id": "u-dan", "reason": "spam"}]},
+    )
+    user_id: Identifier = Field(description="the reporter (one report per user)")
+    reason: ReportReason
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "target": "answer",
+                    "target_id": "a-41b9",
+                    "user_id": "u-dan",
+                    "reports": 3,
+                    "hidden": True,
+                }
+            ]
+        }
+    )
+
+    target: Literal["question", "answer"]
+    target_id: str
+    user_id: str
+    reports: int = Field(description="distinct users who reported it")
+    hidden: bool = Field(description="hidden now (reports reached the threshold, or the shop)")
+
+
+class ModerationIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "off topic"}]}
+    )
+    reason: str = Field(default="", max_length=500, description='why (empty: "shop")')
+
+
+class Moderation(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "target": "question",
+                    "target_id": "q-8c2f",
+                    "question_id": "q-8c2f",
+                    "hidden": True,
+                }
+            ]
+        }
+    )
+
+    target: Literal["question", "answer"]
+    target_id: str
+    question_id: str
+    hidden: bool

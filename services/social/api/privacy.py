@@ -1,5 +1,6 @@
 """A user's privacy choices: read them (the shop's defaults, ``SOCIALPROOF_DEFAULT_*``, until the
-user chooses) and set them (``privacy.settings_changed``)."""
+user chooses) and set them (``privacy.settings_changed``). ``notify_on_questions`` (a note when a
+shopper asks about a product the user bought) is off unless the user turns it on."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def privacy_of(graph: SocialGraph, settings: SocialSettings, user_id: str) -> Pr
         show_in_activity_feed=chosen.show_in_activity_feed
         if chosen
         else settings.default_show_in_activity_feed,
+        notify_on_questions=chosen.notify_on_questions if chosen else False,
         chosen=chosen is not None,
     )
 
@@ -58,10 +60,8 @@ async def set_privacy(
     async with lock:
         not_erased(graph, user_id=user_id)
         current = privacy_of(graph, settings, user_id)
-        if not current.chosen or (
-            current.share_purchases_with_friends,
-            current.show_in_activity_feed,
-        ) != (body.share_purchases_with_friends, body.show_in_activity_feed):
+        chosen = current.model_dump(include=set(PrivacyIn.model_fields))
+        if not current.chosen or chosen != body.model_dump():
             payload = PrivacySettingsPayload(user_id=user_id, **body.model_dump())
             await emit(PrivacySettingsChanged.create(payload, producer=SERVICE))
         return privacy_of(graph, settings, user_id)

@@ -1,6 +1,7 @@
 """Reviews: post (``review.posted``; a user's second review of a product edits the first,
 ``review.edited``), read, edit, delete (``review.deleted``), and a product's reviews page by
-page."""
+page, each marked ``verified`` when its author has a kept purchase of the product (read from the
+stream processor's view in Redis: 503 when Redis does not answer, never a guess)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from contracts.events import ReviewDeleted, ReviewEdited, ReviewPayload, ReviewPosted, ReviewRef
-from services.social.api.deps import SERVICE, Emit, Graph, not_erased
+from services.social.api.deps import SERVICE, Emit, Graph, Store, not_erased
 from services.social.graph import ReviewState, SocialGraph
 from services.social.schemas import (
     ERASED,
     NOT_FOUND_REVIEW,
+    UNVERIFIABLE,
+    ListedReview,
     ProductId,
     Review,
     ReviewEdit,
@@ -112,12 +115,17 @@ async def delete_review(
 
 @router.get(
     "/v1/products/{product_id}/reviews",
-    response_model=Page[Review],
-    summary="A product's reviews, by review id, page by page",
+    response_model=Page[ListedReview],
+    summary="A product's reviews, by review id, page by page, marked when the author bought it",
+    responses=UNVERIFIABLE,
 )
 async def product_reviews(
-    product_id: ProductId, graph: Graph, limit: Limit = 20, cursor: Cursor = None
-) -> Page[Review]:
+    product_id: ProductId, graph: Graph, store: Store, limit: Limit = 20, cursor: Cursor = None
+) -> Page[ListedReview]:
     reviews = graph.reviews_of_product(product_id)
     page, next_cursor = paginate(reviews, lambda r: r.review_id, cursor, limit)
-    return Page[Review](items=[Review.of(r) for r in page], next_cursor=next_cursor)
+    verified = await store.verified_buyers((product_id, r.user_id) for r in page)
+    return Page[ListedReview](
+        items=[ListedReview.of_verified(r, (product_id, r.user_id) in verified) for r in page],
+        next_cursor=next_cursor,
+    )

@@ -1,13 +1,14 @@
 """A user's profile (the first name shown in friend lists and activity feeds,
-``user.profile_updated``) and erasure (``user.erased``: the graph forgets the user and refuses
-further writes about them; the stream processor drops them from every counter)."""
+``user.profile_updated``) and erasure (``user.erased``: the graph forgets the user, their
+questions, answers and votes, and refuses further writes about them; their reports of questions
+and answers are deleted from Redis; the stream processor drops them from every counter)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from contracts.events import UserErased, UserProfilePayload, UserProfileUpdated, UserRef
-from services.social.api.deps import SERVICE, Emit, Graph, not_erased
+from services.social.api.deps import SERVICE, Emit, Graph, Store, not_erased
 from services.social.schemas import ERASED, Erased, Profile, ProfileIn, UserId
 from socialproof.deps import WriteLock
 from socialproof.http import AUTH_RESPONSES, ERROR_RESPONSES, ApiError, ErrorBody, ServiceAuth
@@ -52,9 +53,11 @@ async def set_profile(
     responses={**AUTH_RESPONSES, 503: ERROR_RESPONSES[503]},
 )
 async def erase_user(
-    user_id: UserId, _: ServiceAuth, graph: Graph, lock: WriteLock, emit: Emit
+    user_id: UserId, _: ServiceAuth, graph: Graph, store: Store, lock: WriteLock, emit: Emit
 ) -> Erased:
     async with lock:
         if user_id not in graph.erased:
             await emit(UserErased.create(UserRef(user_id=user_id), producer=SERVICE))
+    # after the event, so Redis being down never holds an erasure back: a retry (503) cleans up
+    await store.forget_user(user_id)
     return Erased(user_id=user_id)

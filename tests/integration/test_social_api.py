@@ -138,21 +138,38 @@ def test_shares_name_a_channel_and_a_retried_share_counts_once(
     assert shares[0].payload.share_id == first.json()["share_id"]
 
 
-def test_privacy_is_off_by_default_and_set_per_user(social: httpx.Client, uid) -> None:
+def test_privacy_is_off_by_default_and_set_per_user(
+    social: httpx.Client, settings: Settings, uid
+) -> None:
     ana = uid("ana")
     default = social.get(f"/v1/users/{ana}/privacy").json()
     assert default == {
         "user_id": ana,
         "share_purchases_with_friends": False,
         "show_in_activity_feed": False,
+        "notify_on_questions": False,
         "chosen": False,
     }
     choice = {"share_purchases_with_friends": True, "show_in_activity_feed": False}
     put = social.put(f"/v1/users/{ana}/privacy", json=choice)
-    assert put.status_code == 200 and put.json() == {**choice, "user_id": ana, "chosen": True}
+    assert put.status_code == 200 and put.json() == {
+        **choice,
+        "notify_on_questions": False,  # omitted: no
+        "user_id": ana,
+        "chosen": True,
+    }
     assert social.get(f"/v1/users/{ana}/privacy").json() == put.json()
+    # notes about questions on what she bought: on, then the same again (nothing new published)
+    for _ in range(2):
+        notes = social.put(f"/v1/users/{ana}/privacy", json={**choice, "notify_on_questions": True})
+        assert notes.status_code == 200 and notes.json()["notify_on_questions"] is True
+    assert social.get(f"/v1/users/{ana}/privacy").json()["notify_on_questions"] is True
+    published = [e.payload for e in topic_events(settings, USERS, ana)]
+    assert [p.notify_on_questions for p in published] == [False, True]
     partial = social.put(f"/v1/users/{ana}/privacy", json={"show_in_activity_feed": True})
     assert partial.status_code == 422 and fields_of(partial) == ["share_purchases_with_friends"]
+    loose = social.put(f"/v1/users/{ana}/privacy", json={**choice, "notify_on_questions": "yes"})
+    assert loose.status_code == 422 and fields_of(loose) == ["notify_on_questions"]
 
 
 def test_the_shop_may_configure_other_privacy_defaults(
@@ -250,8 +267,9 @@ def test_every_write_and_personal_read_needs_the_token(stack: Stack, uid) -> Non
         assert all(c.json()["error"] == "unauthorized" for c in calls)
         wrong = anonymous.delete(f"/v1/users/{ana}", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 403
-        # public: a product's reviews
+        # public: a product's reviews, questions and answers
         assert anonymous.get("/v1/products/p/reviews").status_code == 200
+        assert anonymous.get("/v1/products/p/questions").status_code == 200
 
 
 def test_a_restarted_social_service_rebuilds_its_view_from_the_topics(

@@ -1,6 +1,7 @@
 """The demo storefront and the widget in a real browser (Debian's Chromium via Playwright), against
 the real stack: badges change live without a reload, friend counts follow the viewer switcher,
-Spanish and rounding, reduced motion, and the demo home page with realistic data."""
+Spanish and rounding, reduced motion, the demo home page with realistic data, verified reviews
+and answered questions on the badge, and the viewer's own notifications."""
 
 from __future__ import annotations
 
@@ -159,3 +160,43 @@ def test_the_demo_home_page_is_alive_with_realistic_data(
     expect(page.locator("#trending li b").first).to_have_text("#1", timeout=10_000)
     expect(page.locator("#ticker li time").first).to_be_visible(timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "storefront-demo.png"), full_page=True)
+
+
+def test_the_badge_shows_verified_reviews_labels_the_rest_and_answered_questions(
+    demo_url: str, page: Page, redis_client, uid
+) -> None:
+    # Given a product with 5 reviews, 3 by verified buyers (5+5+3), and 2 questions answered by
+    # buyers, and one whose 2 reviews are by nobody who bought it, in the serving store (issue
+    # #19's hashes) and announced
+    keys, item, unbought = Keys("sp"), uid("teapot"), uid("kettle")
+    redis_client.hset(keys.reviews(item), mapping={"count": 5, "sum": 22, "vcount": 3, "vsum": 13})
+    redis_client.hset(f"sp:qa:{item}", mapping={"questions": 3, "answered_by_buyers": 2})
+    redis_client.hset(keys.reviews(unbought), mapping={"count": 2, "sum": 9})
+    redis_client.publish(keys.changes_channel, json.dumps([item, unbought]))
+    # When the demo storefront shows them
+    page.goto(f"{demo_url}/demo?products={item},{unbought}&viewers=")
+    # Then the stars are the verified buyers' ones, the others are labelled, and the answers
+    expect(badge(page, item)).to_have_text(
+        "★4.3 from 3 verified reviews (+2 unverified) · 2 questions answered by buyers",
+        timeout=10_000,
+    )
+    expect(badge(page, unbought)).to_have_text("★4.5 from 2 unverified reviews")
+
+
+def test_the_demo_shows_the_viewers_own_notifications_live(
+    demo_url: str, page: Page, redis_client, uid
+) -> None:
+    # Given Ana, who allows question notifications, looking at the shop
+    item, ana, question = uid("lamp"), uid("ana"), uid("q")
+    redis_client.hset(f"sp:consent:{ana}", mapping={"q": 1})
+    page.goto(f"{demo_url}/demo?products={item}&viewers={ana}&viewer={ana}")
+    expect(page.locator("body")).to_have_attribute("data-notes", ana, timeout=10_000)
+    # When a question about something she bought reaches her notes and she is announced
+    now_ms = int(time.time() * 1000)
+    redis_client.hset(f"sp:question:{question}", mapping={"p": item, "ts": now_ms, "hidden": 0})
+    redis_client.zadd(f"sp:notes:{ana}", {question: now_ms})
+    redis_client.publish("sp:user-changes", json.dumps([ana]))
+    # Then her notifications list shows it without a reload
+    expect(page.locator(f'#notes li[data-question="{question}"]')).to_contain_text(
+        f"New question about {item}", timeout=5_000
+    )

@@ -4,7 +4,8 @@
   gets a live badge (see ``static/widget.js`` for the attributes). Always served; no external CDN.
 - The demo storefront, only when ``SOCIALPROOF_DEMO_ENABLED=true`` (``make run`` sets it):
   ``/`` redirects to ``/demo``; ``/demo`` is a shop page with product cards and live badges, a
-  viewer switcher, a recent-activity ticker and a trending strip; ``/demo/catalog`` is the demo
+  viewer switcher, a recent-activity ticker, a trending strip and the viewer's own notifications
+  (``/v1/me/stream``); ``/demo/catalog`` is the demo
   catalog the traffic simulator fills: ``static/demo-catalog.json`` (the simulator's default
   seed) or the file ``SOCIALPROOF_DEMO_CATALOG_PATH`` names (``make run`` writes one for its
   seed with ``socialproof simulate --write-catalog``).

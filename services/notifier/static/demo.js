@@ -1,11 +1,13 @@
-/* The demo storefront: cards with live badges (widget.js), a viewer switcher, a trending strip and
- * a recent-activity ticker. ?products=a,b and ?viewers=u1,u2 override the demo catalog. */
+/* The demo storefront: cards with live badges (widget.js), a viewer switcher, a trending strip, a
+ * recent-activity ticker and the viewer's own notifications (GET /v1/me/stream: questions asked
+ * about what they bought). ?products=a,b and ?viewers=u1,u2 override the demo catalog. */
 (function () {
   "use strict";
   var params = new URLSearchParams(location.search);
   var names = {};      // product id -> name
   var products = [];
   var tokenTimer = null;
+  var notes = { source: null, viewer: null, lastId: null };
   var lang = "en";
   var PALETTE = ["#ffe3d3", "#dff3e4", "#e2e9ff", "#fff2c9", "#f4e1ff", "#d9f4f7"];
   var ACTIONS = {
@@ -54,6 +56,7 @@
     document.body.setAttribute("data-viewer", "");
     if (!viewerId) {
       SocialProof.setViewerToken(null);
+      followNotes(null, null);
       document.body.setAttribute("data-viewer", "guest");
       return;
     }
@@ -63,11 +66,51 @@
       body: JSON.stringify({ viewer_id: viewerId }),
     }).then(function (t) {
       SocialProof.setViewerToken(t.token);
+      followNotes(viewerId, t.token);
       document.body.setAttribute("data-viewer", viewerId);
       // renew a minute before it expires
       var ms = Math.max(30000, new Date(t.expires_at) - Date.now() - 60000);
       tokenTimer = setTimeout(function () { setViewer(viewerId); }, ms);
     }).catch(function (e) { console.warn("viewer token", e); });
+  }
+
+  /* The viewer's own notifications. A renewed token opens a new stream that goes on from the last
+   * id seen (an EventSource sends Last-Event-ID only when it reconnects by itself). */
+  function followNotes(viewerId, token) {
+    if (notes.source) notes.source.close();
+    notes.source = null;
+    document.body.removeAttribute("data-notes");
+    if (viewerId !== notes.viewer) {
+      notes.viewer = viewerId;
+      notes.lastId = null;
+      var list = $("notes");
+      list.textContent = "";
+      list.appendChild(el("li", "muted", viewerId ? "questions about what you bought show here" : "choose a viewer"));
+    }
+    if (!token) return;
+    var url = "/v1/me/stream?viewer_token=" + encodeURIComponent(token);
+    if (notes.lastId) url += "&last_event_id=" + encodeURIComponent(notes.lastId);
+    var source = new EventSource(url);
+    notes.source = source;
+    source.addEventListener("ready", function (event) {
+      notes.lastId = event.lastEventId || notes.lastId;
+      document.body.setAttribute("data-notes", viewerId);  // live (tests wait for it)
+    });
+    source.addEventListener("note", function (event) {
+      notes.lastId = event.lastEventId || notes.lastId;
+      var note = JSON.parse(event.data);
+      var list = $("notes");
+      var placeholder = list.querySelector(".muted");
+      if (placeholder) placeholder.remove();
+      var li = el("li", "new");
+      li.setAttribute("data-question", note.question_id);
+      var what = names[note.product_id] || note.product_id;
+      li.appendChild(document.createTextNode(
+        lang === "es" ? "Nueva pregunta sobre " + what : "New question about " + what));
+      li.appendChild(el("time", null, ago(note.at)));
+      list.insertBefore(li, list.firstChild);
+      while (list.children.length > 10) list.removeChild(list.lastChild);
+    });
   }
 
   function refreshTrending() {

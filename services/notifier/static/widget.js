@@ -3,8 +3,10 @@
  *
  *   <script src="https://NOTIFIER/widget.js" data-product="p1" async></script>
  *
- * puts a badge such as "12 friends bought this · 340 bought in the last 24 h · ★4.6 (120)" right
- * after the script tag and keeps it up to date over one Server-Sent Events connection per page.
+ * puts a badge such as "12 friends bought this · 340 bought in the last 24 h · ★4.6 from 120
+ * verified reviews (+12 unverified) · 8 questions answered by buyers" right after the script tag
+ * and keeps it up to date over one Server-Sent Events connection per page. Reviews are those of
+ * verified buyers; the others are only counted, labelled as unverified.
  * Attributes of the script tag:
  *   data-product        product id of the badge placed after the tag (optional, see below)
  *   data-lang           "en" or "es" (default: the page's <html lang>, else English)
@@ -38,12 +40,24 @@
       friends: function (n, shown) { return n === 1 ? "1 friend bought this" : shown + " friends bought this"; },
       bought: function (n) { return n + " bought in the last 24 h"; },
       reviews: function (avg, n) { return "★" + avg + " (" + n + ")"; },
+      verified: function (avg, n, one) { return "★" + avg + " from " + n + (one ? " verified review" : " verified reviews"); },
+      unverified: function (n) { return "(+" + n + " unverified)"; },
+      unverifiedOnly: function (avg, n, one, u) {
+        return "★" + avg + " from " + n + (u === null ? (one ? " unverified review" : " unverified reviews") : (one ? " review (" : " reviews (") + u + " unverified)");
+      },
+      answered: function (n, one) { return n + (one ? " question answered by buyers" : " questions answered by buyers"); },
       decimal: ".",
     },
     es: {
       friends: function (n, shown) { return n === 1 ? "1 amigo lo compró" : shown + " amigos lo compraron"; },
       bought: function (n) { return n + " compras en las últimas 24 h"; },
       reviews: function (avg, n) { return "★" + avg + " (" + n + ")"; },
+      verified: function (avg, n, one) { return "★" + avg + " de " + n + (one ? " reseña verificada" : " reseñas verificadas"); },
+      unverified: function (n) { return "(+" + n + " sin verificar)"; },
+      unverifiedOnly: function (avg, n, one, u) {
+        return "★" + avg + " de " + n + (u === null ? (one ? " reseña sin verificar" : " reseñas sin verificar") : (one ? " reseña (" : " reseñas (") + u + " sin verificar)");
+      },
+      answered: function (n, one) { return n + (one ? " pregunta respondida por compradores" : " preguntas respondidas por compradores"); },
       decimal: ",",
     },
   };
@@ -70,12 +84,41 @@
     }
     var bought = proof.bought && proof.bought["24h"];
     if (bought >= state.minCount) out.push({ cls: "sp-bought", text: t.bought(round(bought, state.lang)) });
-    var reviews = proof.reviews;
-    if (reviews && reviews.count >= state.minCount && reviews.average != null) {
-      var avg = Number(reviews.average).toFixed(1).replace(".", t.decimal);
-      out.push({ cls: "sp-reviews", text: t.reviews(avg, round(reviews.count, state.lang)) });
+    var review = reviewPart(proof.reviews, t);
+    if (review) out.push(review);
+    var answered = proof.questions && proof.questions.answered_by_buyers;
+    if (answered >= Math.max(1, state.minCount)) {
+      out.push({ cls: "sp-answered", text: t.answered(round(answered, state.lang), answered === 1) });
     }
     return out;
+  }
+
+  /* Verified buyers' reviews first; the others are counted and labelled, never mixed in unlabelled
+   * (a server without the verified figures gets the plain "★4.6 (120)"). */
+  function reviewPart(reviews, t) {
+    if (!reviews) return null;
+    var stars = function (avg) { return Number(avg).toFixed(1).replace(".", t.decimal); };
+    var n = function (count) { return round(count, state.lang); };
+    if (reviews.verified_count == null) {
+      if (reviews.count >= state.minCount && reviews.average != null) {
+        return { cls: "sp-reviews", text: t.reviews(stars(reviews.average), n(reviews.count)) };
+      }
+      return null;
+    }
+    var unverified = Math.max(0, reviews.count - reviews.verified_count);
+    if (reviews.verified_count >= state.minCount && reviews.verified_average != null) {
+      var text = t.verified(stars(reviews.verified_average), n(reviews.verified_count), reviews.verified_count === 1);
+      if (unverified > 0) text += " " + t.unverified(n(unverified));
+      return { cls: "sp-reviews sp-verified", text: text };
+    }
+    if (reviews.count >= state.minCount && reviews.average != null) {
+      return { cls: "sp-reviews sp-unverified",
+               // "from 12 unverified reviews", or "from 12 reviews (10 unverified)" when a few
+               // (fewer than the threshold) are verified
+               text: t.unverifiedOnly(stars(reviews.average), n(reviews.count), reviews.count === 1,
+                                      reviews.verified_count > 0 ? n(unverified) : null) };
+    }
+    return null;
   }
 
   function render(el, proof) {

@@ -14,18 +14,16 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 import redis as redis_sync
-from fastapi.testclient import TestClient
 
 from contracts import namespaces
 from contracts.events import QaModerated
 from contracts.topics import QUESTIONS
 from contracts.views import Keys
-from services.social.app import create_app
-from services.social.settings import SocialSettings
-from socialproof.processes import free_port
+from socialproof.processes import ManagedProcess, free_port, service_argv
 from socialproof.settings import Settings
 from tests.support.services import api, topic_events
-from tools.devstack import Stack
+from tests.support.waiting import wait_for
+from tools.devstack import Stack, wait_ready
 
 
 @pytest.fixture
@@ -291,26 +289,42 @@ def test_reviews_are_marked_verified_when_the_author_kept_a_purchase(
 
 
 def test_without_redis_listings_say_503_rather_than_guess_verified(
-    stack: Stack, social: httpx.Client, settings: Settings, service_token: str, uid
+    stack: Stack, social: httpx.Client, uid
 ) -> None:
     # Given a review and an answered question
     product, ana, ben = uid("p"), uid("ana"), uid("ben")
     social.post("/v1/reviews", json={"user_id": ana, "product_id": product, "rating": 5})
     answer(social, ask(social, product, ana), ben)
     # When a social service whose Redis does not answer has read them from the topics
-    dead = SocialSettings(
-        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        service_token=service_token,
-    )
-    with TestClient(create_app(dead)) as client:
-        deadline = time.monotonic() + 20
-        while not client.app.state.view.caught_up and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert client.app.state.view.caught_up
-        # Then the listings are 503 with Retry-After, not "verified": false
+    port = free_port()
+    proc = ManagedProcess(
+        name=f"social-{port}",
+        argv=service_argv("social"),
+        env={
+            **stack.env,
+            "SOCIALPROOF_SOCIAL_PORT": str(port),
+            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        },
+        echo=False,
+    ).start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(f"{base}/healthz", 60, "the social service without Redis", proc)
         for path in (f"/v1/products/{product}/reviews", f"/v1/products/{product}/questions"):
-            response = client.get(path)
+            # (until its view has replayed them, the product has nothing to mark)
+            response = wait_for(
+                lambda path=path: non_empty_or_error(httpx.get(base + path)),
+                20,
+                f"{path} read",
+                interval=0.1,
+            )
+            # Then the listings are 503 with Retry-After, not "verified": false
             assert response.status_code == 503, response.text
             assert response.json()["error"] == "store_unavailable"
             assert response.headers["Retry-After"]
+    finally:
+        proc.stop()
+
+
+def non_empty_or_error(response: httpx.Response) -> httpx.Response | None:
+    return None if response.status_code == 200 and not response.json()["items"] else response

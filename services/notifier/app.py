@@ -24,7 +24,8 @@ at most ``SOCIALPROOF_PROOF_CACHE_MAX_AGE_S`` old; under ``socialproof serve`` c
 single-product read are answered before the ASGI stack.
 
 Storefront: ``/widget.js`` (the embeddable badge) and, only when ``SOCIALPROOF_DEMO_ENABLED`` is
-true (``make run`` sets it), the demo storefront at ``/demo``.
+true (``make run`` sets it), the demo storefront at ``/demo`` (with its product questions,
+:mod:`.api.demoqa`, which calls the social service with the service token: dev only).
 
 Layout: this module builds the app and its state (``app.state``: the reader, the cache, the hub,
 tokens, the rate limiter, the fast path); the routes are in :mod:`services.notifier.api` (``proof``
@@ -49,7 +50,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from contracts import namespaces
 from contracts.views import Keys
-from services.notifier.api import live, me, proof, storefront, tokens
+from services.notifier.api import demoqa, live, me, proof, storefront, tokens
 from services.notifier.cache import CachedProofs, ProofCache
 from services.notifier.fastpath import Cors, FastPath, protocol_class
 from services.notifier.hub import Hub
@@ -217,4 +218,5 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         app.include_router(api.router)
     if settings.demo_enabled:
         app.include_router(storefront.demo_router)
+        app.include_router(demoqa.router)  # asks and answers with the service token: dev only
     return app

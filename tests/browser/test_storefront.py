@@ -1,7 +1,8 @@
 """The demo storefront and the widget in a real browser (Debian's Chromium via Playwright), against
 the real stack: badges change live without a reload, friend counts follow the viewer switcher,
 Spanish and rounding, reduced motion, the demo home page with realistic data, verified reviews
-and answered questions on the badge, and the viewer's own notifications."""
+and answered questions on the badge, the viewer's own notifications, and asking and answering
+on the demo's product page."""
 
 from __future__ import annotations
 
@@ -200,3 +201,28 @@ def test_the_demo_shows_the_viewers_own_notifications_live(
     expect(page.locator(f'#notes li[data-question="{question}"]')).to_contain_text(
         f"New question about {item}", timeout=5_000
     )
+
+
+def test_the_demo_product_page_asks_and_answers_as_the_selected_viewer(
+    demo_url: str, page: Page, uid
+) -> None:
+    # Given Ana looking at a product's page on the demo storefront
+    item, ana, ben = uid("mug"), uid("ana"), uid("ben")
+    page.goto(f"{demo_url}/demo?products={item}&viewers={ana},{ben}&viewer={ana}")
+    expect(page.locator("body")).to_have_attribute("data-viewer", ana, timeout=10_000)
+    page.locator(f'.card[data-product="{item}"] button.more').click()
+    expect(page.locator("#questions")).to_contain_text("No questions yet", timeout=10_000)
+    # When she asks a question (the demo posts it to the social service as her)
+    page.fill("#ask textarea", "Is it dishwasher safe?")
+    page.click("#ask button")
+    # Then it is listed on the page
+    question = page.locator("#questions > li", has_text="Is it dishwasher safe?")
+    expect(question).to_contain_text(ana, timeout=10_000)
+    # When Ben answers it, Then his answer is listed under it
+    page.select_option("#viewer", ben)
+    expect(page.locator("body")).to_have_attribute("data-viewer", ben, timeout=5_000)
+    question.locator("input[name=text]").fill("Yes, mine has been through it 100 times.")
+    question.locator("button").click()
+    expect(question.locator(".answers li")).to_contain_text("100 times", timeout=10_000)
+    expect(page.locator("#qa-status")).to_have_text("posted")
+    page.screenshot(path=str(ARTIFACTS / "storefront-questions.png"), full_page=True)

@@ -249,6 +249,10 @@ def test_the_demo_storefront_is_off_unless_enabled(stack: Stack) -> None:
         httpx.post(f"{base}/demo/viewer-tokens", json={"viewer_id": "u1"}, timeout=5).status_code
         == 404
     )
+    # nor do the demo's questions, which post with the service token
+    assert httpx.get(f"{base}/demo/products/p1/questions", timeout=5).status_code == 404
+    ask = {"user_id": "u1", "text": "Is it any good?"}
+    assert httpx.post(f"{base}/demo/products/p1/questions", json=ask, timeout=5).status_code == 404
     # the widget, though, is always served, from here (no CDN)
     widget = httpx.get(f"{base}/widget.js", timeout=5)
     assert widget.status_code == 200 and widget.headers["content-type"].startswith(

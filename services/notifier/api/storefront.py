@@ -63,8 +63,9 @@ def assets(settings: NotifierSettings) -> Assets:
         return Assets(widget)
 
     log.warning(
-        "demo storefront enabled: /demo/viewer-tokens issues viewer tokens without auth; "
-        "never enable SOCIALPROOF_DEMO_ENABLED outside development"
+        "demo storefront enabled: /demo/viewer-tokens issues viewer tokens without auth and "
+        "/demo/products/*/questions asks and answers with the service token; never enable "
+        "SOCIALPROOF_DEMO_ENABLED outside development"
     )
     pages = {name: _asset(name) for name in ("demo.html", "demo.js", "demo.css")}
     catalog_file = Path(settings.demo_catalog_path) if settings.demo_catalog_path else None

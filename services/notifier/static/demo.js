@@ -1,10 +1,15 @@
 /* The demo storefront: cards with live badges (widget.js), a viewer switcher, a trending strip, a
- * recent-activity ticker and the viewer's own notifications (GET /v1/me/stream: questions asked
- * about what they bought). ?products=a,b and ?viewers=u1,u2 override the demo catalog. */
+ * recent-activity ticker, the viewer's own notifications (GET /v1/me/stream: questions asked
+ * about what they bought) and a product page with its questions and answers, asked and answered
+ * as the selected viewer (/demo/products/{id}/questions, dev only).
+ * ?products=a,b and ?viewers=u1,u2 override the demo catalog. */
 (function () {
   "use strict";
   var params = new URLSearchParams(location.search);
   var names = {};      // product id -> name
+  var people = {};     // viewer id -> name
+  var viewer = "";     // the selected viewer ("" for a guest)
+  var shown = null;    // the product whose page is open
   var products = [];
   var tokenTimer = null;
   var notes = { source: null, viewer: null, lastId: null };
@@ -46,6 +51,10 @@
       var badge = el("div");
       badge.setAttribute("data-socialproof-product", p.id);
       card.appendChild(badge);
+      var more = el("button", "more", "Questions and answers");
+      more.type = "button";
+      more.addEventListener("click", function () { openProduct(p.id); });
+      card.appendChild(more);
       grid.appendChild(card);
     });
     SocialProof.scan();
@@ -53,6 +62,8 @@
 
   function setViewer(viewerId) {
     clearTimeout(tokenTimer);
+    viewer = viewerId || "";
+    postable();
     document.body.setAttribute("data-viewer", "");
     if (!viewerId) {
       SocialProof.setViewerToken(null);
@@ -111,6 +122,122 @@
       list.insertBefore(li, list.firstChild);
       while (list.children.length > 10) list.removeChild(list.lastChild);
     });
+  }
+
+  /* The product page: its badge, its questions with ranked answers, and forms to ask and answer
+   * as the selected viewer (through the demo's dev-only routes). */
+  function openProduct(productId) {
+    shown = productId;
+    $("product-name").textContent = names[productId] || productId;
+    var holder = $("product-badge");
+    holder.textContent = "";
+    var badge = el("div");
+    badge.setAttribute("data-socialproof-product", productId);
+    holder.appendChild(badge);
+    SocialProof.scan();
+    $("qa-status").textContent = "";
+    $("questions").textContent = "";
+    postable();
+    var dialog = $("product");
+    if (!dialog.open) dialog.show();  // not modal: the viewer switcher stays usable
+    loadQuestions();
+  }
+
+  function postable() {
+    var forms = document.querySelectorAll("#product form.post");
+    for (var i = 0; i < forms.length; i++) {
+      forms[i].querySelector("button").disabled = !viewer;
+      forms[i].title = viewer ? "" : "choose a viewer to post";
+    }
+  }
+
+  function loadQuestions() {
+    var productId = shown;
+    if (!productId) return Promise.resolve([]);
+    return getJson("/demo/products/" + encodeURIComponent(productId) + "/questions").then(function (page) {
+      if (shown !== productId) return [];
+      renderQuestions(page.items || []);
+      return page.items || [];
+    }).catch(function (e) {
+      $("qa-status").textContent = "questions are unavailable (" + e.message + ")";
+      return [];
+    });
+  }
+
+  function who(userId) { return people[userId] || userId; }
+
+  function renderQuestions(items) {
+    var list = $("questions");
+    list.textContent = "";
+    if (!items.length) list.appendChild(el("li", "muted", "No questions yet: ask the first one."));
+    items.forEach(function (q) {
+      var li = el("li");
+      li.setAttribute("data-question", q.question_id);
+      li.appendChild(el("div", "q", q.text));
+      li.appendChild(el("div", "by", who(q.user_id) + " · " + ago(q.created_at)));
+      var answers = el("ul", "answers");
+      (q.answers || []).forEach(function (a) {
+        var item = el("li");
+        item.setAttribute("data-answer", a.answer_id);
+        item.appendChild(document.createTextNode(a.text + " "));
+        item.appendChild(el("span", "by", "— " + who(a.user_id)));
+        if (a.verified) item.appendChild(el("span", "tag verified", "Verified buyer"));
+        if (a.accepted) item.appendChild(el("span", "tag accepted", "Accepted"));
+        if (a.helpful) item.appendChild(el("span", "by", " · " + a.helpful + " found it helpful"));
+        answers.appendChild(item);
+      });
+      li.appendChild(answers);
+      var form = el("form", "post");
+      var input = el("input");
+      input.name = "text";
+      input.required = true;
+      input.maxLength = 2000;
+      input.placeholder = "Answer this question";
+      input.setAttribute("aria-label", "Your answer");
+      var button = el("button", null, "Answer");
+      button.type = "submit";
+      form.appendChild(input);
+      form.appendChild(button);
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        post("/demo/questions/" + encodeURIComponent(q.question_id) + "/answers", input.value, "answer_id", form);
+      });
+      li.appendChild(form);
+      list.appendChild(li);
+    });
+    postable();
+  }
+
+  /* Posts as the viewer, then reads the list again until the new post shows (the social service
+   * folds it from its topic a moment later). */
+  function post(url, text, idField, form) {
+    if (!viewer) return;
+    var status = $("qa-status");
+    status.textContent = "posting…";
+    form.querySelector("button").disabled = true;
+    fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user_id: viewer, text: text }),
+    }).then(function (r) {
+      return r.json().then(function (body) { return { ok: r.ok, body: body }; });
+    }).then(function (answer) {
+      if (!answer.ok) throw new Error(answer.body.message || answer.body.error || "refused");
+      form.reset();
+      var id = answer.body[idField];
+      var tries = 0;
+      (function poll() {
+        loadQuestions().then(function () {
+          if (document.querySelector('#questions [data-question="' + id + '"], #questions [data-answer="' + id + '"]')) {
+            status.textContent = "posted";
+          } else if (++tries < 20) {
+            setTimeout(poll, 250);
+          }
+        });
+      })();
+    }).catch(function (e) {
+      status.textContent = "not posted: " + e.message;
+    }).then(postable);
   }
 
   function refreshTrending() {
@@ -174,6 +301,12 @@
       ? params.get("viewers").split(",").filter(Boolean).map(function (id) { return { id: id, name: id }; })
       : catalog.viewers || [];
     var select = $("viewer");
+    viewers.forEach(function (v) { people[v.id] = v.name; });
+    (catalog.viewers || []).forEach(function (v) { people[v.id] = people[v.id] || v.name; });
+    $("ask").addEventListener("submit", function (event) {
+      event.preventDefault();
+      post("/demo/products/" + encodeURIComponent(shown) + "/questions", $("ask").elements.text.value, "question_id", $("ask"));
+    });
     viewers.forEach(function (v) {
       var o = el("option", null, v.name + (v.name !== v.id ? " (" + v.id + ")" : ""));
       o.value = v.id;

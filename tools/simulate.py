@@ -85,7 +85,8 @@ def demo_config(seed: int = 42, users: int = DEFAULT_USERS) -> LoadConfig:
         consent_feed_rate=0.85,
         consent_questions_rate=0.6,
         # the default activity plus questions and answers, so the demo's Q&A is alive too
-        mix={**DEFAULT_MIX, "question": 0.03, "answer": 0.05},
+        # (about 4 posts per user an hour at 5 events/s: under SOCIALPROOF_QA_POSTS_PER_HOUR)
+        mix={**DEFAULT_MIX, "question": 0.01, "answer": 0.02},
         producer="simulate",
     )
 

@@ -251,6 +251,11 @@ def test_the_me_stream_carries_the_viewers_own_notes_and_what_a_reconnect_missed
         assert [seen(e) for e in missed] == [expected(q_late, now + 1), expected(q_later, now + 2)]
         ready = again.next()
         assert ready.event == "ready" and ready.id == missed[-1].id
+    # And once she no longer allows question notifications, not even a reconnect from the start
+    # gets one
+    redis_client.hset(keys.consent(ana), mapping={"q": 0})
+    with SseClient(stream, headers={**mine, "Last-Event-ID": "0"}) as withdrawn:
+        assert withdrawn.next().event == "ready"
     # And without a viewer token (or with a bad one) the stream is refused
     for refused in (
         httpx.get(stream, timeout=5),

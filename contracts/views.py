@@ -8,23 +8,51 @@ character ids never contain.
 
 Facts (what events said; written idempotently, newest-wins by ``(occurred_at, event_id)``):
 
-- ``{ns}:order:{order_id}``               hash  ``user``, ``ts`` (event ms), ``q:{product}`` qty,
+- ``{ns}:order:{order_id}``               hash  ``user``, ``ts`` (event ms), ``eid`` (the
+                                                purchase's event id), ``q:{product}`` qty,
                                                 ``cancelled`` once the order is cancelled,
                                                 ``refunded`` once any refund of it arrived
 - ``{ns}:refund:{order_id}|{product}``    hash  refund_id -> refunded quantity
-- ``{ns}:review:{product}|{user}``        hash  ``live`` 0/1, ``rating``, ``ts``, ``eid``
-- ``{ns}:share:{share_id}``               hash  ``p`` product, ``u`` user, ``ch`` channel, ``ts``
+- ``{ns}:review:{product}|{user}``        hash  ``live`` 0/1, ``rating``, ``ts``, ``eid``,
+                                                ``vf`` 0/1: the live review is counted as
+                                                verified (its author has a kept purchase of the
+                                                product; kept in step as purchases, refunds,
+                                                cancellations and erasures arrive; 0 when not
+                                                live)
+- ``{ns}:share:{share_id}``               hash  ``p`` product, ``u`` user, ``ch`` channel, ``ts``,
+                                                ``eid`` (the share's event id)
 - ``{ns}:fr:{a}|{b}``                     hash  friendship a<b: ``on`` 0/1, ``ts``, ``eid``
 - ``{ns}:consent:{user}``                 hash  ``s`` share_purchases_with_friends 0/1,
-                                                ``f`` show_in_activity_feed 0/1, ``ts``, ``eid``
-                                                (absent = 0/0: privacy by default)
+                                                ``f`` show_in_activity_feed 0/1,
+                                                ``q`` notify_on_questions 0/1, ``ts``, ``eid``
+                                                (absent = 0/0/0: privacy by default)
 - ``{ns}:name:{user}``                    hash  ``n`` first name, ``ts``, ``eid``
+- ``{ns}:question:{question_id}``         hash  ``p`` product, ``u`` asker, ``ts``, ``eid``;
+                                                ``hidden`` 0/1 with ``hts``/``heid`` (moderation,
+                                                newest wins; absent = shown); ``c`` what it counts
+                                                in ``qa:{product}`` now (bits: 1 visible, 2
+                                                answered, 4 answered by buyers; absent = 0).
+                                                Visible = asked and not hidden
+- ``{ns}:answer:{answer_id}``             hash  ``q`` question, ``p`` product, ``u`` author,
+                                                ``ts``, ``eid``; ``hidden`` 0/1 with
+                                                ``hts``/``heid`` (moderation, newest wins; absent
+                                                = shown); ``accepted`` 1 once accepted (by the
+                                                asker or the shop; absent = 0); ``helpful``
+                                                helpful votes (absent = 0)
+- ``{ns}:vote:{answer_id}|{voter}``       hash  ``h`` helpful 0/1, ``ts``, ``eid`` (one vote per
+                                                user and answer, newest wins)
 - ``{ns}:erased``                         set   erased users: their events are ignored for ever
 - ``{ns}:user:{user}:{what}``             sets  what a user touched, for erasure and
                                                 announcements: ``products`` (bought), ``orders``,
                                                 ``refunds`` (``order|product``),
                                                 ``reviews`` (products), ``shares`` (share ids),
-                                                ``fr`` (users ever befriended)
+                                                ``fr`` (users ever befriended), ``questions``
+                                                (question ids asked), ``answers`` (answer ids),
+                                                ``votes`` (answer ids voted on)
+
+Erasure deletes the user's facts and takes them out of every view. Of an erased user's question
+or answer only what others said stays (the shop's ``hidden``/``accepted``, other users'
+``helpful`` votes), which names no one; answers by others to an erased user's question stay theirs.
 
 Views (derived from the facts inside the same atomic script):
 
@@ -40,7 +68,9 @@ Views (derived from the facts inside the same atomic script):
                                                 ``friends:{viewer}`` ∩ ``cbuyers:{product}``,
                                                 every score 0 (so members list in id order)
 - ``{ns}:user:{user}:fo``                 set   the viewers in ``fanout`` the user is a friend of
-- ``{ns}:reviews:{product}``              hash  ``count``, ``sum``, ``h1``..``h5``
+- ``{ns}:reviews:{product}``              hash  ``count``, ``sum``, ``h1``..``h5``; their
+                                                verified subset ``vcount``, ``vsum``,
+                                                ``vh1``..``vh5`` (reviews whose ``vf`` is 1)
 - ``{ns}:shares:{product}``               hash  ``total``, ``ch:{channel}``
 - ``{ns}:sharets:{product}``              zset  share_id scored by event ms (1 h / 24 h windows)
 - ``{ns}:trend:{hour}``                   zset  product -> weighted activity in that event-time
@@ -48,9 +78,37 @@ Views (derived from the facts inside the same atomic script):
 - ``{ns}:feed:{product}``                 zset  ``b|user|order``, ``r|user``, ``s|user|share``
                                                 scored by event ms, newest ``FEED_KEEP`` kept;
                                                 consent, names and erasure are applied at read
+- ``{ns}:qa:{product}``                   hash  ``questions`` (visible questions),
+                                                ``answered`` (… with a visible answer),
+                                                ``answered_by_buyers`` (… with a member in
+                                                ``qbuyans``); absent = 0
+- ``{ns}:questions:{product}``            zset  visible question ids scored by ask time (ms)
+- ``{ns}:qans:{question_id}``             set   its shown answers (posted, author not erased,
+                                                not hidden)
+- ``{ns}:qbuyans:{question_id}``          set   its shown answers whose author is a verified
+                                                buyer of the answer's product now (``ub`` exists):
+                                                a refund, cancellation or erasure takes an answer
+                                                out, a later purchase puts it in
+- ``{ns}:qnotify:{product}``              zset  kept buyers of the product who allow question
+                                                notes (consent ``q``), scored by their earliest
+                                                kept purchase (ms)
+- ``{ns}:notecap:{user}:{YYYYMMDD}``      zset  the user's *candidates* of one UTC day (by ask
+                                                time): visible questions about a product they
+                                                are in ``qnotify`` of, asked by someone else at
+                                                or after that score; scored by ask time, expire
+                                                ``NOTECAP_TTL_S`` after their last change
+- ``{ns}:notes:{user}``                   zset  question ids the user is notified of, scored by
+                                                ask time (ms): of each day's candidates the first
+                                                ``QUESTION_NOTES_PER_DAY`` (by ask time, then id),
+                                                newest ``NOTES_KEEP`` kept. A candidate that goes
+                                                (hidden, asker erased, refund, consent withdrawn)
+                                                takes its note away and lets the day's next one in,
+                                                so the notes depend on the facts only, not on
+                                                their order (within ``NOTECAP_TTL_S``)
 
 Announcements: the processor publishes a JSON list of changed product ids on the pub/sub
-channel ``{ns}:changes`` once per batch (coalesced), and the notifier pushes fresh state.
+channel ``{ns}:changes`` once per batch (coalesced), and the notifier pushes fresh state; and
+the users whose notes changed, as a JSON list, on ``{ns}:user-changes`` (also once per batch).
 """
 
 from __future__ import annotations
@@ -71,6 +129,14 @@ FEED_KEEP = 500
 #: record; below it the read intersects (services/counters/store.py says why)
 FRIENDS_FANOUT_AT = 2000
 SHARE_CHANNELS = ("link", "facebook", "x", "whatsapp", "email", "other")
+#: question notes: at most this many per user and UTC day (of the question's event time) …
+QUESTION_NOTES_PER_DAY = 5
+#: … and the newest this many kept per user (``{ns}:notes:{user}``)
+NOTES_KEEP = 50
+DAY_MS = 86_400_000
+#: a user's day of note candidates (``{ns}:notecap:{user}:{YYYYMMDD}``) is kept this long after
+#: its last change: late changes within it move notes exactly, older days are forgotten
+NOTECAP_TTL_S = 3 * 86_400
 
 
 class Keys:
@@ -131,6 +197,30 @@ class Keys:
     def user_products(self, user_id: str) -> str:
         return f"{self.ns}:user:{user_id}:products"
 
+    def question(self, question_id: str) -> str:
+        return f"{self.ns}:question:{question_id}"
+
+    def answer(self, answer_id: str) -> str:
+        return f"{self.ns}:answer:{answer_id}"
+
+    def vote(self, answer_id: str, user_id: str) -> str:
+        return f"{self.ns}:vote:{answer_id}|{user_id}"
+
+    def qa(self, product_id: str) -> str:
+        return f"{self.ns}:qa:{product_id}"
+
+    def questions(self, product_id: str) -> str:
+        return f"{self.ns}:questions:{product_id}"
+
+    def question_answers(self, question_id: str) -> str:
+        return f"{self.ns}:qans:{question_id}"
+
+    def question_buyer_answers(self, question_id: str) -> str:
+        return f"{self.ns}:qbuyans:{question_id}"
+
+    def notes(self, user_id: str) -> str:
+        return f"{self.ns}:notes:{user_id}"
+
     @property
     def erased(self) -> str:
         return f"{self.ns}:erased"
@@ -138,3 +228,7 @@ class Keys:
     @property
     def changes_channel(self) -> str:
         return f"{self.ns}:changes"
+
+    @property
+    def user_changes_channel(self) -> str:
+        return f"{self.ns}:user-changes"

@@ -60,7 +60,7 @@ from contracts import codec
 from contracts.events import Event
 from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, DeadLetter
 from services.counters.settings import CountersSettings
-from services.counters.store import CounterStore
+from services.counters.store import Changes, CounterStore
 from socialproof import logs
 from socialproof import redis as redis_client
 from socialproof.gctune import tune_gc
@@ -136,7 +136,7 @@ class BatchProcessor:
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         if failures:
             raise failures[0]
-        changed: set[str] = set()
+        changed = Changes()
         for outcome in outcomes[: len(applying)]:
             changed |= outcome
         if self.store.follow_active:  # a rebuild's replay worker has no readers to tell

@@ -12,7 +12,23 @@ reads. Rules:
 - shares count once per share id;
 - friends_bought counts friends (never the viewer) with a kept purchase who share purchases;
 - trending and the activity feed follow :mod:`contracts.views` (weights, 24 hourly buckets,
-  consent and names at read time).
+  consent and names at read time);
+- a live review is *verified* while its author has a kept order line of the product (whatever
+  came first: the review, the purchase, the refund);
+- a question or an answer is recorded once per id (from its first event by
+  ``(occurred_at, event_id)``); moderation of each, by target and id, is newest-wins; a question
+  is *visible* while asked (asker not erased) and not hidden, an answer *shown* while posted
+  (author not erased) and not hidden (a question's moderation does not touch its answers' own);
+- per product (of the question): ``questions`` counts visible questions, ``answered`` those with
+  a shown answer, ``answered_by_buyers`` those with a shown answer whose author has a kept
+  order line of the answer's product;
+- helpful votes: one per voter and answer, newest wins; an answer's ``helpful`` counts the
+  helpful ones. Acceptance is a flag that, once set, stays (whoever accepted);
+- question notes: user u is notified of question q (about p, asked at t by someone else) iff q
+  is visible, u is not erased, u's newest privacy settings have ``notify_on_questions`` and u
+  has a kept order line of p bought at or before t; of those, the first
+  ``QUESTION_NOTES_PER_DAY`` of each UTC day of t (by t, then question id), and of those the
+  newest ``NOTES_KEEP``.
 """
 
 from __future__ import annotations
@@ -24,7 +40,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from contracts import events as ev
 from contracts.views import (
     BOUGHT_WINDOWS_MS,
+    DAY_MS,
     HOUR_MS,
+    NOTES_KEEP,
+    QUESTION_NOTES_PER_DAY,
     SHARE_WINDOWS_MS,
     TRENDING_HOURS,
     TRENDING_WEIGHTS,
@@ -37,6 +56,17 @@ def _ms(event: ev.Event) -> int:
 
 def _key(event: ev.Event) -> tuple[int, str]:
     return (_ms(event), str(event.event_id))
+
+
+def _stars(ratings: list[int]) -> tuple[int, float | None, dict[str, int]]:
+    """(count, average to two decimals or None, histogram) of a list of ratings."""
+    histogram = {str(s): ratings.count(s) for s in range(1, 6)}
+    if not ratings:
+        return 0, None, histogram
+    average = (Decimal(sum(ratings)) / len(ratings)).quantize(
+        Decimal("0.01"), rounding=ROUND_HALF_UP
+    )
+    return len(ratings), float(average), histogram
 
 
 @dataclass
@@ -53,8 +83,11 @@ class Oracle:
         self._orders(live)
         self._latest(live)
         self._shares = {e.payload.share_id: e for e in live if isinstance(e, ev.ProductShared)}
+        self._questions_and_answers(live)
 
     def _ignored(self, e: ev.Event) -> bool:
+        if isinstance(e, ev.AnswerAccepted):
+            return False  # a fact about the answer: who accepted it is not recorded
         p = e.payload
         users = [getattr(p, "user_id", None), getattr(p, "friend_id", None)]
         return any(u in self.erased for u in users if u)
@@ -82,9 +115,13 @@ class Oracle:
                 if qty - sum(refunds[(order_id, product)].values()) > 0:
                     self.kept.append((order_id, product, e.payload.user_id, _ms(e)))
         self.latest_buy: dict[str, dict[str, int]] = defaultdict(dict)
+        #: (product, user) -> their earliest kept purchase (ms)
+        self.first_buy: dict[tuple[str, str], int] = {}
         for _, product, user, ms in self.kept:
             prev = self.latest_buy[product].get(user)
             self.latest_buy[product][user] = ms if prev is None else max(prev, ms)
+            first = self.first_buy.get((product, user))
+            self.first_buy[(product, user)] = ms if first is None else min(first, ms)
 
     def _latest(self, live: list[ev.Event]) -> None:
         def newest(events, key_of):
@@ -117,6 +154,33 @@ class Oracle:
                 self.friends[a].add(b)
                 self.friends[b].add(a)
 
+    def _questions_and_answers(self, live: list[ev.Event]) -> None:
+        def first(cls, id_of) -> dict:
+            out: dict = {}
+            for e in sorted((e for e in live if isinstance(e, cls)), key=_key):
+                out.setdefault(id_of(e), e)
+            return out
+
+        self._asked = first(ev.QuestionAsked, lambda e: e.payload.question_id)
+        self._posted = first(ev.AnswerPosted, lambda e: e.payload.answer_id)
+        hidden: dict[tuple[str, str], ev.Event] = {}
+        for e in live:
+            if isinstance(e, ev.QaModerated):
+                k = (e.payload.target, e.payload.target_id)
+                if k not in hidden or _key(e) > _key(hidden[k]):
+                    hidden[k] = e
+        self._hidden = {k for k, e in hidden.items() if e.payload.hidden}
+        votes: dict[tuple[str, str], ev.Event] = {}
+        for e in live:
+            if isinstance(e, ev.AnswerVoted):
+                k = (e.payload.answer_id, e.payload.user_id)
+                if k not in votes or _key(e) > _key(votes[k]):
+                    votes[k] = e
+        self._helpful: dict[str, int] = defaultdict(int)
+        for (answer, _), e in votes.items():
+            self._helpful[answer] += e.payload.helpful
+        self._accepted = {e.payload.answer_id for e in live if isinstance(e, ev.AnswerAccepted)}
+
     # --- per-user facts ---------------------------------------------------------------------
 
     def shares_purchases(self, user: str) -> bool:
@@ -147,17 +211,78 @@ class Oracle:
             if p == product and not isinstance(e, ev.ReviewDeleted)
         }
 
+    def bought_it(self, user: str, product: str) -> bool:
+        """A verified buyer: the user has a kept order line of the product."""
+        return (product, user) in self.first_buy
+
     def reviews(self, product: str) -> dict:
-        ratings = [e.payload.rating for e in self.live_reviews(product).values()]
-        histogram = {str(s): ratings.count(s) for s in range(1, 6)}
-        average = None
-        if ratings:
-            average = float(
-                (Decimal(sum(ratings)) / len(ratings)).quantize(
-                    Decimal("0.01"), rounding=ROUND_HALF_UP
-                )
-            )
-        return {"count": len(ratings), "average": average, "histogram": histogram}
+        live = self.live_reviews(product)
+        ratings = [e.payload.rating for e in live.values()]
+        verified = [e.payload.rating for u, e in live.items() if self.bought_it(u, product)]
+        count, average, histogram = _stars(ratings)
+        vcount, vaverage, vhistogram = _stars(verified)
+        return {
+            "count": count,
+            "average": average,
+            "histogram": histogram,
+            "verified_count": vcount,
+            "verified_average": vaverage,
+            "verified_histogram": vhistogram,
+        }
+
+    # --- questions and answers ----------------------------------------------------------------
+
+    def visible_questions(self, product: str | None = None) -> dict[str, ev.Event]:
+        return {
+            q: e
+            for q, e in self._asked.items()
+            if ("question", q) not in self._hidden
+            and (product is None or e.payload.product_id == product)
+        }
+
+    def shown_answers(self, question: str) -> dict[str, ev.Event]:
+        return {
+            a: e
+            for a, e in self._posted.items()
+            if e.payload.question_id == question and ("answer", a) not in self._hidden
+        }
+
+    def by_buyer(self, answer: ev.Event) -> bool:
+        return self.bought_it(answer.payload.user_id, answer.payload.product_id)
+
+    def questions(self, product: str) -> dict:
+        """The proof's ``questions``: visible questions, answered, answered by buyers."""
+        visible = self.visible_questions(product)
+        answers = {q: self.shown_answers(q) for q in visible}
+        return {
+            "count": len(visible),
+            "answered": sum(1 for q in visible if answers[q]),
+            "answered_by_buyers": sum(
+                1 for q in visible if any(self.by_buyer(a) for a in answers[q].values())
+            ),
+        }
+
+    def helpful(self, answer: str) -> int:
+        return self._helpful.get(answer, 0)
+
+    def accepted(self, answer: str) -> bool:
+        return answer in self._accepted
+
+    def wants_notes(self, user: str) -> bool:
+        e = self._consent.get(user)
+        return bool(e and e.payload.notify_on_questions)
+
+    def notes(self, user: str) -> list[str]:
+        """The question ids the user is notified of, newest first."""
+        if user in self.erased or not self.wants_notes(user):
+            return []
+        per_day: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        for q, e in self.visible_questions().items():
+            first = self.first_buy.get((e.payload.product_id, user))
+            if e.payload.user_id != user and first is not None and first <= _ms(e):
+                per_day[_ms(e) // DAY_MS].append((_ms(e), q))
+        notified = [c for day in per_day.values() for c in sorted(day)[:QUESTION_NOTES_PER_DAY]]
+        return [q for _, q in sorted(notified, reverse=True)[:NOTES_KEEP]]
 
     def shares(self, product: str, now_ms: int) -> dict:
         mine = [e for e in self._shares.values() if e.payload.product_id == product]
@@ -179,6 +304,7 @@ class Oracle:
             "bought": self.bought(product, now_ms),
             "reviews": self.reviews(product),
             "shares": self.shares(product, now_ms),
+            "questions": self.questions(product),
         }
 
     def friends_who_bought(self, viewer: str, product: str) -> set[str]:

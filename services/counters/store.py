@@ -14,7 +14,36 @@ and its result depends only on the facts, so any interleaving converges.
 
 A batch of events becomes a few concurrent script calls (one ``EVALSHA`` per chunk of
 operations, JSON-encoded: one round trip each, no per-event calls), then one coalesced
-announcement of the products whose views changed. The key layout is :mod:`contracts.views`.
+announcement of the products whose views changed and one of the users whose question notes
+changed (:meth:`CounterStore.announce`). The script is ``counters.lua`` beside this module; the
+key layout is :mod:`contracts.views`.
+
+Derived facts that depend on other facts (a review is *verified* while its author has a kept
+purchase; an answer is *by a buyer* likewise; a question counts as *answered*) are kept exact in
+any order the same way: each says on its own fact how it is counted now (``vf`` on a review,
+``c`` on a question, membership of ``qans``/``qbuyans`` for an answer), and every event that can
+change the inputs recomputes the derived state from the facts and moves the counts by the
+difference. So taking a contribution out always subtracts what was added, whatever changed in
+between. A user's standing as a buyer of a product changes exactly where ``ub:{p}|{u}`` appears
+(``add_buyer``) or empties (``recompute``); both call ``standing()``, which moves their live
+review between the verified and unverified figures and re-files their answers about the product;
+an erasure takes everything of the user out using the recorded ``vf``/membership.
+
+Question notes follow the same idea. Who is notified of a question is a function of the facts:
+buyers with a kept purchase made at or before the question (``qnotify:{p}``, scored by their
+earliest kept purchase) who allow the notes, not the asker; per user and UTC day the first
+``QUESTION_NOTES_PER_DAY`` of those *candidates* by ask time, of all of them the newest
+``NOTES_KEEP``. A candidate appears or goes when a question is shown or hidden, a buyer's earliest
+kept purchase moves (purchase, refund, cancellation), their consent changes or someone is erased,
+and each time the day's ordered candidate set (``notecap``) says which notes change: the next
+candidate moves up when one goes, and a note that leaves a full ``notes`` brings back the newest
+older one. So the notes do not depend on the order events arrive in, and a redelivered question
+(already a candidate) counts once. The cost: a question is fanned out to the product's
+opted-in buyers, and a buyer who opts in, or buys earlier than before, is matched against the
+product's questions since their purchase (cheap when events arrive in time; a rebuild pays it
+once). A day's candidate set expires ``NOTECAP_TTL_S`` after its last change (memory): a change
+arriving later than that for that day moves only its own note, judged without the day's earlier
+candidates (a late question can then pass the cap).
 
 friends_bought — a hybrid: intersection on read, fan-out on write for viewers with many friends
 (see also ``services/notifier/proof.py``):
@@ -53,6 +82,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +91,17 @@ import redis.asyncio as aioredis
 
 from contracts import events as ev
 from contracts import namespaces
-from contracts.views import FEED_KEEP, FRIENDS_FANOUT_AT, HOUR_MS, TRENDING_WEIGHTS, Keys
+from contracts.views import (
+    DAY_MS,
+    FEED_KEEP,
+    FRIENDS_FANOUT_AT,
+    HOUR_MS,
+    NOTECAP_TTL_S,
+    NOTES_KEEP,
+    QUESTION_NOTES_PER_DAY,
+    TRENDING_WEIGHTS,
+    Keys,
+)
 
 #: operations per script call: bounds how long one call holds Redis (a few ms)
 CHUNK = 500
@@ -73,6 +113,8 @@ _CONSTANTS = (
     f"local W_BUY, W_REVIEW, W_SHARE = {TRENDING_WEIGHTS['bought']}, "
     f"{TRENDING_WEIGHTS['reviewed']}, {TRENDING_WEIGHTS['shared']}\n"
     f"local FEED_KEEP = {FEED_KEEP}\n"
+    f"local NOTES_PER_DAY, NOTES_KEEP = {QUESTION_NOTES_PER_DAY}, {NOTES_KEEP}\n"
+    f"local DAY, NOTECAP_TTL = {DAY_MS}, {NOTECAP_TTL_S}\n"
 )
 APPLY_LUA = _CONSTANTS + Path(__file__).with_name("counters.lua").read_text(encoding="utf-8")
 
@@ -99,7 +141,8 @@ def event_ms(event: ev.Event) -> int:
 # every event the worker applies). Each returns the script operation for the event.
 _OPERATIONS: dict[type, Callable[[Any], list]] = {
     ev.PurchaseCompleted: lambda e: [
-        "P", e.payload.order_id, e.payload.user_id, event_ms(e), _merge_lines(e.payload.lines)
+        "P", e.payload.order_id, e.payload.user_id, event_ms(e), _merge_lines(e.payload.lines),
+        str(e.event_id),
     ],
     ev.OrderRefunded: lambda e: [
         "R", e.payload.order_id, e.payload.refund_id, e.payload.user_id,
@@ -115,7 +158,7 @@ _OPERATIONS: dict[type, Callable[[Any], list]] = {
     ],
     ev.ProductShared: lambda e: [
         "S", e.payload.share_id, e.payload.user_id, e.payload.product_id, e.payload.channel,
-        event_ms(e),
+        event_ms(e), str(e.event_id),
     ],
     ev.FriendshipAdded: lambda e: [
         "F", 1, e.payload.user_id, e.payload.friend_id, event_ms(e), str(e.event_id)
@@ -126,11 +169,32 @@ _OPERATIONS: dict[type, Callable[[Any], list]] = {
     ev.PrivacySettingsChanged: lambda e: [
         "X", e.payload.user_id, int(e.payload.share_purchases_with_friends),
         int(e.payload.show_in_activity_feed), event_ms(e), str(e.event_id),
+        int(bool(e.payload.notify_on_questions)),  # absent (an older producer): no
     ],
     ev.UserProfileUpdated: lambda e: [
         "N", e.payload.user_id, e.payload.first_name, event_ms(e), str(e.event_id)
     ],
     ev.UserErased: lambda e: ["E", e.payload.user_id],
+    ev.QuestionAsked: lambda e: [
+        "Q", e.payload.question_id, e.payload.product_id, e.payload.user_id, event_ms(e),
+        str(e.event_id),
+    ],
+    ev.AnswerPosted: lambda e: [
+        "A", e.payload.answer_id, e.payload.question_id, e.payload.product_id, e.payload.user_id,
+        event_ms(e), str(e.event_id),
+    ],
+    ev.AnswerVoted: lambda e: [
+        "H", e.payload.answer_id, e.payload.question_id, e.payload.product_id, e.payload.user_id,
+        int(e.payload.helpful), event_ms(e), str(e.event_id),
+    ],
+    ev.AnswerAccepted: lambda e: [
+        "K", e.payload.answer_id, e.payload.question_id, e.payload.product_id
+    ],
+    ev.QaModerated: lambda e: [
+        "M", "q" if e.payload.target == "question" else "a", e.payload.target_id,
+        e.payload.question_id, e.payload.product_id, int(e.payload.hidden), event_ms(e),
+        str(e.event_id),
+    ],
 }
 _OPERATIONS[ev.ReviewEdited] = _OPERATIONS[ev.ReviewPosted]
 
@@ -140,6 +204,20 @@ def operation(event: ev.Event) -> list | None:
     events)."""
     build = _OPERATIONS.get(type(event))
     return build(event) if build is not None else None
+
+
+@dataclass
+class Changes:
+    """What applying events changed: the products whose public views changed (announced on
+    ``{ns}:changes``) and the users whose question notes changed (``{ns}:user-changes``)."""
+
+    products: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)
+
+    def __ior__(self, other: Changes) -> Changes:
+        self.products |= other.products
+        self.users |= other.users
+        return self
 
 
 class CounterStore:
@@ -173,14 +251,14 @@ class CounterStore:
             return (self.keys.ns,)
         return namespaces.parse(await self.redis.hgetall(self._pointer), self.keys.ns).written
 
-    async def apply(self, events: list[ev.Event], namespace: str | None = None) -> set[str]:
-        """Apply a batch in one pipelined round trip; returns the products whose views changed."""
+    async def apply(self, events: list[ev.Event], namespace: str | None = None) -> Changes:
+        """Apply a batch in one pipelined round trip; returns what changed (to announce)."""
         ops = [op for op in map(operation, events) if op is not None]
         return await self.apply_operations(ops, namespace)
 
-    async def apply_operations(self, ops: list[list], namespace: str | None = None) -> set[str]:
+    async def apply_operations(self, ops: list[list], namespace: str | None = None) -> Changes:
         if not ops:
-            return set()
+            return Changes()
         ns = namespace or self.keys.ns
         # EVALSHA straight away (the script is loaded on first NOSCRIPT): a redis-py pipeline would
         # add a SCRIPT EXISTS round trip to every call. Chunks run concurrently; facts commute.
@@ -197,12 +275,21 @@ class CounterStore:
                 for start in range(0, len(ops), CHUNK)
             )
         )
-        changed: set[str] = set()
+        changed = Changes()
         for result in results:
-            changed.update(orjson.loads(result))
+            products, users = orjson.loads(result)
+            changed.products.update(products)
+            changed.users.update(users)
         return changed
 
-    async def announce(self, products: set[str]) -> None:
-        """One coalesced message per batch: the notifier re-reads and pushes these products."""
-        if products:
-            await self.redis.publish(self.keys.changes_channel, orjson.dumps(sorted(products)))
+    async def announce(self, changed: Changes) -> None:
+        """One coalesced message per batch and channel: the notifier re-reads and pushes these
+        products (``{ns}:changes``) and these users' notes (``{ns}:user-changes``)."""
+        if changed.products:
+            await self.redis.publish(
+                self.keys.changes_channel, orjson.dumps(sorted(changed.products))
+            )
+        if changed.users:
+            await self.redis.publish(
+                self.keys.user_changes_channel, orjson.dumps(sorted(changed.users))
+            )

@@ -31,7 +31,8 @@ def test_a_purchase_becomes_one_operation_with_lines_merged_per_product() -> Non
         producer="t",
         occurred_at=AT,
     )
-    assert operation(event) == ["P", "o1", "u1", int(AT.timestamp() * 1000), ["p1", 4, "p2", 2]]
+    ms = int(AT.timestamp() * 1000)
+    assert operation(event) == ["P", "o1", "u1", ms, ["p1", 4, "p2", 2], str(event.event_id)]
 
 
 def test_every_event_type_maps_to_an_operation_or_is_deliberately_ignored() -> None:
@@ -45,6 +46,50 @@ def test_every_event_type_maps_to_an_operation_or_is_deliberately_ignored() -> N
     assert kinds[ev.UserProfileUpdated] == "N" and kinds[ev.UserErased] == "E"
     deleted = ev.ProductDeleted.create({"product_id": "p1"}, producer="catalog")
     assert operation(deleted) is None  # no counter depends on the catalogue
+
+
+def test_questions_answers_votes_acceptance_and_moderation_become_operations() -> None:
+    ms, ids = int(AT.timestamp() * 1000), {"question_id": "q1", "product_id": "p1"}
+
+    def op(cls, payload: dict) -> list:
+        event = cls.create(payload, producer="t", occurred_at=AT)
+        built = operation(event)
+        assert built[-1] == str(event.event_id) or cls is ev.AnswerAccepted
+        return built[:-1] if cls is not ev.AnswerAccepted else built
+
+    asked = op(ev.QuestionAsked, {**ids, "user_id": "u1", "text": "Warm?"})
+    assert asked == ["Q", "q1", "p1", "u1", ms]
+    answer = {**ids, "answer_id": "a1", "user_id": "u2"}
+    assert op(ev.AnswerPosted, {**answer, "text": "Yes."}) == ["A", "a1", "q1", "p1", "u2", ms]
+    voted = op(ev.AnswerVoted, {**answer, "user_id": "u3", "helpful": True})
+    assert voted == ["H", "a1", "q1", "p1", "u3", 1, ms]
+    assert op(ev.AnswerAccepted, {**answer, "by": "shop"}) == ["K", "a1", "q1", "p1"]
+    hidden = {**ids, "target": "answer", "target_id": "a1", "hidden": True}
+    assert op(ev.QaModerated, hidden) == ["M", "a", "a1", "q1", "p1", 1, ms]
+    shown = {**ids, "target": "question", "target_id": "q1", "hidden": False}
+    assert op(ev.QaModerated, shown) == ["M", "q", "q1", "q1", "p1", 0, ms]
+
+
+def test_consent_to_question_notes_is_the_last_field_and_absent_means_no() -> None:
+    base = {"user_id": "u1", "share_purchases_with_friends": True, "show_in_activity_feed": False}
+    for given, expected in ((None, 0), (False, 0), (True, 1)):
+        payload = base if given is None else {**base, "notify_on_questions": given}
+        event = ev.PrivacySettingsChanged.create(payload, producer="t", occurred_at=AT)
+        ms = int(AT.timestamp() * 1000)
+        assert operation(event) == ["X", "u1", 1, 0, ms, str(event.event_id), expected]
+
+
+def test_purchases_and_shares_carry_their_event_id_last() -> None:
+    line = {"product_id": "p1", "quantity": 1, "unit_price": "1.00"}
+    body = {"order_id": "o1", "user_id": "u1", "currency": "EUR", "lines": [line]}
+    bought = ev.PurchaseCompleted.create(body, producer="t", occurred_at=AT)
+    shared = ev.ProductShared.create(
+        {"share_id": "s1", "user_id": "u1", "product_id": "p1", "channel": "x"},
+        producer="t",
+        occurred_at=AT,
+    )
+    assert operation(bought)[-1] == str(bought.event_id)
+    assert operation(shared)[-1] == str(shared.event_id)
 
 
 def test_the_load_generator_is_deterministic_by_seed() -> None:

@@ -20,13 +20,14 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from contracts.views import Keys
 from services.counters.oracle import Oracle
 from services.notifier.proof import ProofReader
 from socialproof.kafka import EventPublisher
 from tests.support.convergence import wait_converged
 from tests.support.private import PrivateBackend, metric_total
 from tests.support.streams import publish_paced, with_duplicates
-from tools.loadgen import LoadConfig, LoadGenerator
+from tools.loadgen import DEFAULT_MIX, LoadConfig, LoadGenerator
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +55,13 @@ async def test_sigkill_ten_times_mid_stream_ends_exactly_at_the_oracle(
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     run = uuid.uuid4().hex[:6]
-    # Given 20,000 events (setup, activity, erasures) with 4% producer-side duplicates
+    # Given 20,000 events (setup, activity with questions and answers, erasures) with 4%
+    # producer-side duplicates, and buyers who asked for notes about questions
     gen = LoadGenerator(
-        LoadConfig(seed=seed, users=400, products=60, mean_friends=8, id_prefix=f"k{run}-")
+        LoadConfig(
+            seed=seed, users=400, products=60, mean_friends=8, id_prefix=f"k{run}-",
+            consent_questions_rate=0.5, mix={**DEFAULT_MIX, "question": 0.04, "answer": 0.06},
+        )
     )
     unique_target = int(TOTAL * (1 - DUPLICATE_RATE))
     base = list(gen.setup_events())
@@ -98,6 +103,10 @@ async def test_sigkill_ten_times_mid_stream_ends_exactly_at_the_oracle(
                     rng.sample(gen.user_ids, 20), int(gen.anchor.timestamp() * 1000),
                     timeout=90, alive=worker.proc.ensure_alive,
                 )
+                # And every user's question notes are the oracle's: none lost, none twice
+                keys = Keys(namespace)
+                for user in gen.user_ids:
+                    assert await redis.zrevrange(keys.notes(user), 0, -1) == oracle.notes(user)
             finally:
                 await redis.aclose()
         finally:
@@ -106,6 +115,7 @@ async def test_sigkill_ten_times_mid_stream_ends_exactly_at_the_oracle(
     # the figures are the intended ones, not trivially empty
     assert sum(oracle.bought(p, int(gen.anchor.timestamp() * 1000))["7d"]
                for p in gen.product_ids) > 1000
+    assert sum(len(oracle.notes(u)) for u in gen.user_ids) > 100
     print(
         f"\nseed {seed}: {TOTAL} events ({TOTAL - len(base)} duplicates), {len(kills)} SIGKILLs "
         f"(slice, threshold, processed at kill): {kills}; converged {took:.1f}s after the last "

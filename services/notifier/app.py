@@ -50,7 +50,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from contracts import namespaces
 from contracts.views import Keys
-from services.notifier.api import demoqa, live, me, proof, storefront, tokens
+from services.notifier.api import demoqa, explain, live, me, proof, storefront, tokens
 from services.notifier.cache import CachedProofs, ProofCache
 from services.notifier.fastpath import Cors, FastPath, protocol_class
 from services.notifier.hub import Hub
@@ -214,7 +214,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
     # the widget (and the demo's pages), read once; the demo's routes exist only when it is on
     app.state.storefront = storefront.assets(settings)
-    for api in (tokens, proof, live, me, storefront):
+    for api in (tokens, proof, explain, live, me, storefront):
         app.include_router(api.router)
     if settings.demo_enabled:
         app.include_router(storefront.demo_router)

@@ -1,0 +1,809 @@
+"""Explain this number: the events that make up a figure the notifier serves, and the ones left out.
+
+For a product and a figure named by its path in the proof answer (``bought.24h``,
+``reviews.verified_count``, ``shares.by_channel.email``, ``friends_bought`` for a viewer, …; see
+:func:`parse_figure`) an explanation is ``value`` (the number the proof answer serves at that
+instant), ``events`` (exactly the events counted: ``len(events)`` over all pages equals
+``value``) and ``excluded`` (events of the figure's facts that are not counted, each with its
+reason). It is computed from the same facts and counters the served number comes from
+(:mod:`contracts.views`), read in one Lua script per page, so value and events agree.
+
+The parts:
+
+- :func:`parse_figure`: a figure path to a :class:`Figure` (``UnknownFigure`` names the problem).
+- The pure functions :func:`explain_buyers`, :func:`explain_reviews`, :func:`explain_shares`,
+  :func:`explain_questions`: facts read (plain dataclasses) to ``(events, excluded)``.
+- :class:`Explainer`: reads the facts (``EXPLAIN_LUA``), pages, and checks that a later page still
+  sees the value of the first (:class:`FigureChanged` otherwise). Used by the notifier's
+  ``GET /v1/proof/products/{id}/explain`` and by ``socialproof explain``.
+
+What an event shows: ``event_id`` (null for facts written before the processor kept event ids of
+orders and shares; a rebuild fills them), ``occurred_at`` (event time), ``user_ref``, a stable
+pseudonym (HMAC-SHA256 of the user id under a key derived from the viewer-token secret, or the
+service token without one: :func:`ref_key`), the kind and the fact's own id (``order_id``,
+``share_id``, ``question_id``). Never a user id, never a name. In ``friends_bought``, friends who
+do not share purchases with friends (and friends not counted) show only ``event_id`` and
+``reason``.
+
+Reasons an event is excluded, all derived from facts in the store:
+
+- ``outside_window``: a buyer's latest kept purchase (or a share) is older than the window;
+- ``repeat_purchase``: a counted buyer's other kept purchases (a buyer counts once, by their
+  latest kept purchase);
+- ``refunded``: an order line whose refunds leave nothing, or a cancelled order (``cancelled``
+  says which). Listed for the users the figure's facts reach: buyers with a kept purchase of the
+  product (``bought.*``) and the viewer's friends (``friends_bought``). A user whose every
+  purchase of the product was refunded is in no index of the product, so ``bought.*`` cannot
+  list them (they are not counted either);
+- ``no_consent``: in ``friends_bought``, a friend with a kept purchase who does not share
+  purchases with friends;
+- ``not_verified``: for verified review figures, a live review whose author has no kept purchase;
+- ``deleted``: a review its author deleted (the deletion's event);
+- ``unanswered`` / ``no_buyer_answer``: for ``questions.answered`` / ``answered_by_buyers``, a
+  visible question without a visible answer / without one by a verified buyer.
+
+Not reported, because the store keeps no trace of them: ``erased`` (an erasure deletes the user's
+facts and takes them out of every view; only the set of erased user ids stays, which is per user,
+not per product, and would name them) and ``duplicate`` (a duplicate or redelivered event finds
+its fact recorded already and changes nothing, so nothing counts them). An erased user's events
+disappear from explanations like from the figures.
+
+Paging: ``limit`` items of the figure's sequence per page, newest first; the opaque cursor pins
+the instant (windows are evaluated at the first page's ``as_of``) and the position. If the value
+read for a later page differs from the first page's, the facts changed in between and the pages
+would not add up: :class:`FigureChanged` (the API answers 409; start again). Costs: ``bought.*``,
+``shares.*`` and ``questions.*`` walk their sorted set from the cursor (a page costs its own
+size); ``friends_bought`` reads the viewer's friends whole; ``reviews.*`` has no per-product
+index of reviewers, so it finds the review facts with ``SCAN MATCH {ns}:review:{product}|*``
+(the namespace's key space, in steps that never block Redis) and reads them in one script, and
+retries when a review arrived between the two.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from pydantic import SecretStr
+
+from contracts.views import BOUGHT_WINDOWS_MS, SHARE_CHANNELS, SHARE_WINDOWS_MS
+from services.notifier.proof import ProofReader
+
+T = TypeVar("T")
+Kind = Literal["bought", "shares", "reviews", "questions", "friends_bought"]
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+#: a filtered walk (shares by channel, questions by answer state) reads at most this many
+#: sequence items per page, so a page may hold fewer than ``limit`` events and still go on
+WALK_BUDGET = 2000
+#: reviews: SCAN discovery and read again when a review arrived in between, at most this often
+REVIEW_ATTEMPTS = 4
+
+_QUESTION_BITS = {"count": 1, "answered": 2, "answered_by_buyers": 4}
+_QUESTION_MISSES = {2: "unanswered", 4: "no_buyer_answer"}
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+class UnknownFigure(ValueError):
+    """The figure path names nothing the proof answer serves; the message says what does."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    path: str
+    kind: Kind
+    window_ms: int | None = None  # bought / shares windows
+    channel: str | None = None  # shares.by_channel.{channel}
+    verified: bool = False  # reviews.verified_count
+    bit: int = 0  # questions: which bit of the question's ``c``
+
+    @property
+    def needs_viewer(self) -> bool:
+        return self.kind == "friends_bought"
+
+
+FIGURES_HELP = (
+    "bought.1h, bought.24h, bought.7d, reviews.count, reviews.verified_count, shares.1h, "
+    "shares.24h, shares.total, shares.by_channel.<channel>, questions.count, questions.answered, "
+    "questions.answered_by_buyers, friends_bought (with a viewer)"
+)
+
+
+def parse_figure(path: str) -> Figure:
+    """``bought.24h`` -> Figure(kind="bought", window_ms=86_400_000), …"""
+    parts = path.strip().split(".")
+    head, rest = parts[0], parts[1:]
+    if head == "bought" and len(rest) == 1 and rest[0] in BOUGHT_WINDOWS_MS:
+        return Figure(path, "bought", window_ms=BOUGHT_WINDOWS_MS[rest[0]])
+    if head == "reviews" and rest in (["count"], ["verified_count"]):
+        return Figure(path, "reviews", verified=rest[0] == "verified_count")
+    if head == "shares" and len(rest) == 1 and rest[0] in SHARE_WINDOWS_MS:
+        return Figure(path, "shares", window_ms=SHARE_WINDOWS_MS[rest[0]])
+    if head == "shares" and rest == ["total"]:
+        return Figure(path, "shares")
+    if head == "shares" and len(rest) == 2 and rest[0] == "by_channel":
+        if rest[1] not in SHARE_CHANNELS:
+            raise UnknownFigure(
+                f"unknown share channel {rest[1]!r}: one of {', '.join(SHARE_CHANNELS)}"
+            )
+        return Figure(path, "shares", channel=rest[1])
+    if head == "questions" and len(rest) == 1 and rest[0] in _QUESTION_BITS:
+        return Figure(path, "questions", bit=_QUESTION_BITS[rest[0]])
+    if head == "friends_bought" and rest in ([], ["count"]):
+        return Figure(path, "friends_bought")
+    raise UnknownFigure(f"unknown figure {path!r}: one of {FIGURES_HELP}")
+
+
+# --- user refs -----------------------------------------------------------------------------------
+
+_REF_LABEL = b"socialproof explanation user refs v1"
+
+
+def ref_key(viewer_token_secret: SecretStr | None, service_token: SecretStr | None) -> bytes:
+    """The key of user refs: derived from the viewer-token secret, else from the service token
+    (so the endpoint and ``socialproof explain`` with the same settings agree). A ref is never
+    the raw id; rotating the secret changes every ref."""
+    for secret in (viewer_token_secret, service_token):
+        if secret is not None and secret.get_secret_value():
+            return hmac.new(secret.get_secret_value().encode(), _REF_LABEL, hashlib.sha256).digest()
+    raise ValueError("user refs need SOCIALPROOF_VIEWER_TOKEN_SECRET or SOCIALPROOF_SERVICE_TOKEN")
+
+
+class UserRefs:
+    """``refs(user_id)`` -> ``u_`` + 32 hex digits: a stable keyed hash, not reversible."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("the user ref key must be at least 16 bytes")
+        self._key = key
+        self._memo: dict[str, str] = {}
+
+    def __call__(self, user_id: str) -> str:
+        ref = self._memo.get(user_id)
+        if ref is None:
+            if len(self._memo) > 100_000:
+                self._memo.clear()
+            digest = hmac.new(self._key, user_id.encode(), hashlib.sha256).hexdigest()
+            ref = self._memo[user_id] = f"u_{digest[:32]}"
+        return ref
+
+
+Refs = Callable[[str], str]
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+# --- facts (what the read script returns) and the pure functions over them ------------------------
+
+
+@dataclass(frozen=True)
+class Purchase:
+    order_id: str
+    ms: int
+    event_id: str | None
+
+
+@dataclass(frozen=True)
+class Refunded:
+    order_id: str
+    ms: int
+    event_id: str | None
+    cancelled: bool
+
+
+@dataclass(frozen=True)
+class BuyerFacts:
+    """One user's purchases of the product: ``latest`` is their score in ``buyers:{p}`` (None:
+    no kept purchase), ``kept`` their kept orders (``ub:{p}|{u}``), ``refunded`` the others."""
+
+    user: str
+    latest: int | None
+    kept: tuple[Purchase, ...] = ()
+    refunded: tuple[Refunded, ...] = ()
+
+    @property
+    def score(self) -> int:
+        """Where the user sorts in a sequence: latest kept purchase, else latest refunded one."""
+        if self.latest is not None:
+            return self.latest
+        return max((r.ms for r in self.refunded), default=0)
+
+
+@dataclass(frozen=True)
+class ReviewFacts:
+    user: str
+    live: bool
+    rating: int
+    ms: int
+    event_id: str | None
+    verified: bool  # ``vf``: counted as verified now
+
+
+@dataclass(frozen=True)
+class ShareFacts:
+    share_id: str
+    user: str
+    channel: str
+    ms: int
+    event_id: str | None
+
+
+@dataclass(frozen=True)
+class QuestionFacts:
+    question_id: str
+    user: str | None
+    ms: int
+    event_id: str | None
+    counted: bool  # the figure's bit is set in the question's ``c``
+
+
+Entry = dict[str, Any]
+
+
+def _purchase(p: Purchase, user_ref: str) -> Entry:
+    return {
+        "event_id": p.event_id,
+        "occurred_at": iso(p.ms),
+        "user_ref": user_ref,
+        "kind": "purchase",
+        "order_id": p.order_id,
+    }
+
+
+def _refund(r: Refunded, user_ref: str) -> Entry:
+    entry = _purchase(Purchase(r.order_id, r.ms, r.event_id), user_ref)
+    return {**entry, "reason": "refunded", "cancelled": r.cancelled}
+
+
+def _hidden(event_id: str | None, reason: str) -> Entry:
+    """An excluded event of a user who is not to be shown: the event id and the reason only."""
+    return {"event_id": event_id, "reason": reason}
+
+
+def explain_buyers(
+    buyers: Sequence[BuyerFacts],
+    refs: Refs,
+    *,
+    window_start: int | None = None,
+    counted: frozenset[str] | set[str] | None = None,
+) -> tuple[list[Entry], list[Entry]]:
+    """``bought.*`` (``window_start``: a buyer counts when their latest kept purchase is at or
+    after it) or ``friends_bought`` (``counted``: the friends the served count is made of; the
+    others are shown as event id and reason only). Each counted buyer is one event: their
+    latest kept purchase (ties: the smallest order id)."""
+    friends = counted is not None
+    events: list[Entry] = []
+    excluded: list[Entry] = []
+    for buyer in buyers:
+        kept = sorted(buyer.kept, key=lambda p: (-p.ms, p.order_id))
+        if friends:
+            is_counted = buyer.user in counted  # type: ignore[operator]
+        else:
+            is_counted = buyer.latest is not None and buyer.latest >= (window_start or 0)
+        ref = refs(buyer.user) if is_counted or not friends else ""
+        if kept:
+            first, rest = kept[0], kept[1:]
+            if is_counted:
+                events.append(_purchase(first, ref))
+                excluded += [{**_purchase(p, ref), "reason": "repeat_purchase"} for p in rest]
+            elif friends:
+                excluded += [_hidden(p.event_id, "no_consent") for p in kept]
+            else:
+                excluded += [{**_purchase(p, ref), "reason": "outside_window"} for p in kept]
+        for r in sorted(buyer.refunded, key=lambda r: (-r.ms, r.order_id)):
+            excluded.append(_refund(r, ref) if ref else _hidden(r.event_id, "refunded"))
+    return events, excluded
+
+
+def explain_reviews(
+    reviews: Sequence[ReviewFacts], refs: Refs, *, verified: bool
+) -> tuple[list[Entry], list[Entry]]:
+    """``reviews.count`` (live reviews) or the verified figures (live reviews whose ``vf`` is 1).
+    A deleted review is listed by its deletion's event."""
+    events: list[Entry] = []
+    excluded: list[Entry] = []
+    for r in reviews:
+        entry: Entry = {
+            "event_id": r.event_id,
+            "occurred_at": iso(r.ms),
+            "user_ref": refs(r.user),
+            "kind": "review",
+        }
+        if not r.live:
+            excluded.append({**entry, "reason": "deleted"})
+            continue
+        entry |= {"rating": r.rating, "verified": r.verified}
+        if verified and not r.verified:
+            excluded.append({**entry, "reason": "not_verified"})
+        else:
+            events.append(entry)
+    return events, excluded
+
+
+def explain_shares(
+    shares: Sequence[ShareFacts], refs: Refs, *, window_start: int | None = None
+) -> tuple[list[Entry], list[Entry]]:
+    """Shares (already filtered by channel for a by-channel figure); with a window, older ones
+    are excluded as ``outside_window``."""
+    events: list[Entry] = []
+    excluded: list[Entry] = []
+    for s in shares:
+        entry: Entry = {
+            "event_id": s.event_id,
+            "occurred_at": iso(s.ms),
+            "user_ref": refs(s.user),
+            "kind": "share",
+            "share_id": s.share_id,
+            "channel": s.channel,
+        }
+        if window_start is not None and s.ms < window_start:
+            excluded.append({**entry, "reason": "outside_window"})
+        else:
+            events.append(entry)
+    return events, excluded
+
+
+def explain_questions(
+    questions: Sequence[QuestionFacts], refs: Refs, *, bit: int
+) -> tuple[list[Entry], list[Entry]]:
+    """Visible questions; those without the figure's bit are excluded with its reason."""
+    events: list[Entry] = []
+    excluded: list[Entry] = []
+    for q in questions:
+        entry: Entry = {
+            "event_id": q.event_id,
+            "occurred_at": iso(q.ms),
+            "user_ref": refs(q.user) if q.user else None,
+            "kind": "question",
+            "question_id": q.question_id,
+        }
+        if q.counted:
+            events.append(entry)
+        elif bit in _QUESTION_MISSES:
+            excluded.append({**entry, "reason": _QUESTION_MISSES[bit]})
+    return events, excluded
+
+
+def live_reviews_counted(reviews: Sequence[ReviewFacts], verified: bool) -> int:
+    """How many of these review facts the figure counts (the discovery check)."""
+    return sum(1 for r in reviews if r.live and (r.verified or not verified))
+
+
+# --- paging --------------------------------------------------------------------------------------
+
+
+class InvalidCursor(ValueError):
+    """The cursor is not one this figure's explanation gave."""
+
+
+class FigureChanged(Exception):
+    """The figure's value changed between pages: the pages would not add up; start again."""
+
+    def __init__(self, was: int, now: int) -> None:
+        super().__init__(
+            f"the figure changed from {was} to {now} since the first page; start again without "
+            "a cursor"
+        )
+        self.was, self.now = was, now
+
+
+class FigureUnsettled(Exception):
+    """Reviews kept arriving between finding their facts and reading them."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page starts: after ``skip`` items scored ``score`` (a sequence sorts newest first
+    by score, ties in a fixed order), read at ``at_ms``, where the first page read ``value``."""
+
+    figure: str
+    at_ms: int
+    value: int
+    score: str
+    skip: int
+    with_excluded: bool
+    viewer: str | None = None  # the viewer's ref, never their id
+
+    def encode(self) -> str:
+        raw = orjson.dumps(
+            [self.figure, self.at_ms, self.value, self.score, self.skip,
+             int(self.with_excluded), self.viewer]
+        )
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, text: str) -> Position:
+        try:
+            raw = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            figure, at_ms, value, score, skip, with_excluded, viewer = raw
+            float(score)
+            position = cls(
+                str(figure), int(at_ms), int(value), str(score), int(skip), bool(with_excluded),
+                None if viewer is None else str(viewer),
+            )
+        except (ValueError, TypeError, orjson.JSONDecodeError):
+            raise InvalidCursor("the cursor is malformed; pass `next` of the previous page") from None
+        if position.skip < 0:
+            raise InvalidCursor("the cursor is malformed; pass `next` of the previous page")
+        return position
+
+
+def page_of(
+    items: Sequence[T], score: Callable[[T], int], start: tuple[str, int] | None, limit: int
+) -> tuple[list[T], tuple[str, int] | None]:
+    """A page of ``items`` (sorted by ``score`` descending, ties in a fixed order) after
+    ``start`` = (score, ties already given), and where the next page starts (None: the last)."""
+    first = 0
+    if start is not None:
+        edge = float(start[0])
+        first = sum(1 for item in items if score(item) > edge) + start[1]
+    page = list(items[first : first + limit])
+    if first + limit >= len(items) or not page:
+        return page, None
+    last = score(page[-1])
+    ties = sum(1 for item in items[: first + limit] if score(item) == last)
+    return page, (str(last), ties)
+
+
+@dataclass
+class Explanation:
+    figure: str
+    value: int
+    as_of_ms: int
+    events: list[Entry] = field(default_factory=list)
+    excluded: list[Entry] = field(default_factory=list)
+    next: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "figure": self.figure,
+            "value": self.value,
+            "as_of": iso(self.as_of_ms),
+            "events": self.events,
+            "excluded": self.excluded,
+            "next": self.next,
+        }
+
+
+# --- the read ------------------------------------------------------------------------------------
+
+# ARGV[1] kind, ARGV[2] ns, ARGV[3] product, then per kind (below). Returns one JSON document.
+# Sorted sets are walked newest first from a position (score, ties already given), as
+# ZREVRANGEBYSCORE orders them (score, then member, both descending).
+EXPLAIN_LUA = """
+local kind, ns, p = ARGV[1], ARGV[2], ARGV[3]
+
+-- walk key from (from, skip) down to min: visit(member, score) returns an item or nil; stops at
+-- limit items or budget members walked. Returns items, and the next position or false.
+local function walk(key, from, skip, min, limit, budget, visit)
+  local items, walked = {}, 0
+  local cur, ties = from, skip
+  while true do
+    local page = redis.call('ZREVRANGEBYSCORE', key, cur, min, 'WITHSCORES', 'LIMIT', ties, limit)
+    if #page == 0 then return items, false end
+    for i = 1, #page, 2 do
+      local m, s = page[i], page[i + 1]
+      if s == cur then ties = ties + 1 else cur, ties = s, 1 end
+      walked = walked + 1
+      local item = visit(m, s)
+      if item then table.insert(items, item) end
+      if #items >= limit or walked >= budget then
+        if #redis.call('ZREVRANGEBYSCORE', key, cur, min, 'LIMIT', ties, 1) == 0 then
+          return items, false
+        end
+        return items, {cur, ties}
+      end
+    end
+    if #page < 2 * limit then return items, false end
+  end
+end
+
+-- one user's orders of p: kept ones (ub) with their event ids, and (full) the refunded or
+-- cancelled ones among the user's orders
+local function buyer(u, score, full)
+  local item = {u = u, s = score, kept = {}, gone = {}}
+  local kept = redis.call('HGETALL', ns..':ub:'..p..'|'..u)
+  local is_kept = {}
+  for i = 1, #kept, 2 do
+    is_kept[kept[i]] = true
+    table.insert(item.kept, {kept[i], kept[i + 1], redis.call('HGET', ns..':order:'..kept[i], 'eid')})
+  end
+  if full then
+    for _, o in ipairs(redis.call('SMEMBERS', ns..':user:'..u..':orders')) do
+      if not is_kept[o] then
+        local f = redis.call('HMGET', ns..':order:'..o, 'user', 'q:'..p, 'ts', 'eid', 'cancelled')
+        if f[1] == u and f[2] then
+          table.insert(item.gone, {o, f[3], f[4], f[5] and true or false})
+        end
+      end
+    end
+  end
+  return item
+end
+
+local out = {}
+if kind == 'b' then
+  -- from, skip, limit, min, window start, full
+  local full = ARGV[9] == '1'
+  local key = ns..':buyers:'..p
+  out.value = redis.call('ZCOUNT', key, ARGV[8], '+inf')
+  out.items, out.next = walk(key, ARGV[4], tonumber(ARGV[5]), ARGV[7], tonumber(ARGV[6]),
+    tonumber(ARGV[6]), function(u, s) return buyer(u, s, full) end)
+elseif kind == 's' then
+  -- from, skip, limit, min, window start ('' none), channel ('' none), budget
+  local start, channel = ARGV[8], ARGV[9]
+  local key = ns..':sharets:'..p
+  if channel ~= '' then
+    out.value = tonumber(redis.call('HGET', ns..':shares:'..p, 'ch:'..channel) or '0')
+  elseif start ~= '' then
+    out.value = redis.call('ZCOUNT', key, start, '+inf')
+  else
+    out.value = tonumber(redis.call('HGET', ns..':shares:'..p, 'total') or '0')
+  end
+  out.items, out.next = walk(key, ARGV[4], tonumber(ARGV[5]), ARGV[7], tonumber(ARGV[6]),
+    tonumber(ARGV[10]), function(sid, s)
+      local f = redis.call('HMGET', ns..':share:'..sid, 'u', 'ch', 'ts', 'eid')
+      if channel ~= '' and f[2] ~= channel then return nil end
+      return {sid, f[1], f[2], s, f[4]}
+    end)
+elseif kind == 'q' then
+  -- from, skip, limit, min, field, bit, budget, full
+  local field, bit_, full = ARGV[8], tonumber(ARGV[9]), ARGV[11] == '1'
+  out.value = tonumber(redis.call('HGET', ns..':qa:'..p, field) or '0')
+  out.items, out.next = walk(ns..':questions:'..p, ARGV[4], tonumber(ARGV[5]), ARGV[7],
+    tonumber(ARGV[6]), tonumber(ARGV[10]), function(qid, s)
+      local f = redis.call('HMGET', ns..':question:'..qid, 'u', 'eid', 'c')
+      local counted = bit.band(tonumber(f[3] or '0'), bit_) ~= 0
+      if not counted and not full then return nil end
+      return {qid, f[1], s, f[2], counted}
+    end)
+elseif kind == 'f' then
+  -- viewer: the served count as the proof read computes it, and every friend who bought p
+  local viewer = ARGV[4]
+  local counted
+  if redis.call('SISMEMBER', ns..':fanout', viewer) == 1 then
+    counted = redis.call('ZRANGE', ns..':fb:'..viewer..'|'..p, 0, -1)
+  else
+    counted = redis.call('SINTER', ns..':friends:'..viewer, ns..':cbuyers:'..p)
+  end
+  out.value, out.counted, out.items = #counted, counted, {}
+  for _, f in ipairs(redis.call('SMEMBERS', ns..':friends:'..viewer)) do
+    local score = redis.call('ZSCORE', ns..':buyers:'..p, f)
+    if score or redis.call('SISMEMBER', ns..':user:'..f..':products', p) == 1 then
+      table.insert(out.items, buyer(f, score, true))
+    end
+  end
+elseif kind == 'r' then
+  -- the users whose review facts SCAN found
+  local counts = redis.call('HMGET', ns..':reviews:'..p, 'count', 'vcount')
+  out.count, out.vcount, out.items = tonumber(counts[1] or '0'), tonumber(counts[2] or '0'), {}
+  for i = 4, #ARGV do
+    local r = redis.call('HMGET', ns..':review:'..p..'|'..ARGV[i], 'live', 'rating', 'ts', 'eid', 'vf')
+    if r[1] then table.insert(out.items, {ARGV[i], r[1], r[2], r[3], r[4], r[5]}) end
+  end
+end
+return cjson.encode(out)
+"""
+
+
+def _list(value: Any) -> list:
+    """cjson encodes an empty Lua table as ``{}``."""
+    return value if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _ms(value: Any) -> int:
+    return int(float(value))
+
+
+def buyer_facts(raw: dict) -> BuyerFacts:
+    return BuyerFacts(
+        user=raw["u"],
+        latest=_ms(raw["s"]) if raw.get("s") not in (None, False) else None,
+        kept=tuple(Purchase(o, _ms(ms), _str(eid)) for o, ms, eid in _list(raw.get("kept"))),
+        refunded=tuple(
+            Refunded(o, _ms(ts), _str(eid), bool(cancelled))
+            for o, ts, eid, cancelled in _list(raw.get("gone"))
+        ),
+    )
+
+
+def _glob(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class Explainer:
+    """Reads a figure's facts and explains them; the namespace is the reader's (it follows a
+    rebuild's switch), and ``reviews.count`` follows ``SOCIALPROOF_REVIEWS_VERIFIED_ONLY`` as the
+    proof answer does."""
+
+    def __init__(self, reader: ProofReader, refs: Refs) -> None:
+        self.reader = reader
+        self.redis: aioredis.Redis = reader.redis
+        self.refs = refs
+        self._script = self.redis.register_script(EXPLAIN_LUA)
+
+    async def _read(self, *args: object) -> dict:
+        return orjson.loads(await self._script(args=list(args)))
+
+    async def explain(
+        self,
+        product_id: str,
+        figure: Figure,
+        *,
+        viewer_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        with_excluded: bool = True,
+        now_ms: int | None = None,
+    ) -> Explanation:
+        """One page of the explanation. Raises ``InvalidCursor``, ``FigureChanged`` (a later
+        page sees another value than the first) and ``FigureUnsettled``."""
+        if figure.needs_viewer and not viewer_id:
+            raise ValueError(f"{figure.path} needs a viewer")
+        viewer_ref = self.refs(viewer_id) if figure.needs_viewer and viewer_id else None
+        start: tuple[str, int] | None = None
+        first: Position | None = None
+        if cursor is not None:
+            first = Position.decode(cursor)
+            if first.figure != figure.path or first.viewer != viewer_ref:
+                raise InvalidCursor("the cursor belongs to another figure, product page or viewer")
+            now_ms, with_excluded, start = first.at_ms, first.with_excluded, (first.score,
+                                                                              first.skip)
+        at = int(time.time() * 1000) if now_ms is None else now_ms
+        limit = max(1, min(limit, MAX_LIMIT))
+        ns = self.reader.keys.ns
+        read = {
+            "bought": self._bought,
+            "shares": self._shares,
+            "questions": self._questions,
+            "friends_bought": self._friends,
+            "reviews": self._reviews,
+        }[figure.kind]
+        value, events, excluded, after = await read(
+            ns, product_id, figure, at, start, limit, with_excluded, viewer_id
+        )
+        if not with_excluded:
+            excluded = []
+        if first is not None and value != first.value:
+            raise FigureChanged(first.value, value)
+        next_cursor = None
+        if after is not None:
+            next_cursor = Position(
+                figure.path, at, value, after[0], after[1], with_excluded, viewer_ref
+            ).encode()
+        return Explanation(figure.path, value, at, events, excluded, next_cursor)
+
+    async def explain_all(
+        self, product_id: str, figure: Figure, *, viewer_id: str | None = None,
+        with_excluded: bool = True, now_ms: int | None = None, attempts: int = 3,
+        limit: int = MAX_LIMIT,
+    ) -> Explanation:
+        """Every page at one instant, gathered (the CLI); starts again when the figure changes
+        between pages, ``attempts`` times at most."""
+        for attempt in range(attempts):
+            whole: Explanation | None = None
+            cursor: str | None = None
+            try:
+                while True:
+                    page = await self.explain(
+                        product_id, figure, viewer_id=viewer_id, cursor=cursor, limit=limit,
+                        with_excluded=with_excluded, now_ms=now_ms,
+                    )
+                    if whole is None:
+                        whole = page
+                    else:
+                        whole.events += page.events
+                        whole.excluded += page.excluded
+                    cursor = page.next
+                    if cursor is None:
+                        whole.next = None
+                        return whole
+            except FigureChanged:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # --- per kind: (value, events, excluded, next position) ---
+
+    @staticmethod
+    def _walk_args(start: tuple[str, int] | None, limit: int, low: str) -> list[object]:
+        score, skip = start if start is not None else ("+inf", 0)
+        return [score, skip, limit, low]
+
+    async def _bought(self, ns, product_id, figure, at, start, limit, full, _viewer):
+        window_start = at - figure.window_ms
+        low = "-inf" if full else str(window_start)
+        raw = await self._read(
+            "b", ns, product_id, *self._walk_args(start, limit, low), window_start, int(full)
+        )
+        buyers = [buyer_facts(item) for item in _list(raw.get("items"))]
+        events, excluded = explain_buyers(buyers, self.refs, window_start=window_start)
+        return int(raw["value"]), events, excluded, _position(raw.get("next"))
+
+    async def _shares(self, ns, product_id, figure, at, start, limit, full, _viewer):
+        window_start = at - figure.window_ms if figure.window_ms is not None else None
+        low = str(window_start) if window_start is not None and not full else "-inf"
+        raw = await self._read(
+            "s", ns, product_id, *self._walk_args(start, limit, low),
+            "" if window_start is None else window_start, figure.channel or "", WALK_BUDGET,
+        )
+        shares = [
+            ShareFacts(sid, u or "", ch or "", _ms(ms), _str(eid))
+            for sid, u, ch, ms, eid in _list(raw.get("items"))
+        ]
+        events, excluded = explain_shares(shares, self.refs, window_start=window_start)
+        return int(raw["value"]), events, excluded, _position(raw.get("next"))
+
+    async def _questions(self, ns, product_id, figure, at, start, limit, full, _viewer):
+        field_ = {1: "questions", 2: "answered", 4: "answered_by_buyers"}[figure.bit]
+        raw = await self._read(
+            "q", ns, product_id, *self._walk_args(start, limit, "-inf"), field_, figure.bit,
+            WALK_BUDGET, int(full),
+        )
+        questions = [
+            QuestionFacts(qid, _str(u), _ms(ms), _str(eid), bool(counted))
+            for qid, u, ms, eid, counted in _list(raw.get("items"))
+        ]
+        events, excluded = explain_questions(questions, self.refs, bit=figure.bit)
+        return int(raw["value"]), events, excluded, _position(raw.get("next"))
+
+    async def _friends(self, ns, product_id, figure, at, start, limit, full, viewer):
+        raw = await self._read("f", ns, product_id, viewer)
+        counted = frozenset(_list(raw.get("counted")))
+        friends = [buyer_facts(item) for item in _list(raw.get("items"))]
+        if not full:
+            friends = [f for f in friends if f.user in counted]
+        friends.sort(key=lambda f: (f.score, f.user), reverse=True)
+        page, after = page_of(friends, lambda f: f.score, start, limit)
+        events, excluded = explain_buyers(page, self.refs, counted=counted)
+        return int(raw["value"]), events, excluded, after
+
+    async def _reviews(self, ns, product_id, figure, at, start, limit, full, _viewer):
+        verified = figure.verified or self.reader.reviews_verified_only
+        prefix = f"{ns}:review:{product_id}|"
+        for _ in range(REVIEW_ATTEMPTS):
+            users = sorted(
+                {key[len(prefix):] async for key in self.redis.scan_iter(
+                    match=_glob(prefix) + "*", count=1000)}
+            )
+            raw = await self._read("r", ns, product_id, *users)
+            reviews = [
+                ReviewFacts(u, live == "1", int(rating or 0), _ms(ts), _str(eid), vf == "1")
+                for u, live, rating, ts, eid, vf in _list(raw.get("items"))
+            ]
+            value = int(raw["vcount"] if verified else raw["count"])
+            if live_reviews_counted(reviews, verified) == value:
+                break
+        else:
+            raise FigureUnsettled("reviews kept arriving while they were being read; retry")
+        if not full:
+            reviews = [r for r in reviews if r.live and (r.verified or not verified)]
+        reviews.sort(key=lambda r: (r.ms, r.user), reverse=True)
+        page, after = page_of(reviews, lambda r: r.ms, start, limit)
+        events, excluded = explain_reviews(page, self.refs, verified=verified)
+        return value, events, excluded, after
+
+
+def _position(raw: Any) -> tuple[str, int] | None:
+    if not isinstance(raw, list) or len(raw) != 2:
+        return None
+    return str(raw[0]), int(raw[1])

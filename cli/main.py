@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import typer
 
-from cli import contracts, deadletters, groups, replay, services, settingstable, topics
+from cli import contracts, deadletters, explain, groups, replay, services, settingstable, topics
 
 app = typer.Typer(help="socialproof: live, honest social proof for shops.", no_args_is_help=True)
 app.command()(services.serve)
 app.command()(services.worker)
 app.command("settings")(settingstable.settings_table)
+app.command("explain")(explain.explain)
 app.add_typer(contracts.app, name="contracts")
 app.add_typer(topics.app, name="topics")
 app.add_typer(deadletters.app, name="dlq")

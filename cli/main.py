@@ -8,6 +8,7 @@ socialproof topics create          # the registry's topics (also: list, tail, du
 socialproof dlq list               # dead letters (also: show, replay)                      cli/deadletters.py
 socialproof groups lag             # consumer groups (also: reset)                          cli/groups.py
 socialproof replay rebuild         # recompute every counter, no downtime (status, drop)    cli/replay.py
+socialproof explain P bought.24h   # the events behind a served figure                      cli/explain.py
 
 Where the dev tools are installed (a checkout, not the image):
 

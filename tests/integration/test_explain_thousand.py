@@ -1,0 +1,67 @@
+"""#19's "done when" for explanations at size: one product with 1,000 mixed events (purchases,
+refunds, cancellations, reviews posted, edited and deleted, shares, consent changes, questions,
+answers, erasures, duplicates, any order), written by the real counter store: for every figure
+the notifier serves, the explanation's events, over all pages, are as many as the served
+number."""
+
+from __future__ import annotations
+
+import random
+
+import redis as redis_sync
+import redis.asyncio as aioredis
+
+from services.counters.store import CounterStore
+from services.notifier.explain import Explainer, UserRefs
+from services.notifier.proof import ProofReader, to_json
+from tests.integration.test_explain import (
+    KEY,
+    MIX,
+    NOW,
+    NOW_MS,
+    PUBLIC_FIGURES,
+    aredis,  # noqa: F401 (fixture)
+    every_page,
+    served,
+)
+from tools.loadgen import LoadConfig, LoadGenerator
+
+
+async def test_every_figure_of_a_product_with_1000_events_is_explained_exactly(
+    aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str  # noqa: F811
+) -> None:
+    # Given one product and 1,000 mixed events about it, with duplicates, shuffled
+    gen = LoadGenerator(LoadConfig(
+        seed=1000, users=150, products=1, mean_friends=8, span_hours=24 * 9, anchor=NOW,
+        consent_questions_rate=0.5, mix=MIX,
+    ))
+    activity = list(gen.activity_events(1000))
+    events = list(gen.setup_events()) + activity + gen.erase_events(3)
+    rng = random.Random(1000)
+    shuffled = events + rng.sample(events, 100)
+    rng.shuffle(shuffled)
+    ns = f"{namespace}k"
+    try:
+        await CounterStore(aredis, ns).apply(shuffled)
+        reader = ProofReader(aredis, ns)
+        explainer = Explainer(reader, UserRefs(KEY))
+        (product,) = gen.product_ids
+        proof = to_json(await reader.read(product, now_ms=NOW_MS))
+        # When every figure is explained, page by page
+        for path in PUBLIC_FIGURES:
+            value, counted, _ = await every_page(explainer, product, path, limit=100)
+            # Then its events are exactly as many as the number served
+            assert value == len(counted) == served(proof, path), path
+        for viewer in rng.sample(gen.user_ids, 20):
+            count, _ = await reader.friends_bought(viewer, product)
+            value, counted, _ = await every_page(
+                explainer, product, "friends_bought", viewer=viewer, limit=100
+            )
+            assert value == len(counted) == count, viewer
+        # and the figures are not trivially small
+        assert proof["bought"]["7d"] > 50 and proof["reviews"]["count"] > 20
+        assert proof["questions"]["count"] > 20 and proof["shares"]["total"] > 50
+    finally:
+        keys = list(redis_client.scan_iter(f"{ns}:*", count=1000))
+        if keys:
+            redis_client.delete(*keys)

@@ -19,7 +19,6 @@ from services.notifier.explain import (
     Explainer,
     Explanation,
     FigureChanged,
-    FigureUnsettled,
     UnknownFigure,
     UserRefs,
     parse_figure,
@@ -82,7 +81,7 @@ def explain(
         )
     except ValueError as exc:  # no secret to key user refs with
         raise fail(exc, code=2) from None
-    except (FigureChanged, FigureUnsettled) as exc:
+    except FigureChanged as exc:
         raise fail(f"{exc} (the figure keeps changing; try again)") from None
     except Exception as exc:  # Redis down, and the like: one line, not a traceback
         raise fail(f"{type(exc).__name__}: {exc}") from None

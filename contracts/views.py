@@ -71,6 +71,10 @@ Views (derived from the facts inside the same atomic script):
 - ``{ns}:reviews:{product}``              hash  ``count``, ``sum``, ``h1``..``h5``; their
                                                 verified subset ``vcount``, ``vsum``,
                                                 ``vh1``..``vh5`` (reviews whose ``vf`` is 1)
+- ``{ns}:reviewers:{product}``            set   users with a review fact of the product
+                                                (``review:{product}|{user}``, live or deleted);
+                                                an erasure takes the user out. Stores written
+                                                before it existed lack it until a rebuild
 - ``{ns}:shares:{product}``               hash  ``total``, ``ch:{channel}``
 - ``{ns}:sharets:{product}``              zset  share_id scored by event ms (1 h / 24 h windows)
 - ``{ns}:trend:{hour}``                   zset  product -> weighted activity in that event-time
@@ -181,6 +185,9 @@ class Keys:
 
     def reviews(self, product_id: str) -> str:
         return f"{self.ns}:reviews:{product_id}"
+
+    def reviewers(self, product_id: str) -> str:
+        return f"{self.ns}:reviewers:{product_id}"
 
     def shares(self, product_id: str) -> str:
         return f"{self.ns}:shares:{product_id}"

@@ -490,6 +490,7 @@ local function erase(u)
     local r = redis.call('HMGET', rkey, 'live', 'rating', 'ts', 'vf')
     if r[1] == '1' then review_effect(p, u, tonumber(r[2]), tonumber(r[3]), -1, r[4] == '1') end
     redis.call('DEL', rkey)
+    redis.call('SREM', ns..':reviewers:'..p, u)
   end
   for _, sid in ipairs(redis.call('SMEMBERS', ukey..':shares')) do
     local skey = ns..':share:'..sid
@@ -598,6 +599,7 @@ for _, op in ipairs(ops) do
         'vf', verified and 1 or 0)
       if live == 1 then review_effect(p, u, rating, ts, 1, verified) end
       redis.call('SADD', ns..':user:'..u..':reviews', p)
+      redis.call('SADD', ns..':reviewers:'..p, u)
       mark(p)
     end
   elseif kind == 'S' then -- share: share id, user, product, channel, ts, event id

@@ -53,10 +53,12 @@ the instant (windows are evaluated at the first page's ``as_of``) and the positi
 read for a later page differs from the first page's, the facts changed in between and the pages
 would not add up: :class:`FigureChanged` (the API answers 409; start again). Costs: ``bought.*``,
 ``shares.*`` and ``questions.*`` walk their sorted set from the cursor (a page costs its own
-size); ``friends_bought`` reads the viewer's friends whole; ``reviews.*`` has no per-product
-index of reviewers, so it finds the review facts with ``SCAN MATCH {ns}:review:{product}|*``
-(the namespace's key space, in steps that never block Redis) and reads them in one script, and
-retries when a review arrived between the two.
+size); ``friends_bought`` reads the viewer's friends whole; ``reviews.*`` reads every review fact of
+the product, found through the per-product index ``{ns}:reviewers:{product}`` in the same script
+as the counts (so the live ones add up to the value by construction). Data written before that
+index existed has no ``reviewers:{product}`` set (its reviews are counted but not listed) until
+a ``socialproof replay rebuild`` fills a namespace anew, as with the event ids above and the
+reviews' ``vf`` (verified) fields.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -84,8 +87,6 @@ MAX_LIMIT = 1000
 #: a filtered walk (shares by channel, questions by answer state) reads at most this many
 #: sequence items per page, so a page may hold fewer than ``limit`` events and still go on
 WALK_BUDGET = 2000
-#: reviews: SCAN discovery and read again when a review arrived in between, at most this often
-REVIEW_ATTEMPTS = 4
 
 _QUESTION_BITS = {"count": 1, "answered": 2, "answered_by_buyers": 4}
 _QUESTION_MISSES = {2: "unanswered", 4: "no_buyer_answer"}
@@ -378,11 +379,6 @@ def explain_questions(
     return events, excluded
 
 
-def live_reviews_counted(reviews: Sequence[ReviewFacts], verified: bool) -> int:
-    """How many of these review facts the figure counts (the discovery check)."""
-    return sum(1 for r in reviews if r.live and (r.verified or not verified))
-
-
 # --- paging --------------------------------------------------------------------------------------
 
 
@@ -399,10 +395,6 @@ class FigureChanged(Exception):
             "a cursor"
         )
         self.was, self.now = was, now
-
-
-class FigureUnsettled(Exception):
-    """Reviews kept arriving between finding their facts and reading them."""
 
 
 @dataclass(frozen=True)
@@ -481,123 +473,10 @@ class Explanation:
 
 # --- the read ------------------------------------------------------------------------------------
 
-# ARGV[1] kind, ARGV[2] ns, ARGV[3] product, then per kind (below). Returns one JSON document.
-# Sorted sets are walked newest first from a position (score, ties already given), as
-# ZREVRANGEBYSCORE orders them (score, then member, both descending).
-EXPLAIN_LUA = """
-local kind, ns, p = ARGV[1], ARGV[2], ARGV[3]
-
--- walk key from (from, skip) down to min: visit(member, score) returns an item or nil; stops at
--- limit items or budget members walked. Returns items, and the next position or false.
-local function walk(key, from, skip, min, limit, budget, visit)
-  local items, walked = {}, 0
-  local cur, ties = from, skip
-  while true do
-    local page = redis.call('ZREVRANGEBYSCORE', key, cur, min, 'WITHSCORES', 'LIMIT', ties, limit)
-    if #page == 0 then return items, false end
-    for i = 1, #page, 2 do
-      local m, s = page[i], page[i + 1]
-      if s == cur then ties = ties + 1 else cur, ties = s, 1 end
-      walked = walked + 1
-      local item = visit(m, s)
-      if item then table.insert(items, item) end
-      if #items >= limit or walked >= budget then
-        if #redis.call('ZREVRANGEBYSCORE', key, cur, min, 'LIMIT', ties, 1) == 0 then
-          return items, false
-        end
-        return items, {cur, ties}
-      end
-    end
-    if #page < 2 * limit then return items, false end
-  end
-end
-
--- one user's orders of p: kept ones (ub) with their event ids, and (full) the refunded or
--- cancelled ones among the user's orders
-local function buyer(u, score, full)
-  local item = {u = u, s = score, kept = {}, gone = {}}
-  local kept = redis.call('HGETALL', ns..':ub:'..p..'|'..u)
-  local is_kept = {}
-  for i = 1, #kept, 2 do
-    is_kept[kept[i]] = true
-    table.insert(item.kept, {kept[i], kept[i + 1], redis.call('HGET', ns..':order:'..kept[i], 'eid')})
-  end
-  if full then
-    for _, o in ipairs(redis.call('SMEMBERS', ns..':user:'..u..':orders')) do
-      if not is_kept[o] then
-        local f = redis.call('HMGET', ns..':order:'..o, 'user', 'q:'..p, 'ts', 'eid', 'cancelled')
-        if f[1] == u and f[2] then
-          table.insert(item.gone, {o, f[3], f[4], f[5] and true or false})
-        end
-      end
-    end
-  end
-  return item
-end
-
-local out = {}
-if kind == 'b' then
-  -- from, skip, limit, min, window start, full
-  local full = ARGV[9] == '1'
-  local key = ns..':buyers:'..p
-  out.value = redis.call('ZCOUNT', key, ARGV[8], '+inf')
-  out.items, out.next = walk(key, ARGV[4], tonumber(ARGV[5]), ARGV[7], tonumber(ARGV[6]),
-    tonumber(ARGV[6]), function(u, s) return buyer(u, s, full) end)
-elseif kind == 's' then
-  -- from, skip, limit, min, window start ('' none), channel ('' none), budget
-  local start, channel = ARGV[8], ARGV[9]
-  local key = ns..':sharets:'..p
-  if channel ~= '' then
-    out.value = tonumber(redis.call('HGET', ns..':shares:'..p, 'ch:'..channel) or '0')
-  elseif start ~= '' then
-    out.value = redis.call('ZCOUNT', key, start, '+inf')
-  else
-    out.value = tonumber(redis.call('HGET', ns..':shares:'..p, 'total') or '0')
-  end
-  out.items, out.next = walk(key, ARGV[4], tonumber(ARGV[5]), ARGV[7], tonumber(ARGV[6]),
-    tonumber(ARGV[10]), function(sid, s)
-      local f = redis.call('HMGET', ns..':share:'..sid, 'u', 'ch', 'ts', 'eid')
-      if channel ~= '' and f[2] ~= channel then return nil end
-      return {sid, f[1], f[2], s, f[4]}
-    end)
-elseif kind == 'q' then
-  -- from, skip, limit, min, field, bit, budget, full
-  local field, bit_, full = ARGV[8], tonumber(ARGV[9]), ARGV[11] == '1'
-  out.value = tonumber(redis.call('HGET', ns..':qa:'..p, field) or '0')
-  out.items, out.next = walk(ns..':questions:'..p, ARGV[4], tonumber(ARGV[5]), ARGV[7],
-    tonumber(ARGV[6]), tonumber(ARGV[10]), function(qid, s)
-      local f = redis.call('HMGET', ns..':question:'..qid, 'u', 'eid', 'c')
-      local counted = bit.band(tonumber(f[3] or '0'), bit_) ~= 0
-      if not counted and not full then return nil end
-      return {qid, f[1], s, f[2], counted}
-    end)
-elseif kind == 'f' then
-  -- viewer: the served count as the proof read computes it, and every friend who bought p
-  local viewer = ARGV[4]
-  local counted
-  if redis.call('SISMEMBER', ns..':fanout', viewer) == 1 then
-    counted = redis.call('ZRANGE', ns..':fb:'..viewer..'|'..p, 0, -1)
-  else
-    counted = redis.call('SINTER', ns..':friends:'..viewer, ns..':cbuyers:'..p)
-  end
-  out.value, out.counted, out.items = #counted, counted, {}
-  for _, f in ipairs(redis.call('SMEMBERS', ns..':friends:'..viewer)) do
-    local score = redis.call('ZSCORE', ns..':buyers:'..p, f)
-    if score or redis.call('SISMEMBER', ns..':user:'..f..':products', p) == 1 then
-      table.insert(out.items, buyer(f, score, true))
-    end
-  end
-elseif kind == 'r' then
-  -- the users whose review facts SCAN found
-  local counts = redis.call('HMGET', ns..':reviews:'..p, 'count', 'vcount')
-  out.count, out.vcount, out.items = tonumber(counts[1] or '0'), tonumber(counts[2] or '0'), {}
-  for i = 4, #ARGV do
-    local r = redis.call('HMGET', ns..':review:'..p..'|'..ARGV[i], 'live', 'rating', 'ts', 'eid', 'vf')
-    if r[1] then table.insert(out.items, {ARGV[i], r[1], r[2], r[3], r[4], r[5]}) end
-  end
-end
-return cjson.encode(out)
-"""
+# The read script (services/notifier/explain.lua); ARGV and the reply are described at the top of
+# the file. Read once at import, as the counter store reads counters.lua: a wheel carries the .lua
+# file beside this module.
+EXPLAIN_LUA = Path(__file__).with_name("explain.lua").read_text(encoding="utf-8")
 
 
 def _list(value: Any) -> list:
@@ -625,11 +504,6 @@ def buyer_facts(raw: dict) -> BuyerFacts:
     )
 
 
-def _glob(text: str) -> str:
-    """``text`` matched literally in a SCAN pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
 class Explainer:
     """Reads a figure's facts and explains them; the namespace is the reader's (it follows a
     rebuild's switch), and ``reviews.count`` follows ``SOCIALPROOF_REVIEWS_VERIFIED_ONLY`` as the
@@ -655,8 +529,8 @@ class Explainer:
         with_excluded: bool = True,
         now_ms: int | None = None,
     ) -> Explanation:
-        """One page of the explanation. Raises ``InvalidCursor``, ``FigureChanged`` (a later
-        page sees another value than the first) and ``FigureUnsettled``."""
+        """One page of the explanation. Raises ``InvalidCursor`` and ``FigureChanged`` (a later
+        page sees another value than the first)."""
         if figure.needs_viewer and not viewer_id:
             raise ValueError(f"{figure.path} needs a viewer")
         viewer_ref = self.refs(viewer_id) if figure.needs_viewer and viewer_id else None
@@ -779,22 +653,12 @@ class Explainer:
 
     async def _reviews(self, ns, product_id, figure, at, start, limit, full, _viewer):
         verified = figure.verified or self.reader.reviews_verified_only
-        prefix = f"{ns}:review:{product_id}|"
-        for _ in range(REVIEW_ATTEMPTS):
-            users = sorted(
-                {key[len(prefix):] async for key in self.redis.scan_iter(
-                    match=_glob(prefix) + "*", count=1000)}
-            )
-            raw = await self._read("r", ns, product_id, *users)
-            reviews = [
-                ReviewFacts(u, live == "1", int(rating or 0), _ms(ts), _str(eid), vf == "1")
-                for u, live, rating, ts, eid, vf in _list(raw.get("items"))
-            ]
-            value = int(raw["vcount"] if verified else raw["count"])
-            if live_reviews_counted(reviews, verified) == value:
-                break
-        else:
-            raise FigureUnsettled("reviews kept arriving while they were being read; retry")
+        raw = await self._read("r", ns, product_id)
+        reviews = [
+            ReviewFacts(u, live == "1", int(rating or 0), _ms(ts), _str(eid), vf == "1")
+            for u, live, rating, ts, eid, vf in _list(raw.get("items"))
+        ]
+        value = int(raw["vcount"] if verified else raw["count"])
         if not full:
             reviews = [r for r in reviews if r.live and (r.verified or not verified)]
         reviews.sort(key=lambda r: (r.ms, r.user), reverse=True)

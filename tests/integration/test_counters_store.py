@@ -195,6 +195,7 @@ async def test_an_erased_user_leaves_no_trace_and_replays_stay_ignored(
     await store.apply(history)
     assert (await reader.read(product, now_ms=NOW_MS)).bought.h24 == 2
     assert await reader.friends_bought(ben, product) == (1, ["Ana"])
+    assert redis_client.sismember(f"{namespace}:reviewers:{product}", ana)
     # When Ana is erased
     erased = ev.UserErased.create({"user_id": ana}, producer=P, occurred_at=NOW)
     await store.apply([erased])
@@ -204,6 +205,7 @@ async def test_an_erased_user_leaves_no_trace_and_replays_stay_ignored(
     assert proof["reviews"]["count"] == 0 and proof["shares"]["total"] == 0
     assert await reader.friends_bought(ben, product) == (0, [])
     assert await reader.activity(product) == []
+    assert not redis_client.sismember(f"{namespace}:reviewers:{product}", ana)
 
     assert traces_of(ana, redis_client, namespace) == []
     # And a replay of all her events (after the erasure) changes nothing

@@ -252,6 +252,18 @@ async def test_excluded_events_carry_their_reason(
     assert sorted(r for _, r in left) == ["deleted", "not_verified"]
     counted, left = await reasons("reviews.count")
     assert len(counted) == 2 and [r for _, r in left] == ["deleted"]
+    # And fay's deleted review is found through the reviewers index (not a key scan): it is
+    # listed, by the deletion's event, while fay is in reviewers:p, and not once she is not
+    deleted = next(str(e.event_id) for e in events if isinstance(e, ev.ReviewDeleted))
+    assert await aredis.smembers(f"{namespace}:reviewers:p") == {"ana", "eve", "fay"}
+    _, _, left_ = await every_page(explainer, "p", "reviews.count")
+    assert [(e["event_id"], e["user_ref"], e["reason"]) for e in left_] == [
+        (deleted, refs("fay"), "deleted")
+    ]
+    await aredis.srem(f"{namespace}:reviewers:p", "fay")
+    _, _, left_ = await every_page(explainer, "p", "reviews.count")
+    assert left_ == []
+    await aredis.sadd(f"{namespace}:reviewers:p", "fay")
     # Shares: yesterday's is outside the hour
     counted, left = await reasons("shares.1h")
     assert len(counted) == 1 and [r for _, r in left] == ["outside_window"]

@@ -19,7 +19,6 @@ from services.notifier.explain import (
     MAX_LIMIT,
     Explainer,
     FigureChanged,
-    FigureUnsettled,
     InvalidCursor,
     UnknownFigure,
     UserRefs,
@@ -30,7 +29,6 @@ from services.notifier.proof import ProofReader
 from socialproof.http import (
     AUTH_RESPONSES,
     ERROR_RESPONSES,
-    RETRY_AFTER_S,
     ApiError,
     ErrorBody,
     FieldError,
@@ -140,10 +138,6 @@ async def explain_figure(
         raise _bad("cursor", str(exc)) from None
     except FigureChanged as exc:
         raise ApiError(409, "figure_changed", str(exc)) from None
-    except FigureUnsettled as exc:
-        raise ApiError(
-            503, "store_busy", str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}
-        ) from None
     return Response(
         orjson.dumps(page.to_json()), media_type="application/json",
         headers={"Cache-Control": "no-store"},

@@ -28,6 +28,7 @@ import math
 import time
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Literal
 
 import redis.asyncio as aioredis
@@ -38,19 +39,8 @@ from contracts.views import Keys
 Target = Literal["question", "answer"]
 HOUR_MS = 3_600_000
 
-#: KEYS[1] the user's posts; ARGV now ms, window ms, limit, member.
-#: {1, 0}: taken; {0, ms}: refused, the oldest post leaves the window in ms
-TAKE_LUA = """
-local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, tonumber(oldest[2]) + window - now}
-end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], window)
-return {1, 0}
-"""
+#: the rolling-hour post limit, atomically: ``posts_limit.lua`` (its header says the arguments)
+TAKE_LUA = (Path(__file__).parent / "posts_limit.lua").read_text(encoding="utf-8")
 
 
 class QaStore:

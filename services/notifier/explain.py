@@ -289,10 +289,10 @@ class Explanation:
 
 # --- the read ------------------------------------------------------------------------------------
 
-# The read script (services/notifier/explain.lua); ARGV and the reply are described at the top of
+# The read script (services/notifier/lua/explain.lua); ARGV and the reply are described at the top of
 # the file. Read once at import, as the counter store reads counters.lua: a wheel carries the .lua
 # file beside this module.
-EXPLAIN_LUA = Path(__file__).with_name("explain.lua").read_text(encoding="utf-8")
+EXPLAIN_LUA = (Path(__file__).parent / "lua" / "explain.lua").read_text(encoding="utf-8")
 
 
 def _list(value: Any) -> list:

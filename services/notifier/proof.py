@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import Literal
 
 import redis.asyncio as aioredis
@@ -134,6 +135,12 @@ class Note(BaseModel):
         return round(self.at.timestamp() * 1000), self.question_id
 
 
+
+def _lua(name: str) -> str:
+    """A read script from ``lua/`` (Lua in its own files, loaded once at import)."""
+    return (Path(__file__).parent / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
 _KINDS = {"b": "bought", "r": "reviewed", "s": "shared"}
 
 #: notes read per viewer at most (the processor keeps the newest NOTES_KEEP, 50)
@@ -141,120 +148,18 @@ NOTES_READ = 100
 
 # ARGV: ns, viewer, limit. Returns {question id, ms, product, ...}, newest first: nothing unless
 # the viewer allows question notifications and is not erased; hidden or gone questions skipped.
-NOTES_LUA = """
-local ns, viewer, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
-if redis.call('SISMEMBER', ns..':erased', viewer) == 1
-  or redis.call('HGET', ns..':consent:'..viewer, 'q') ~= '1' then
-  return {}
-end
-local page = redis.call('ZREVRANGE', ns..':notes:'..viewer, 0, limit - 1, 'WITHSCORES')
-local out = {}
-for i = 1, #page, 2 do
-  local q = redis.call('HMGET', ns..':question:'..page[i], 'p', 'hidden')
-  if q[1] and q[2] ~= '1' then
-    table.insert(out, page[i]); table.insert(out, page[i + 1]); table.insert(out, q[1])
-  end
-end
-return out
-"""
+NOTES_LUA = _lua("notes")
 
 # ARGV: ns, viewer, product, max names. Returns {count, name, name, ...}.
-FRIENDS_LUA = """
-local ns, viewer, product, want = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local out = {0}
--- appends first names until there are ``want``; true once there are
-local function named(users)
-  for _, u in ipairs(users) do
-    local n = redis.call('HGET', ns..':name:'..u, 'n')
-    if n then
-      table.insert(out, n)
-      if #out > want then return true end
-    end
-  end
-  return false
-end
-if redis.call('SISMEMBER', ns..':fanout', viewer) == 1 then
-  -- a viewer with many friends: the processor keeps the answer (fan-out on write), a zset of
-  -- friend ids that all score 0, so it lists them in id order: the names are stable
-  local fanned = ns..':fb:'..viewer..'|'..product
-  out[1] = redis.call('ZCARD', fanned)
-  if out[1] == 0 or want == 0 then return out end
-  local from = 0
-  repeat
-    local page = redis.call('ZRANGE', fanned, from, from + 15)
-    from = from + 16
-  until named(page) or from >= out[1]
-  return out
-end
--- one pass: SINTER walks the smaller set and probes the other, and its result is both the
--- count and where the names come from (at most the viewer's friends, usually far fewer)
-local both = redis.call('SINTER', ns..':friends:'..viewer, ns..':cbuyers:'..product)
-out[1] = #both
-if #both == 0 or want == 0 then return out end
--- a few: names in id order, so the answer is stable; many: the first ones found will do
-if #both <= 64 then table.sort(both) end
-named(both)
-return out
-"""
+FRIENDS_LUA = _lua("friends_bought")
 
 # ARGV: ns, now hour, hours, limit. Returns {product, score, ...} for every product whose score
 # is at least the limit-th best (ties included, so the caller's tie-break is exact).
-TRENDING_LUA = """
-local ns, now_hour, hours, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local keys, weights = {}, {}
-for age = 0, hours - 1 do
-  table.insert(keys, ns..':trend:'..string.format('%d', now_hour - age))
-  table.insert(weights, hours - age)
-end
-local tmp = ns..':tmp:trending'
-local args = {'ZUNIONSTORE', tmp, #keys}
-for _, k in ipairs(keys) do table.insert(args, k) end
-table.insert(args, 'WEIGHTS')
-for _, w in ipairs(weights) do table.insert(args, w) end
-redis.call(unpack(args))
-local edge = redis.call('ZREVRANGE', tmp, limit - 1, limit - 1, 'WITHSCORES')
-local out
-if #edge == 0 then
-  out = redis.call('ZRANGE', tmp, 0, -1, 'WITHSCORES')
-else
-  out = redis.call('ZRANGEBYSCORE', tmp, edge[2], '+inf', 'WITHSCORES')
-end
-redis.call('DEL', tmp)
-return out
-"""
+TRENDING_LUA = _lua("trending")
 
 # ARGV: ns, product, limit, scan limit. Returns {kind, first name, ms, ...}, newest first,
 # only users not erased who allow the feed and have a first name.
-ACTIVITY_LUA = """
-local ns, product, limit, scan = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local default_feed = ARGV[5] == '1'  -- show_in_activity_feed of users who never chose
-local key = ns..':feed:'..product
-local out, found, start = {}, 0, 0
-while found < limit and start < scan do
-  local page = redis.call('ZREVRANGE', key, start, start + 49, 'WITHSCORES')
-  if #page == 0 then break end
-  for i = 1, #page, 2 do
-    local member = page[i]
-    local kind = string.sub(member, 1, 1)
-    local rest = string.sub(member, 3)
-    local bar = string.find(rest, '|', 1, true)
-    local user = rest
-    if bar then user = string.sub(rest, 1, bar - 1) end
-    local feed = redis.call('HGET', ns..':consent:'..user, 'f')
-    if redis.call('SISMEMBER', ns..':erased', user) == 0
-      and (feed == '1' or (not feed and default_feed)) then
-      local name = redis.call('HGET', ns..':name:'..user, 'n')
-      if name then
-        table.insert(out, kind); table.insert(out, name); table.insert(out, page[i + 1])
-        found = found + 1
-        if found >= limit then break end
-      end
-    end
-  end
-  start = start + 50
-end
-return out
-"""
+ACTIVITY_LUA = _lua("activity")
 
 
 def _now_ms(now_ms: int | None) -> int:

@@ -166,7 +166,8 @@ def test_a_wheel_built_from_the_context_carries_schemas_and_static_files(tmp_pat
     assert not any(n.startswith(("tools/", "bench/", "tests/")) for n in names)
     assert any(n.startswith("contracts/schemas/") and n.endswith(".json") for n in names)
     # the Redis scripts the services load at import sit beside their modules
-    assert {"services/counters/counters.lua", "services/notifier/explain.lua"} <= names
+    assert {"services/counters/counters.lua", "services/notifier/lua/explain.lua",
+            "services/notifier/lua/trending.lua", "services/social/posts_limit.lua"} <= names
 
 
 def test_compose_pins_apache_kafka_in_kraft_mode_and_runs_every_process() -> None:

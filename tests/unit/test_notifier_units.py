@@ -138,7 +138,8 @@ def test_note_stream_ids_are_cursors_and_foreign_ids_are_ignored() -> None:
 async def test_the_note_stream_answers_503_when_the_store_is_unavailable() -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from services.notifier.api.me import NoteFeed, NotesResponse
+    from services.notifier.api.me import NoteFeed
+    from services.notifier.api.sse import SseResponse
 
     class DownReader:
         async def notes(self, viewer: str) -> list:
@@ -154,7 +155,7 @@ async def test_the_note_stream_answers_503_when_the_store_is_unavailable() -> No
     async def receive() -> dict:
         return {"type": "http.disconnect"}
 
-    await NotesResponse(feed, 15, expires_at=2**40)({"type": "http"}, receive, send)
+    await SseResponse(feed, 15, expires_at=2**40)({"type": "http"}, receive, send)
     assert sent[0]["status"] == 503
     assert b"retry-after" in dict(sent[0]["headers"])
     assert hub.connections == 0  # the failed connection is not counted as live

@@ -26,8 +26,6 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from redis.exceptions import RedisError
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from services.notifier.api.deps import (
     RateLimited,
@@ -38,14 +36,14 @@ from services.notifier.api.deps import (
     viewer_from,
     with_friends,
 )
+from services.notifier.api.sse import SEND_TIMEOUT_S, SseResponse
 from services.notifier.hub import Hub
 from services.notifier.proof import ProofReader
 from services.notifier.settings import NotifierSettings
-from socialproof.http import RETRY_AFTER_S, ApiError, error_response
+from socialproof.http import ApiError
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-SEND_TIMEOUT_S = 30
 
 
 def _first_id(raw: str | None) -> int:
@@ -102,64 +100,28 @@ class Feed:
         self.hub.unsubscribe(self.box)
 
 
-class SseResponse(Response):
-    """A lean Server-Sent Events response written straight to ASGI: one body chunk per batch of
-    due states, ``: ping`` comments as heartbeats, a 30 s limit on every send."""
+class ProofSse:
+    """A :class:`Feed` as an SSE stream (:class:`services.notifier.api.sse.SseResponse`):
+    ``event: proof`` messages with their ids."""
 
-    media_type = "text/event-stream"
+    def __init__(self, feed: Feed) -> None:
+        self.feed = feed
 
-    def __init__(self, feed: Feed, heartbeat_s: float) -> None:
-        self.feed, self.heartbeat = feed, heartbeat_s
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-store"),
-            (b"x-accel-buffering", b"no"),  # proxies must not buffer the stream
-        ]
+    @property
+    def closed(self) -> bool:
+        return self.feed.closed
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        feed = self.feed
+    async def initial(self) -> bytes:
+        return _sse(await self.feed.initial())
 
-        async def watch_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            feed.box.close()
+    async def changes(self, timeout: float) -> bytes:
+        return _sse(await self.feed.changes(timeout))
 
-        async def write(body: bytes) -> None:
-            async with asyncio.timeout(SEND_TIMEOUT_S):
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+    def interrupt(self) -> None:
+        self.feed.box.close()
 
-        try:
-            initial = await feed.initial()
-        except RedisError as exc:  # before anything was sent: a proper 503, the browser retries
-            feed.close()
-            await store_unavailable(exc)(scope, receive, send)
-            return
-        watcher = asyncio.create_task(watch_disconnect())
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await write(_sse(initial))
-            while not feed.closed:
-                messages = await feed.changes(self.heartbeat)
-                if not feed.closed:
-                    await write(_sse(messages) if messages else b": ping\n\n")
-        except (TimeoutError, OSError, RedisError):
-            pass  # too slow, gone, or the store failed: the browser reconnects for a fresh state
-        finally:
-            watcher.cancel()
-            feed.close()
-            with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def store_unavailable(exc: Exception) -> Response:
-    return error_response(
-        503,
-        "store_unavailable",
-        f"the serving store is unavailable ({type(exc).__name__})",
-        headers={"Retry-After": str(RETRY_AFTER_S)},
-    )
+    def close(self) -> None:
+        self.feed.close()
 
 
 def _sse(messages: list[tuple[int, bytes]]) -> bytes:
@@ -197,7 +159,7 @@ async def proof_stream(
     feed = Feed(
         state.hub, reader, state.read_encoded, ids, viewer, _min_interval(settings), first_id
     )
-    return SseResponse(feed, settings.sse_heartbeat_s)
+    return SseResponse(ProofSse(feed), settings.sse_heartbeat_s)
 
 
 @router.websocket("/v1/proof/ws")

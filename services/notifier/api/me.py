@@ -28,19 +28,13 @@ rate limited, 503 (``Retry-After``) when the serving store is unavailable.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from redis.exceptions import RedisError
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from services.notifier.api.deps import RateLimited, viewer_claims_from
-from services.notifier.api.live import SEND_TIMEOUT_S, store_unavailable
+from services.notifier.api.sse import SseResponse
 from services.notifier.hub import Hub
 from services.notifier.proof import NOTES_READ, Note, ProofReader
 from services.notifier.settings import NotifierSettings
@@ -126,78 +120,19 @@ class NoteFeed:
             out.append(b"id: %s\nevent: note\ndata: %s\n\n" % (format_cursor(self.cursor), data))
         return b"".join(out)
 
+    def interrupt(self) -> None:
+        self.bell.close()
+
     def close(self) -> None:
         self.hub.unwatch_viewer(self.bell)
-
-
-class NotesResponse(Response):
-    """The SSE response of one :class:`NoteFeed`, written straight to ASGI (as
-    :class:`services.notifier.api.live.SseResponse`), ending when the viewer token expires."""
-
-    media_type = "text/event-stream"
-
-    def __init__(self, feed: NoteFeed, heartbeat_s: float, expires_at: float) -> None:
-        self.feed, self.heartbeat, self.expires_at = feed, heartbeat_s, expires_at
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-store"),
-            (b"x-accel-buffering", b"no"),
-        ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        feed = self.feed
-
-        async def watch_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            feed.bell.close()
-
-        async def write(body: bytes) -> None:
-            async with asyncio.timeout(SEND_TIMEOUT_S):
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-
-        try:
-            initial = await feed.initial()
-        except RedisError as exc:  # before anything was sent: a proper 503, the browser retries
-            feed.close()
-            await store_unavailable(exc)(scope, receive, send)
-            return
-        watcher = asyncio.create_task(watch_disconnect())
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await write(initial)
-            quiet_since = time.monotonic()
-            while not feed.closed:
-                left = self.expires_at - time.time()
-                if left <= 0:
-                    break  # the token expired: the client comes back with a new one
-                wait = min(self.heartbeat - (time.monotonic() - quiet_since), left)
-                messages = await feed.changes(max(wait, 0.0))
-                if feed.closed:
-                    break
-                if messages:
-                    await write(messages)
-                    quiet_since = time.monotonic()
-                elif time.monotonic() - quiet_since >= self.heartbeat:
-                    await write(b": ping\n\n")
-                    quiet_since = time.monotonic()
-        except (TimeoutError, OSError, RedisError):
-            pass  # too slow, gone, or the store failed: the browser reconnects with its id
-        finally:
-            watcher.cancel()
-            feed.close()
-            with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 @router.get(
     "/v1/me/stream",
     tags=["live"],
     summary="Server-Sent Events: the viewer's own notifications (`event: note`); viewer token",
-    response_class=NotesResponse,
-    status_code=200,  # explicit: FastAPI cannot infer it from NotesResponse
+    response_class=SseResponse,
+    status_code=200,  # explicit: FastAPI cannot infer it from SseResponse
     responses=RESPONSES,
 )
 async def my_stream(
@@ -210,7 +145,7 @@ async def my_stream(
     last_event_id: Annotated[
         str | None, Query(description="like the Last-Event-ID header, for clients without it")
     ] = None,
-) -> NotesResponse:
+) -> SseResponse:
     claims = viewer_claims_from(request, viewer_token)
     if claims is None:
         raise ApiError(
@@ -227,4 +162,4 @@ async def my_stream(
         claims.viewer_id,
         request.headers.get("last-event-id") or last_event_id,
     )
-    return NotesResponse(feed, settings.sse_heartbeat_s, claims.expires_at)
+    return SseResponse(feed, settings.sse_heartbeat_s, claims.expires_at)

@@ -48,11 +48,11 @@ def groups_reset(
     yes: Yes = False,
 ) -> None:
     """Move a stopped group's committed offsets."""
-    from contracts.topics import EVENT_TOPICS
+    from contracts.topics import PROCESSOR_TOPICS
 
     settings = load(Settings)
     target: str | datetime = to if to in ("earliest", "latest") else parse_time(to, "--to")  # type: ignore[assignment]
-    topics = topic or [topic_name(settings, t) for t in EVENT_TOPICS]
+    topics = topic or [topic_name(settings, t) for t in PROCESSOR_TOPICS]
     confirm(f"reset group {group} on {len(topics)} topic(s) to {to}?", yes)
     try:
         moved = ops.reset_group(settings, group, topics, target)

@@ -45,6 +45,14 @@ Identifier = Annotated[
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 """ISO-4217 alphabetic code, upper case (EUR, USD…)."""
 
+LinkToken = Annotated[str, StringConstraints(pattern=r"^lk-[a-z2-7]{26}$")]
+"""A share's referral link token: ``lk-`` and 26 base32 characters (130 random bits), made by the
+social service for one share; unguessable and not derived from the user id."""
+
+CouponCode = Annotated[str, StringConstraints(pattern=r"^SP-[0-9A-F]{16}$")]
+"""A reward coupon: ``SP-`` and 16 hex digits, a keyed hash of the reward id made by the stream
+processor (``SOCIALPROOF_COUPON_SECRET``), so it cannot be guessed from the reward."""
+
 
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
@@ -168,6 +176,12 @@ class PurchaseCompletedPayload(_Strict):
     user_id: Identifier
     currency: CurrencyCode
     lines: list[OrderLine] = Field(min_length=1, max_length=100)
+    #: the share link the buyer arrived through (``ProductShared.link_token``); absent: none.
+    #: Attribution is the stream processor's (services/counters/referrals.lua)
+    referral: LinkToken | None = None
+    #: a reward coupon redeemed on this order (``RewardEarned.coupon``) and what it took off
+    coupon: CouponCode | None = None
+    discount: Money | None = None
 
 
 class PurchaseCompleted(Event[PurchaseCompletedPayload]):
@@ -247,6 +261,8 @@ class ProductSharedPayload(_Strict):
     user_id: Identifier
     product_id: Identifier
     channel: ShareChannel
+    #: the referral link token of this share (absent from older producers: no link)
+    link_token: LinkToken | None = None
 
 
 class ProductShared(Event[ProductSharedPayload]):
@@ -383,6 +399,103 @@ class QaModerated(Event[QaModerationPayload]):
     event_type: Literal["qa.moderated"] = "qa.moderated"
 
 
+# --- promotions (catalog) and rewards (stream processor) -----------------------------------------
+
+
+class RewardSpec(_Strict):
+    """What a reward takes off an order: a percentage of its total, or a fixed amount."""
+
+    kind: Literal["percent", "fixed"]
+    #: percent: 1..100; fixed: the amount, in ``currency``
+    value: Money
+    currency: CurrencyCode | None = None
+
+
+class PromotionGoal(_Strict):
+    #: distinct buyers (other than the sharer) who buy through the sharer's links in the period
+    buyers: int = Field(ge=1, le=1000)
+
+
+class PromotionFields(_Strict):
+    """A share-to-unlock promotion: the sharer earns ``sharer_reward`` once ``goal.buyers``
+    distinct buyers bought a product in scope through their links between ``starts_at`` and
+    ``ends_at`` (event time); a buyer arriving through a link earns ``buyer_reward`` if set.
+    Scope: one product, or every product of a category. ``max_rewards`` caps the sharers'
+    rewards (the first to reach the goal, by event time, win)."""
+
+    promotion_id: Identifier
+    product_id: Identifier | None = None
+    category: str | None = Field(default=None, min_length=1, max_length=100)
+    title: str = Field(default="", max_length=200)
+    sharer_reward: RewardSpec
+    buyer_reward: RewardSpec | None = None
+    goal: PromotionGoal
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
+    max_rewards: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class PromotionDefined(Event[PromotionFields]):
+    """A promotion was created or changed; the newest ``(occurred_at, event_id)`` wins."""
+
+    EVENT_TYPE: ClassVar[str] = "promotion.defined"
+    event_type: Literal["promotion.defined"] = "promotion.defined"
+
+
+class PromotionEndedPayload(_Strict):
+    promotion_id: Identifier
+
+
+class PromotionEnded(Event[PromotionEndedPayload]):
+    """The shop ended a promotion early: purchases after ``occurred_at`` no longer count;
+    rewards already earned stay."""
+
+    EVENT_TYPE: ClassVar[str] = "promotion.ended"
+    event_type: Literal["promotion.ended"] = "promotion.ended"
+
+
+RewardRole = Literal["sharer", "buyer"]
+
+
+class RewardEarnedPayload(_Strict):
+    #: deterministic per promotion, role and user: the same reward however often it is earned
+    reward_id: Identifier
+    promotion_id: Identifier
+    role: RewardRole
+    #: who may redeem it
+    user_id: Identifier
+    coupon: CouponCode
+    reward: RewardSpec
+    #: distinct buyers credited to the sharer when it was earned (1 for a buyer's reward)
+    buyers: int = Field(ge=0)
+
+
+class RewardEarned(Event[RewardEarnedPayload]):
+    """Emitted by the stream processor, its topic's only writer, once per transition (a
+    reward withdrawn and then earned again is emitted again, under a new event id)."""
+
+    EVENT_TYPE: ClassVar[str] = "promotion.reward_earned"
+    event_type: Literal["promotion.reward_earned"] = "promotion.reward_earned"
+
+
+class RewardWithdrawnPayload(_Strict):
+    reward_id: Identifier
+    promotion_id: Identifier
+    role: RewardRole
+    user_id: Identifier
+    coupon: CouponCode
+    #: refunded: purchases behind it were refunded or cancelled; erased: a user was erased;
+    #: changed: the promotion changed (goal, period, cap) so it no longer holds
+    reason: Literal["refunded", "erased", "changed"]
+
+
+class RewardWithdrawn(Event[RewardWithdrawnPayload]):
+    """A reward not yet redeemed no longer holds; a redeemed one is never withdrawn."""
+
+    EVENT_TYPE: ClassVar[str] = "promotion.reward_withdrawn"
+    event_type: Literal["promotion.reward_withdrawn"] = "promotion.reward_withdrawn"
+
+
 #: every event type by wire name; the one place a new event is registered
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.EVENT_TYPE: cls
@@ -406,5 +519,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AnswerVoted,
         AnswerAccepted,
         QaModerated,
+        PromotionDefined,
+        PromotionEnded,
+        RewardEarned,
+        RewardWithdrawn,
     )
 }

@@ -127,6 +127,28 @@ QUESTIONS = Topic(
     "moderation; keyed by product so one product's Q&A stays in order.",
 )
 
+PROMOTIONS = Topic(
+    name="catalog.promotions",
+    key="promotion_id",
+    key_of=_payload("promotion_id"),
+    value_types=(ev.PromotionDefined, ev.PromotionEnded),
+    writer="catalog",
+    partitions=3,
+    description="Share-to-unlock promotions, defined, changed and ended by the shop.",
+)
+
+REWARDS = Topic(
+    name="promotions.rewards",
+    key="reward_id",
+    key_of=_payload("reward_id"),
+    value_types=(ev.RewardEarned, ev.RewardWithdrawn),
+    writer="social-processor",
+    partitions=1,
+    description="Rewards earned and withdrawn, emitted by the stream processor exactly once per "
+    "transition through Kafka transactions (read them read_committed); the orders service turns "
+    "them into coupons.",
+)
+
 DEAD_LETTERS = Topic(
     name="socialproof.deadletter",
     key="source topic/partition/offset",
@@ -142,8 +164,10 @@ DEAD_LETTERS = Topic(
 
 #: every event topic, in a stable order
 EVENT_TOPICS: tuple[Topic, ...] = (
-    PRODUCTS, ORDERS, FRIENDSHIPS, REVIEWS, SHARES, USERS, QUESTIONS
+    PRODUCTS, ORDERS, FRIENDSHIPS, REVIEWS, SHARES, USERS, QUESTIONS, PROMOTIONS, REWARDS
 )
+#: what the stream processor consumes (and a rebuild replays): every event topic but its output
+PROCESSOR_TOPICS: tuple[Topic, ...] = tuple(t for t in EVENT_TOPICS if t is not REWARDS)
 ALL_TOPICS: tuple[Topic, ...] = EVENT_TOPICS + (DEAD_LETTERS,)
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
 

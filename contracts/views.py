@@ -110,6 +110,60 @@ Views (derived from the facts inside the same atomic script):
                                                 so the notes depend on the facts only, not on
                                                 their order (within ``NOTECAP_TTL_S``)
 
+Referrals and promotions (``services/counters/referrals.lua``; the reasoning is in
+``services/counters/store.py``). A purchase is *referred* when it carries a link token;
+the *credit* for a buyer's purchases of a product goes to the sharer of their earliest kept
+referred purchase of it (first touch, by ``(event ms, order id)``), never to the buyer's own
+link (self-referral), and moves to the next one when that purchase is refunded or cancelled:
+
+- ``{ns}:link:{token}``                   hash  ``s`` share id, ``u`` sharer, ``p`` product,
+                                                ``ts``: a share's link (``ProductShared``)
+- ``{ns}:linkwait:{token}``               set   referred order ids whose link is not known yet
+- ``{ns}:ro:{order_id}``                  hash  a referred purchase: ``u`` buyer, ``t`` token,
+                                                ``ts``, ``eid``, ``q:{product}`` quantities
+- ``{ns}:rb:{product}|{buyer}``           zset  the buyer's kept referred orders of the product
+                                                whose link is known and not their own, scored by
+                                                event ms (ties: order id); the first is credited
+- ``{ns}:credit:{product}|{buyer}``       hash  ``o`` credited order, ``s`` sharer, ``ts``: what
+                                                the first member of ``rb`` says now
+- ``{ns}:via:{product}``                  zset  credited buyers scored by their credited
+                                                purchase (ms): "bought through friends' shares"
+                                                windows are ``ZCOUNT now-window +inf``
+- ``{ns}:sharers:{product}``              zset  sharer -> credited buyers of the product (the
+                                                shop's top sharers; service token only)
+- ``{ns}:credits:{sharer}``               zset  ``{product}|{buyer}`` credited to the sharer,
+                                                scored by the credited purchase (ms)
+- ``{ns}:promo:{promotion_id}``           hash  the newest definition: ``p`` product or ``cat``
+                                                category, ``title``, ``goal``, ``from``/``to``
+                                                (ms; ``to`` = min(ends_at, ended)), ``cap``,
+                                                ``sk``/``sv``/``sc`` sharer reward kind, value,
+                                                currency, ``bk``/``bv``/``bc`` buyer reward,
+                                                ``ts``, ``eid``; ``ended`` (ms) once ended
+- ``{ns}:promos:{product}``               set   promotions scoped to the product
+- ``{ns}:catpromos:{category}``           set   promotions scoped to a category
+- ``{ns}:pcat:{product}``                 string the product's category (catalogue events)
+- ``{ns}:pc:{promotion_id}``              hash  sharer -> distinct buyers credited to them in
+                                                the promotion's scope and period (its progress)
+- ``{ns}:pq:{promotion_id}``              zset  sharers at or past the goal, scored by when they
+                                                reached it (ms of the goal-th buyer)
+- ``{ns}:reward:{reward_id}``             hash  ``P`` promotion, ``role`` sharer/buyer, ``u``,
+                                                ``coupon``, ``status`` earned/withdrawn/redeemed,
+                                                ``seq`` transitions emitted, ``buyers``
+- ``{ns}:rewards:{user}``                 set   the user's reward ids
+- ``{ns}:coupon:{code}``                  string its reward id
+- ``{ns}:redeemed:{code}``                string the order that redeemed it (purchase with
+                                                ``coupon``): the reward stays ``redeemed``
+- ``{base}:rewards:outbox``               stream reward transitions to emit, written by the
+                                                script for the live namespace only (``base`` is
+                                                ``SOCIALPROOF_REDIS_NAMESPACE``, the same across
+                                                rebuilds); fields ``type`` earned/withdrawn,
+                                                ``reward``, ``P``, ``role``, ``u``, ``coupon``,
+                                                ``kind``, ``value``, ``currency``, ``buyers``,
+                                                ``reason``, ``ts`` (event ms), ``seq``
+- ``{base}:rewards:relay``                hash  ``id`` the last outbox entry published, ``offset``
+                                                the reward topic's end after it (the relay's
+                                                checkpoint, ``services/counters/relay.py``)
+
 Announcements: the processor publishes a JSON list of changed product ids on the pub/sub
 channel ``{ns}:changes`` once per batch (coalesced), and the notifier pushes fresh state; and
 the users whose notes changed, as a JSON list, on ``{ns}:user-changes`` (also once per batch).
@@ -227,6 +281,57 @@ class Keys:
 
     def notes(self, user_id: str) -> str:
         return f"{self.ns}:notes:{user_id}"
+
+    def link(self, token: str) -> str:
+        return f"{self.ns}:link:{token}"
+
+    def credit(self, product_id: str, buyer_id: str) -> str:
+        return f"{self.ns}:credit:{product_id}|{buyer_id}"
+
+    def bought_via_shares(self, product_id: str) -> str:
+        return f"{self.ns}:via:{product_id}"
+
+    def sharers(self, product_id: str) -> str:
+        return f"{self.ns}:sharers:{product_id}"
+
+    def credits(self, sharer_id: str) -> str:
+        return f"{self.ns}:credits:{sharer_id}"
+
+    def promotion(self, promotion_id: str) -> str:
+        return f"{self.ns}:promo:{promotion_id}"
+
+    def product_promotions(self, product_id: str) -> str:
+        return f"{self.ns}:promos:{product_id}"
+
+    def category_promotions(self, category: str) -> str:
+        return f"{self.ns}:catpromos:{category}"
+
+    def product_category(self, product_id: str) -> str:
+        return f"{self.ns}:pcat:{product_id}"
+
+    def promotion_progress(self, promotion_id: str) -> str:
+        return f"{self.ns}:pc:{promotion_id}"
+
+    def promotion_qualified(self, promotion_id: str) -> str:
+        return f"{self.ns}:pq:{promotion_id}"
+
+    def reward(self, reward_id: str) -> str:
+        return f"{self.ns}:reward:{reward_id}"
+
+    def user_rewards(self, user_id: str) -> str:
+        return f"{self.ns}:rewards:{user_id}"
+
+    def coupon(self, code: str) -> str:
+        return f"{self.ns}:coupon:{code}"
+
+    @property
+    def rewards_outbox(self) -> str:
+        """Only meaningful on the base namespace's Keys (the same across rebuilds)."""
+        return f"{self.ns}:rewards:outbox"
+
+    @property
+    def rewards_relay(self) -> str:
+        return f"{self.ns}:rewards:relay"
 
     @property
     def erased(self) -> str:

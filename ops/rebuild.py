@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 import redis as redis_sync
 
 from contracts import namespaces
-from contracts.topics import EVENT_TOPICS
+from contracts.topics import PROCESSOR_TOPICS
 from ops import topics
 from socialproof.kafka import topic_name
 from socialproof.processes import ManagedProcess, free_port, worker_argv
@@ -115,7 +115,7 @@ def plan(settings: Settings, live_group: str, start: datetime | None = None,
     new = new_namespace_name(pointer.active)
     if next(iter(namespace_keys(client, new)), None) is not None:
         raise RebuildError(f"namespace {new!r} is not empty")
-    names = [topic_name(settings, t) for t in EVENT_TOPICS]
+    names = [topic_name(settings, t) for t in PROCESSOR_TOPICS]
     ends = {name: topics.true_end_offsets(settings, name) for name in names}
     return Plan(old=pointer.active, new=new, group=f"{live_group}-{new}",
                 live_group=live_group, start=start, ends=ends)
@@ -125,7 +125,7 @@ def group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
     """A group's committed offsets on the event topics (0 where it committed nothing)."""
     from confluent_kafka import ConsumerGroupTopicPartitions
 
-    names = {topic_name(settings, t) for t in EVENT_TOPICS}
+    names = {topic_name(settings, t) for t in PROCESSOR_TOPICS}
     adm = topics.admin(settings)  # kept alive until the future resolves
     result = adm.list_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group)], request_timeout=10)[group].result()

@@ -58,7 +58,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contracts import codec
 from contracts.events import Event
-from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, DeadLetter
+from contracts.topics import DEAD_LETTERS, PROCESSOR_TOPICS, DeadLetter
 from services.counters.settings import CountersSettings
 from services.counters.store import Changes, CounterStore
 from socialproof import logs
@@ -226,7 +226,7 @@ class BatchConsumer:
 
         s = self.settings
         self.consumer = consumer = AIOKafkaConsumer(
-            *(topic_name(s, t) for t in EVENT_TOPICS),
+            *(topic_name(s, t) for t in PROCESSOR_TOPICS),
             bootstrap_servers=s.kafka_bootstrap_servers,
             group_id=s.worker_consumer_group,
             client_id=f"{s.worker_consumer_group}-worker",
@@ -346,7 +346,7 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
         value_serializer="raw",
     )
     source = app.topic(
-        *(topic_name(settings, t) for t in EVENT_TOPICS),
+        *(topic_name(settings, t) for t in PROCESSOR_TOPICS),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",

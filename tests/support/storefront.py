@@ -83,14 +83,22 @@ def product(product_id: str, name: str = "Test product") -> ev.Event:
     )
 
 
-def order(orders_api: httpx.Client, user_id: str, product_id: str, timeout: float = 10) -> dict:
+def order(
+    orders_api: httpx.Client,
+    user_id: str,
+    product_id: str,
+    timeout: float = 10,
+    **extra: object,
+) -> dict:
     """Place an order through the orders API. The product must have been published (``product``):
     the orders service learns products from the product topic, so a just-published product may
-    still be unknown for a moment (422): retried until accepted."""
+    still be unknown for a moment (422): retried until accepted. ``extra``: more body fields
+    (``referral``, ``coupon``)."""
     body = {
         "user_id": user_id,
         "currency": "EUR",
         "lines": [{"product_id": product_id, "quantity": 1, "unit_price": "19.99"}],
+        **extra,
     }
 
     def attempt() -> dict | None:

@@ -248,12 +248,15 @@ def _prepare(nodes: list[KafkaNode], echo: bool) -> tuple[str, str]:
 
 def single_node(
     port: int, data_dir: Path, controller_port: int | None = None, echo_fetch: bool = True,
-    **kwargs: object,
+    overrides: Mapping[str, str] | None = None, **kwargs: object,
 ) -> ManagedProcess:
     """One combined-mode KRaft process on ``port`` with its log dir under ``data_dir``; returns
-    the (not yet started) process. ``kwargs`` go to :class:`ManagedProcess` (log path, echo)."""
+    the (not yet started) process. ``overrides`` are broker properties set over the defaults
+    (tests: e.g. a lower ``group.min.session.timeout.ms``); ``kwargs`` go to
+    :class:`ManagedProcess` (log path, echo)."""
     controller_port = controller_port or free_port()
-    node = KafkaNode(1, port, controller_port, data_dir, f"1@127.0.0.1:{controller_port}")
+    node = KafkaNode(1, port, controller_port, data_dir, f"1@127.0.0.1:{controller_port}",
+                     overrides=dict(overrides or {}))
     java, classpath = _prepare([node], echo_fetch)
     proc = node.process(java, classpath, **kwargs)
     proc.name = "kafka"

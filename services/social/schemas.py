@@ -51,6 +51,16 @@ RATE_LIMITED: dict[int | str, dict[str, Any]] = {
         },
     }
 }
+SHARE_RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorBody,
+        "description": "the user created `SOCIALPROOF_SHARE_LINKS_PER_HOUR` shares (referral "
+        "links) in the last hour; retry after `Retry-After` s",
+        "headers": {
+            "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+        },
+    }
+}
 #: reads that mark verified buyers answer 503 rather than guess when Redis does not answer
 UNVERIFIABLE = {
     503: {
@@ -184,6 +194,9 @@ class Share(BaseModel):
                     "user_id": "u-ana",
                     "product_id": "cup-espresso",
                     "channel": "whatsapp",
+                    "link_token": "lk-k7q2m5x3vd4ra6hn2tb7wczp4e",
+                    "link": "https://shop.example/products/cup-espresso"
+                    "?ref=lk-k7q2m5x3vd4ra6hn2tb7wczp4e",
                     "event_id": "9e3c1b7a-2f4d-4e8a-b1c2-d3e4f5a6b7c8",
                     "occurred_at": "2026-11-24T10:00:00Z",
                 }
@@ -195,6 +208,15 @@ class Share(BaseModel):
     user_id: str
     product_id: str
     channel: str
+    link_token: str = Field(
+        description="this share's referral token (`lk-` and 26 base32 characters, 130 random "
+        'bits): a friend\'s order carries it as `"referral"` and the stream processor credits '
+        "the sharer"
+    )
+    link: str = Field(
+        description="the storefront page to send (`SOCIALPROOF_STOREFRONT_URL`) with "
+        "`?ref=<link_token>`"
+    )
     event_id: uuid.UUID
     occurred_at: datetime
 

@@ -1,5 +1,5 @@
-"""The social service's settings: its port, the shop's privacy defaults, and the limits of
-questions and answers."""
+"""The social service's settings: its port, the shop's privacy defaults, the limits of questions
+and answers, and the referral links shares answer with."""
 
 from __future__ import annotations
 
@@ -19,4 +19,17 @@ class SocialSettings(PrivacyDefaults):
         default=3,
         ge=1,
         description="reports from distinct users that hide a question or an answer",
+    )
+    share_links_per_hour: int = Field(
+        default=30,
+        ge=1,
+        description="shares (each a new referral link) one user may create per rolling hour "
+        "(then 429)",
+    )
+    storefront_url: str = Field(
+        default="http://127.0.0.1:8004/demo",
+        pattern=r"^https?://\S+$",
+        description="the storefront page a share's referral link opens, `?ref=<link token>` "
+        "added; `{product_id}` in it is replaced by the shared product (default: the notifier's "
+        "demo storefront)",
     )

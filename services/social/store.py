@@ -1,4 +1,5 @@
-"""What the social service keeps in, and reads from, Redis for questions and answers.
+"""What the social service keeps in, and reads from, Redis: rolling-hour limits, Q&A reports,
+verified buyers.
 
 Its own keys, shared by every process of the service, sit outside the serving namespaces (under
 ``socialproof:<SOCIALPROOF_REDIS_NAMESPACE>:social:``, beside the namespace pointer of
@@ -7,6 +8,8 @@ Its own keys, shared by every process of the service, sit outside the serving na
 - ``…:social:posts:{user}``       zset  the user's recent questions and answers (member: a random
                                         id, score: ms), for the rolling-hour limit
                                         (``SOCIALPROOF_QA_POSTS_PER_HOUR``); expires after an hour
+- ``…:social:links:{user}``       zset  the user's recent shares, each a new referral link (same
+                                        shape), for ``SOCIALPROOF_SHARE_LINKS_PER_HOUR``
 - ``…:social:reports:{target}:{id}``  hash  reporter -> reason, one report per user; at
                                         ``SOCIALPROOF_QA_REPORTS_TO_HIDE`` of them the service
                                         publishes ``qa.moderated`` hidden=true, reason
@@ -29,7 +32,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import redis.asyncio as aioredis
 
@@ -37,9 +40,11 @@ from contracts import namespaces
 from contracts.views import Keys
 
 Target = Literal["question", "answer"]
+#: what is limited per user and rolling hour: Q&A posts, share links
+Limited = Literal["posts", "links"]
 HOUR_MS = 3_600_000
 
-#: the rolling-hour post limit, atomically: ``posts_limit.lua`` (its header says the arguments)
+#: the rolling-hour limits, atomically: ``posts_limit.lua`` (its header says the arguments)
 TAKE_LUA = (Path(__file__).parent / "posts_limit.lua").read_text(encoding="utf-8")
 
 
@@ -49,24 +54,24 @@ class QaStore:
         self.prefix = f"socialproof:{base_namespace}:social"
         self._take = redis.register_script(TAKE_LUA)
 
-    # --- the rolling-hour limit on posts --------------------------------------------------------
+    # --- the rolling-hour limits on posts and links --------------------------------------------
 
-    def _posts(self, user_id: str) -> str:
-        return f"{self.prefix}:posts:{user_id}"
+    def _limited(self, kind: Limited, user_id: str) -> str:
+        return f"{self.prefix}:{kind}:{user_id}"
 
-    async def take_post(self, user_id: str, per_hour: int) -> tuple[str | None, int]:
-        """(a slot to :meth:`release` if the post fails, 0) or (None, seconds to wait)."""
+    async def take(self, kind: Limited, user_id: str, per_hour: int) -> tuple[str | None, int]:
+        """(a slot to :meth:`release` if the write fails, 0) or (None, seconds to wait)."""
         slot = uuid.uuid4().hex
         now = int(time.time() * 1000)
         taken, wait_ms = await self._take(
-            keys=[self._posts(user_id)], args=[now, HOUR_MS, per_hour, slot]
+            keys=[self._limited(kind, user_id)], args=[now, HOUR_MS, per_hour, slot]
         )
         if taken:
             return slot, 0
         return None, max(1, math.ceil(int(wait_ms) / 1000))
 
-    async def release_post(self, user_id: str, slot: str) -> None:
-        await self.redis.zrem(self._posts(user_id), slot)
+    async def release(self, kind: Limited, user_id: str, slot: str) -> None:
+        await self.redis.zrem(self._limited(kind, user_id), slot)
 
     # --- reports --------------------------------------------------------------------------------
 
@@ -91,13 +96,16 @@ class QaStore:
         return int(await self.redis.hlen(self._reports(target, target_id)))
 
     async def forget_user(self, user_id: str) -> None:
-        """Erasure: the user's reports and post times go."""
+        """Erasure: the user's reports and post and link times go."""
         reported = await self.redis.smembers(self._reporter(user_id))
         async with self.redis.pipeline(transaction=True) as pipe:
             for entry in reported:
                 target, _, target_id = entry.partition(":")
                 pipe.hdel(self._reports(target, target_id), user_id)  # type: ignore[arg-type]
-            pipe.delete(self._reporter(user_id), self._posts(user_id))
+            pipe.delete(
+                self._reporter(user_id),
+                *(self._limited(kind, user_id) for kind in get_args(Limited)),
+            )
             await pipe.execute()
 
     # --- verified buyers (the stream processor's view) -----------------------------------------

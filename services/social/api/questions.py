@@ -10,12 +10,10 @@ Redis does not answer, never a guess)."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.exceptions
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -31,6 +29,7 @@ from services.social.api.deps import (
     caught_up,
     not_erased,
 )
+from services.social.api.limits import HourlyLimit
 from services.social.qa import ranked
 from services.social.schemas import (
     NOT_FOUND_QUESTION,
@@ -53,14 +52,12 @@ from socialproof.http import (
     ERROR_RESPONSES,
     ApiError,
     ErrorBody,
-    FieldError,
     ServiceAuth,
 )
 from socialproof.idempotency import IdempotencyKey, idempotent
 from socialproof.paging import Cursor, Limit, Page, paginate
 
 router = APIRouter(tags=["questions"])
-log = logging.getLogger("socialproof.social")
 
 CREATED_RESPONSES = {
     409: {"model": ErrorBody, "description": "erased user, or Idempotency-Key reused"},
@@ -70,33 +67,9 @@ CREATED_RESPONSES = {
 }
 
 
-class PostLimit:
-    """One post's place in its author's rolling-hour budget: taken by the checks before
-    publishing, given back when the post fails (a retry then does not count twice)."""
-
-    def __init__(self, store: QaStore, settings: SocialSettings, user_id: str) -> None:
-        self.store, self.per_hour, self.user_id = store, settings.qa_posts_per_hour, user_id
-        self.slot: str | None = None
-
-    async def take(self) -> None:
-        self.slot, wait_s = await self.store.take_post(self.user_id, self.per_hour)
-        if self.slot is None:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"user {self.user_id} posted {self.per_hour} questions and answers in the last "
-                f"hour; retry in {wait_s} s",
-                fields=[FieldError(field="user_id", message="too many posts", type="rate_limited")],
-                headers={"Retry-After": str(wait_s)},
-            )
-
-    async def give_back(self) -> None:
-        if self.slot is not None:
-            try:
-                await self.store.release_post(self.user_id, self.slot)
-            except redis.exceptions.RedisError as exc:  # it expires within the hour anyway
-                log.warning("could not give a post back", extra={"error": repr(exc)})
-            self.slot = None
+def post_limit(store: QaStore, settings: SocialSettings, user_id: str) -> HourlyLimit:
+    """The author's budget of questions and answers (``SOCIALPROOF_QA_POSTS_PER_HOUR``)."""
+    return HourlyLimit(store, "posts", user_id, settings.qa_posts_per_hour, "questions and answers")
 
 
 def new_ids(id_field: str, prefix: str) -> dict[str, Any]:
@@ -134,7 +107,7 @@ async def ask(
     emit: Emit,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    limit = PostLimit(store, settings, body.user_id)
+    limit = post_limit(store, settings, body.user_id)
 
     async def check() -> None:
         not_erased(graph, user_id=body.user_id)
@@ -185,7 +158,7 @@ async def answer(
     emit: Emit,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    limit = PostLimit(store, settings, body.user_id)
+    limit = post_limit(store, settings, body.user_id)
     product_id = ""
 
     async def check() -> None:

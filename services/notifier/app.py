@@ -13,7 +13,13 @@ Viewer tokens: ``POST /v1/viewer-tokens`` ``{"viewer_id"}`` with the service tok
 
 Live push (see :mod:`services.notifier.api.live`): SSE ``GET /v1/proof/stream?products=…`` and
 the WebSocket ``/v1/proof/ws?products=…``. A viewer's own notifications (questions asked about
-what they bought): SSE ``GET /v1/me/stream`` with their viewer token (:mod:`.api.me`).
+what they bought) and their progress in share-to-unlock promotions: SSE ``GET /v1/me/stream``
+with their viewer token (:mod:`.api.me`).
+
+Promotions (issue #17, :mod:`.api.promotions`): a sharer's progress
+``GET /v1/promotions/{id}/progress?user_id=U`` (service token or U's viewer token), a product's
+active promotions ``GET /v1/products/{id}/promotions`` (public) and its top sharers
+``GET /v1/products/{id}/sharers`` (service token); the proof carries ``bought_via_shares``.
 
 ``SOCIALPROOF_REVIEWS_VERIFIED_ONLY``: review count, average and histogram are those of
 verified-purchase reviews only (the ``verified_*`` figures are always in the answer).
@@ -25,7 +31,8 @@ single-product read are answered before the ASGI stack.
 
 Storefront: ``/widget.js`` (the embeddable badge) and, only when ``SOCIALPROOF_DEMO_ENABLED`` is
 true (``make run`` sets it), the demo storefront at ``/demo`` (with its product questions,
-:mod:`.api.demoqa`, which calls the social service with the service token: dev only).
+:mod:`.api.demoqa`, and its shares and orders, :mod:`.api.demoshop`, which call the social and
+orders services with the service token: dev only).
 
 Layout: this module builds the app and its state (``app.state``: the reader, the cache, the hub,
 tokens, the rate limiter, the fast path); the routes are in :mod:`services.notifier.api` (``proof``
@@ -50,10 +57,21 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from contracts import namespaces
 from contracts.views import Keys
-from services.notifier.api import demoqa, explain, live, me, proof, storefront, tokens
+from services.notifier.api import (
+    demoqa,
+    demoshop,
+    explain,
+    live,
+    me,
+    promotions,
+    proof,
+    storefront,
+    tokens,
+)
 from services.notifier.cache import CachedProofs, ProofCache
 from services.notifier.fastpath import Cors, FastPath, protocol_class
 from services.notifier.hub import Hub
+from services.notifier.promotions import PromotionReader
 from services.notifier.proof import ProofReader
 from services.notifier.ratelimit import RateLimiter
 from services.notifier.settings import NotifierSettings
@@ -163,6 +181,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             user_channel=f"{reader.keys.ns}:user-changes",  # users with new notes (issue #19)
         )
         app.state.redis, app.state.reader, app.state.hub = redis, reader, hub
+        app.state.promotions = PromotionReader(reader, settings.default_share_purchases)
         app.state.proofs, app.state.read_states = proofs, read_states
         app.state.read_encoded = read_encoded
         app.state.broker = BrokerProbe(settings)
@@ -214,9 +233,10 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
     # the widget (and the demo's pages), read once; the demo's routes exist only when it is on
     app.state.storefront = storefront.assets(settings)
-    for api in (tokens, proof, explain, live, me, storefront):
+    for api in (tokens, proof, explain, live, me, promotions, storefront):
         app.include_router(api.router)
     if settings.demo_enabled:
         app.include_router(storefront.demo_router)
         app.include_router(demoqa.router)  # asks and answers with the service token: dev only
+        app.include_router(demoshop.router)  # shares and orders with the service token: dev only
     return app

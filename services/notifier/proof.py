@@ -3,9 +3,10 @@
 The read side of the stream processor's counters, used by the notifier's endpoints (and by
 tests and ``make bench`` directly). Stable methods of :class:`ProofReader`:
 
-- ``read_many(ids)`` / ``read(id)``: public counters per product (bought windows, reviews with
-  their verified-purchase subset, shares, questions), one pipelined round trip for any number of
-  products. Counters an older processor never wrote (``vcount``, ``{ns}:qa:{p}``) read as zeros.
+- ``read_many(ids)`` / ``read(id)``: public counters per product (bought windows, bought through
+  friends' shares (24 h / 7 d, from ``{ns}:via:{p}``), reviews with their verified-purchase
+  subset, shares, questions), one pipelined round trip for any number of products. Counters an
+  older processor never wrote (``vcount``, ``{ns}:qa:{p}``, ``{ns}:via:{p}``) read as zeros.
 - ``read_personal(id, viewer_id)``: ``read(id)`` and ``friends_bought(viewer_id, id)`` in one
   round trip.
 - ``friends_bought(viewer_id, product_id)``: ``(count, up to 3 first names)`` of the viewer's
@@ -50,12 +51,21 @@ from contracts.views import (
 )
 
 MAX_FRIEND_NAMES = 3
+#: "bought through friends' shares": distinct credited buyers by their credited purchase's time
+VIA_WINDOWS_MS: dict[str, int] = {label: BOUGHT_WINDOWS_MS[label] for label in ("24h", "7d")}
 
 
 class BoughtCounts(BaseModel):
     h1: int = Field(alias="1h", serialization_alias="1h", description="distinct buyers, last hour")
     h24: int = Field(alias="24h", serialization_alias="24h", description="distinct buyers, 24 h")
     d7: int = Field(alias="7d", serialization_alias="7d", description="distinct buyers, 7 days")
+
+
+class ViaShares(BaseModel):
+    """Distinct buyers whose purchase is credited to a friend's share link (issue #17)."""
+
+    h24: int = Field(default=0, serialization_alias="24h", description="credited buyers, 24 h")
+    d7: int = Field(default=0, serialization_alias="7d", description="credited buyers, 7 days")
 
 
 def _no_stars() -> dict[str, int]:
@@ -99,6 +109,10 @@ class QuestionCounts(BaseModel):
 class Proof(BaseModel):
     product_id: str
     bought: BoughtCounts
+    bought_via_shares: ViaShares = Field(
+        default_factory=ViaShares,
+        description="distinct buyers who bought through a friend's share link (first touch)",
+    )
     reviews: ReviewSummary
     shares: ShareCounts
     questions: QuestionCounts = Field(default_factory=QuestionCounts)
@@ -268,6 +282,9 @@ class ProofReader:
             buyers = self.keys.buyers(product_id)
             for window_ms in BOUGHT_WINDOWS_MS.values():
                 pipe.zcount(buyers, now_ms - window_ms, "+inf")
+            via = self.keys.bought_via_shares(product_id)
+            for window_ms in VIA_WINDOWS_MS.values():
+                pipe.zcount(via, now_ms - window_ms, "+inf")
             share_times = self.keys.share_times(product_id)
             for window_ms in SHARE_WINDOWS_MS.values():
                 pipe.zcount(share_times, now_ms - window_ms, "+inf")
@@ -277,12 +294,14 @@ class ProofReader:
 
     def _proofs(self, product_ids: list[str], replies: list, now_ms: int) -> list[Proof]:
         as_of = datetime.fromtimestamp(now_ms / 1000, UTC)
-        width = len(BOUGHT_WINDOWS_MS) + len(SHARE_WINDOWS_MS) + 3
+        nb, nv = len(BOUGHT_WINDOWS_MS), len(VIA_WINDOWS_MS)
+        width = nb + nv + len(SHARE_WINDOWS_MS) + 3
         proofs = []
         for i, product_id in enumerate(product_ids):
             row = replies[i * width : (i + 1) * width]
-            bought = dict(zip(BOUGHT_WINDOWS_MS, row[: len(BOUGHT_WINDOWS_MS)], strict=True))
-            h1, h24 = row[len(BOUGHT_WINDOWS_MS) : len(BOUGHT_WINDOWS_MS) + 2]
+            bought = dict(zip(BOUGHT_WINDOWS_MS, row[:nb], strict=True))
+            via24, via7 = row[nb : nb + nv]
+            h1, h24 = row[nb + nv : nb + nv + 2]
             reviews_raw, shares_raw, qa_raw = row[-3:]
             by_channel = {
                 field[3:]: int(v)
@@ -293,6 +312,7 @@ class ProofReader:
                 Proof(
                     product_id=product_id,
                     bought=BoughtCounts.model_validate(bought),
+                    bought_via_shares=ViaShares(h24=via24, d7=via7),
                     reviews=review_summary(reviews_raw, self.reviews_verified_only),
                     shares=ShareCounts(
                         h1=h1, h24=h24, total=int(shares_raw.get("total", 0)), by_channel=by_channel

@@ -61,8 +61,10 @@ class NotifierSettings(PrivacyDefaults):
         default=False,
         description="serve the demo storefront and issue viewer tokens without auth (dev only)",
     )
-    # the demo storefront's questions call the dev stack's social service there (dev only)
+    # the demo storefront's questions and shares call the dev stack's social service there, its
+    # buy buttons the orders service (dev only)
     social_port: int = port_field("social")  # type: ignore[assignment]
+    orders_port: int = port_field("orders")  # type: ignore[assignment]
     demo_catalog_path: str = Field(
         default="",
         description="JSON file of the demo storefront's products and viewers (socialproof "

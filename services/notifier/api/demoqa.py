@@ -41,18 +41,29 @@ class DemoPostIn(BaseModel):
     text: QaText
 
 
-async def _social(request: Request, method: str, path: str, body: dict | None = None) -> Response:
+async def forward(
+    request: Request,
+    service: str,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Calls the dev stack's ``service`` (``social`` or ``orders``) with the service token and
+    passes its status and body back; 503 when it cannot be reached. Also used by
+    :mod:`.demoshop`."""
     settings: NotifierSettings = request.app.state.settings
-    url = f"http://127.0.0.1:{settings.social_port}{path}"
-    headers = {"Authorization": f"Bearer {settings.require_service_token()}"}
+    port = settings.social_port if service == "social" else settings.orders_port
+    url = f"http://127.0.0.1:{port}{path}"
+    sent = {"Authorization": f"Bearer {settings.require_service_token()}", **(headers or {})}
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
-            answer = await client.request(method, url, json=body, headers=headers)
+            answer = await client.request(method, url, json=body, headers=sent)
     except httpx.HTTPError as exc:
         return error_response(
             503,
-            "social_unavailable",
-            f"the social service is unavailable ({type(exc).__name__})",
+            f"{service}_unavailable",
+            f"the {service} service is unavailable ({type(exc).__name__})",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     return Response(
@@ -61,6 +72,10 @@ async def _social(request: Request, method: str, path: str, body: dict | None = 
         media_type=answer.headers.get("content-type", "application/json"),
         headers={"Cache-Control": "no-store"},
     )
+
+
+async def _social(request: Request, method: str, path: str, body: dict | None = None) -> Response:
+    return await forward(request, "social", method, path, body)
 
 
 @router.get(

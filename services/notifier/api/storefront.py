@@ -5,7 +5,8 @@
 - The demo storefront, only when ``SOCIALPROOF_DEMO_ENABLED=true`` (``make run`` sets it):
   ``/`` redirects to ``/demo``; ``/demo`` is a shop page with product cards and live badges, a
   viewer switcher, a recent-activity ticker, a trending strip and the viewer's own notifications
-  (``/v1/me/stream``); ``/demo/catalog`` is the demo
+  (``/v1/me/stream``), buy buttons that pass on a referral link's ``?ref=`` token and a
+  share-to-unlock card in the product page (:mod:`.demoshop`); ``/demo/catalog`` is the demo
   catalog the traffic simulator fills: ``static/demo-catalog.json`` (the simulator's default
   seed) or the file ``SOCIALPROOF_DEMO_CATALOG_PATH`` names (``make run`` writes one for its
   seed with ``socialproof simulate --write-catalog``).
@@ -64,7 +65,8 @@ def assets(settings: NotifierSettings) -> Assets:
 
     log.warning(
         "demo storefront enabled: /demo/viewer-tokens issues viewer tokens without auth and "
-        "/demo/products/*/questions asks and answers with the service token; never enable "
+        "/demo/products/*/questions, /demo/products/*/shares and /demo/orders ask, answer, "
+        "share and buy with the service token; never enable "
         "SOCIALPROOF_DEMO_ENABLED outside development"
     )
     pages = {name: _asset(name) for name in ("demo.html", "demo.js", "demo.css")}

@@ -2,7 +2,11 @@
  * recent-activity ticker, the viewer's own notifications (GET /v1/me/stream: questions asked
  * about what they bought) and a product page with its questions and answers, asked and answered
  * as the selected viewer (/demo/products/{id}/questions, dev only).
- * ?products=a,b and ?viewers=u1,u2 override the demo catalog. */
+ * Share to unlock: the widget's card on product pages (and its offer on the cards); its share
+ * button shares as the viewer (/demo/products/{id}/shares, dev only) and shows a link to this page
+ * with ?ref=<link token>; buy buttons order as the viewer (/demo/orders, dev only), carrying the
+ * ?ref= token this page was opened with as the order's referral.
+ * ?products=a,b and ?viewers=u1,u2 override the demo catalog; ?open=p opens a product's page. */
 (function () {
   "use strict";
   var params = new URLSearchParams(location.search);
@@ -14,6 +18,9 @@
   var tokenTimer = null;
   var notes = { source: null, viewer: null, lastId: null };
   var lang = "en";
+  var prices = {};     // product id -> price
+  // the referral link this page was opened through: every order from here carries its token
+  var referral = /^lk-[a-z2-7]{26}$/.test(params.get("ref") || "") ? params.get("ref") : null;
   var PALETTE = ["#ffe3d3", "#dff3e4", "#e2e9ff", "#fff2c9", "#f4e1ff", "#d9f4f7"];
   var ACTIONS = {
     en: { purchase: "bought", bought: "bought", review: "reviewed", reviewed: "reviewed", share: "shared", shared: "shared" },
@@ -51,7 +58,20 @@
       var badge = el("div");
       badge.setAttribute("data-socialproof-product", p.id);
       card.appendChild(badge);
-      var more = el("button", "more", "Questions and answers");
+      var offer = el("div");
+      offer.setAttribute("data-socialproof-share", p.id);
+      offer.setAttribute("data-compact", "");
+      card.appendChild(offer);
+      var row = el("div", "buyrow");
+      var buyButton = el("button", "buy", "Buy");
+      buyButton.type = "button";
+      var status = el("span", "buy-status muted");
+      status.setAttribute("role", "status");
+      buyButton.addEventListener("click", function () { buy(p.id, buyButton, status); });
+      row.appendChild(buyButton);
+      row.appendChild(status);
+      card.appendChild(row);
+      var more = el("button", "more", "Details, sharing, questions");
       more.type = "button";
       more.addEventListener("click", function () { openProduct(p.id); });
       card.appendChild(more);
@@ -134,7 +154,13 @@
     var badge = el("div");
     badge.setAttribute("data-socialproof-product", productId);
     holder.appendChild(badge);
+    var shareHolder = $("product-share");
+    shareHolder.textContent = "";
+    var card = el("div");
+    card.setAttribute("data-socialproof-share", productId);
+    shareHolder.appendChild(card);
     SocialProof.scan();
+    $("product-buy-status").textContent = "";
     $("qa-status").textContent = "";
     $("questions").textContent = "";
     postable();
@@ -149,6 +175,60 @@
       forms[i].querySelector("button").disabled = !viewer;
       forms[i].title = viewer ? "" : "choose a viewer to post";
     }
+    var buttons = document.querySelectorAll("button.buy");
+    for (var j = 0; j < buttons.length; j++) {
+      buttons[j].disabled = !viewer;
+      buttons[j].title = viewer ? "" : "choose a viewer to buy";
+    }
+  }
+
+  /* Orders one as the viewer; the page's ?ref= token goes along as the referral. */
+  function buy(productId, button, status) {
+    if (!viewer) return;
+    var body = { user_id: viewer, product_id: productId, unit_price: prices[productId] || "19.99" };
+    if (referral) body.referral = referral;
+    button.disabled = true;
+    status.textContent = "ordering…";
+    fetch("/demo/orders", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Idempotency-Key": key() },
+      body: JSON.stringify(body),
+    }).then(function (r) {
+      return r.json().then(function (answer) { return { ok: r.ok, body: answer }; });
+    }).then(function (answer) {
+      if (!answer.ok) throw new Error(answer.body.message || answer.body.error || "refused");
+      status.textContent = "ordered" + (referral ? " (through a friend's link)" : "");
+      status.setAttribute("data-order", answer.body.order_id || "");
+    }).catch(function (e) {
+      status.textContent = "not ordered: " + e.message;
+    }).then(postable);
+  }
+
+  function key() {
+    return window.crypto && crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random();
+  }
+
+  /* The widget's share button: a share as the viewer, and a link to this page with its token.
+   * One link per viewer and product for the session (links are rate limited per user). */
+  function shareAsViewer(productId) {
+    if (!viewer) return Promise.reject(new Error("choose a viewer to share"));
+    var cached = "sp-link|" + viewer + "|" + productId;
+    var known = sessionStorage.getItem(cached);
+    if (known) return Promise.resolve({ link: known });
+    return fetch("/demo/products/" + encodeURIComponent(productId) + "/shares", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user_id: viewer, channel: "link" }),
+    }).then(function (r) {
+      return r.json().then(function (answer) {
+        if (!r.ok) throw new Error(answer.message || answer.error || "refused");
+        if (!answer.link_token) throw new Error("the social service gave no link token");
+        var link = location.origin + location.pathname + "?ref=" + encodeURIComponent(answer.link_token) +
+          "&open=" + encodeURIComponent(productId);
+        sessionStorage.setItem(cached, link);
+        return { link: link, link_token: answer.link_token };
+      });
+    });
   }
 
   function loadQuestions() {
@@ -295,7 +375,7 @@
     products = override
       ? override.split(",").filter(Boolean).map(function (id) { return { id: id, name: id }; })
       : catalog.products || [];
-    products.forEach(function (p) { names[p.id] = p.name; });
+    products.forEach(function (p) { names[p.id] = p.name; prices[p.id] = p.price; });
     (catalog.products || []).forEach(function (p) { names[p.id] = names[p.id] || p.name; });
     var viewers = params.get("viewers")
       ? params.get("viewers").split(",").filter(Boolean).map(function (id) { return { id: id, name: id }; })
@@ -319,6 +399,11 @@
       SocialProof.setLang(lang);
       refreshTicker();
     });
+    SocialProof.setShareHandler(shareAsViewer);
+    $("product-buy").addEventListener("click", function () {
+      if (shown) buy(shown, $("product-buy"), $("product-buy-status"));
+    });
+    if (referral) $("referral").hidden = false;
     renderCards();
     var initial = params.get("viewer") || (viewers[0] && !params.get("viewers") ? viewers[0].id : "");
     select.value = initial;
@@ -327,6 +412,7 @@
     refreshTicker();
     setInterval(refreshTrending, 5000);
     setInterval(refreshTicker, 5000);
+    if (params.get("open")) openProduct(params.get("open"));
     document.body.setAttribute("data-ready", "1");
   }
 

@@ -8,13 +8,19 @@ storefront is alive on first open. ``make run`` starts it; by hand::
 What it does, with the service token (``SOCIALPROOF_SERVICE_TOKEN``) against the services on
 ``SOCIALPROOF_{CATALOG,ORDERS,SOCIAL}_PORT`` (or ``--catalog-url`` …):
 
-1. set-up: the demo catalog (:data:`DEMO_PRODUCTS`), users with first names, their privacy
-   choices (most opt in, as the demo data should) and a heavy-tailed friendship graph; the
-   best-connected users are the demo storefront's viewers (:func:`demo_catalog`);
+1. set-up: the demo catalog (:data:`DEMO_PRODUCTS`, :mod:`tools.simulate_world`), users with
+   first names, their privacy choices (most opt in, as the demo data should) and a heavy-tailed
+   friendship graph; the best-connected users are the demo storefront's viewers
+   (:func:`demo_catalog`);
 2. warm-up: ``--warmup`` events as fast as the services take them (while the friendships are
    still being sent), so counters are above the widget's thresholds when the page opens;
 3. then ``--rate`` events per second: purchases (Zipf-popular products), refunds, reviews and
    edits, shares, consent changes.
+
+Share to unlock (issue #17, :mod:`tools.simulate_referrals`): the set-up defines the demo's
+promotions at the catalog, every share's answer gives a link token, and about a third of the
+purchases arrive through a friend's link (``referral``), so "bought through friends' shares"
+and sharers' progress move too.
 
 The world and the event sequence come from :mod:`tools.loadgen` (deterministic by seed;
 ``SOCIALPROOF_DEMO_SEED`` is also what the demo storefront uses to pick its viewers); each
@@ -26,7 +32,6 @@ back-off (longer each time, reset on success).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -36,6 +41,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,25 +49,19 @@ import httpx
 import typer
 
 from contracts import events as ev
-from tools.loadgen import DEFAULT_MIX, LoadConfig, LoadGenerator
+from tools.loadgen import LoadConfig, LoadGenerator
+from tools.simulate_referrals import Referrals, promotion_bodies
+from tools.simulate_world import (
+    DEFAULT_USERS,
+    DEMO_PRODUCTS,
+    DEMO_VIEWERS,
+    demo_config,
+    write_demo_catalog,
+)
+from tools.simulate_world import demo_catalog as demo_catalog  # re-exported: the demo world
 
 log = logging.getLogger("tools.simulate")
 
-#: the demo shop's products: the loadgen's ``p0`` … (``p0`` is the most popular, Zipf)
-DEMO_PRODUCTS: list[dict[str, str]] = [
-    {"id": "p0", "name": "Espresso machine", "category": "kitchen", "price": "249.00"},
-    {"id": "p1", "name": "Noise-cancelling headphones", "category": "audio", "price": "179.00"},
-    {"id": "p2", "name": "Trail running sneakers", "category": "sports", "price": "119.00"},
-    {"id": "p3", "name": "Waterproof backpack", "category": "outdoor", "price": "89.00"},
-    {"id": "p4", "name": "Smart watch", "category": "electronics", "price": "229.00"},
-    {"id": "p5", "name": "Bestselling novel", "category": "books", "price": "18.90"},
-    {"id": "p6", "name": "Monstera plant", "category": "home", "price": "34.00"},
-    {"id": "p7", "name": "Reading lamp", "category": "home", "price": "59.00"},
-    {"id": "p8", "name": "Acoustic guitar", "category": "music", "price": "299.00"},
-    {"id": "p9", "name": "Instant camera", "category": "electronics", "price": "99.00"},
-    {"id": "p10", "name": "Cast-iron teapot", "category": "kitchen", "price": "45.00"},
-    {"id": "p11", "name": "Yoga mat", "category": "sports", "price": "29.00"},
-]  # fmt: skip
 REVIEW_TEXTS = {
     5: "Love it, would buy again.",
     4: "Very good, small nits.",
@@ -69,47 +69,6 @@ REVIEW_TEXTS = {
     2: "Expected more.",
     1: "Not for me.",
 }
-DEFAULT_USERS = 120
-#: how many demo users the storefront's viewer switcher offers (the best connected)
-DEMO_VIEWERS = 4
-
-
-def demo_config(seed: int = 42, users: int = DEFAULT_USERS) -> LoadConfig:
-    """The demo world: a small shop where most users opt in (as the demo data should)."""
-    return LoadConfig(
-        seed=seed,
-        users=users,
-        products=len(DEMO_PRODUCTS),
-        mean_friends=12,
-        consent_share_rate=0.85,
-        consent_feed_rate=0.85,
-        consent_questions_rate=0.6,
-        # the default activity plus questions and answers, so the demo's Q&A is alive too
-        # (about 4 posts per user an hour at 5 events/s: under SOCIALPROOF_QA_POSTS_PER_HOUR)
-        mix={**DEFAULT_MIX, "question": 0.01, "answer": 0.02},
-        producer="simulate",
-    )
-
-
-def demo_catalog(seed: int = 42, users: int = DEFAULT_USERS) -> dict[str, Any]:
-    """What the demo storefront shows: the products, and the best-connected users as viewers."""
-    gen = LoadGenerator(demo_config(seed, users))
-    degree: Counter[str] = Counter()
-    for a, b in gen.friendship_pairs():
-        degree[a] += 1
-        degree[b] += 1
-    viewers = sorted(degree, key=lambda u: (-degree[u], u))[:DEMO_VIEWERS]
-    return {
-        "currency": "EUR",
-        "products": [dict(p) for p in DEMO_PRODUCTS],
-        "viewers": [{"id": u, "name": gen.first_names[u], "friends": degree[u]} for u in viewers],
-    }
-
-
-def write_demo_catalog(path: Path, seed: int = 42, users: int = DEFAULT_USERS) -> None:
-    """The demo catalog as the notifier reads it (``SOCIALPROOF_DEMO_CATALOG_PATH``); the bundled
-    ``services/notifier/static/demo-catalog.json`` is this for the default seed."""
-    path.write_text(json.dumps(demo_catalog(seed, users), indent=2) + "\n", encoding="utf-8")
 
 
 def _shape(url: str) -> str:
@@ -140,8 +99,11 @@ class Simulator:
         config: LoadConfig,
         concurrency: int = 32,
         transport: httpx.AsyncBaseTransport | None = None,
+        promotions_at: datetime | None = None,
     ) -> None:
         self.targets = targets
+        #: the demo promotions start an hour before this (default: when the set-up runs)
+        self.promotions_at = promotions_at
         self.gen = LoadGenerator(config)
         self.rng = random.Random(config.seed + 2)  # review texts
         self.client = httpx.AsyncClient(
@@ -162,12 +124,22 @@ class Simulator:
         self.refused: Counter[tuple[str, str, int]] = Counter()
         self._activity = self.gen.activity_events(2**62)  # lazily, for ever
         self._friendships: list[ev.Event] = []
+        self.referrals = Referrals(config.seed + 3)  # share links, and purchases through them
+        self.referred = 0  # orders placed with a referral
 
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def call(self, method: str, url: str, body: dict | None = None, **headers: str) -> Any:
-        """One request; never raises. Returns the JSON body of a 2xx, else None."""
+    async def call(
+        self,
+        method: str,
+        url: str,
+        body: dict | None = None,
+        tolerate: tuple[int, ...] = (),
+        **headers: str,
+    ) -> Any:
+        """One request; never raises. Returns the JSON body of a 2xx, else None (also for the
+        statuses in ``tolerate``, which are expected answers, neither refusals nor trouble)."""
         async with self.slots:
             if self.backoff:
                 await asyncio.sleep(self.backoff)
@@ -178,8 +150,10 @@ class Simulator:
                 return None
         self.sent += 1
         self.answered[(method, _shape(url), response.status_code)] += 1
-        if response.status_code < 300:
+        if response.status_code < 300 or response.status_code in tolerate:
             self.backoff = 0.0
+            if response.status_code >= 300:
+                return None
             return response.json() if response.content else {}
         if response.status_code >= 500 or response.status_code == 429:
             self._trouble(f"{method} {url}: {response.status_code} {response.text[:200]}")
@@ -249,10 +223,14 @@ class Simulator:
                         for line in p.lines
                     ],
                 }
+                referral = self.referrals.pick(p.user_id, p.lines[0].product_id)
+                if referral is not None:
+                    body["referral"] = referral
                 answer = await self.call(
                     "POST", f"{t.orders}/v1/orders", body, **{"Idempotency-Key": self._key()}
                 )
                 if answer and answer.get("order_id"):
+                    self.referred += referral is not None
                     self.order_ids[p.order_id] = answer["order_id"]
                     self.placed.append(answer["order_id"])
                     del self.placed[:-1000]
@@ -280,11 +258,13 @@ class Simulator:
                     },
                 )
             case ev.ProductShared():
-                await self.call(
+                answer = await self.call(
                     "POST",
                     f"{t.social}/v1/shares",
                     {"user_id": p.user_id, "product_id": p.product_id, "channel": p.channel},
                 )
+                if answer and answer.get("link_token"):
+                    self.referrals.remember(p.user_id, p.product_id, answer["link_token"])
             case ev.QuestionAsked():
                 answer = await self.call(
                     "POST",
@@ -311,7 +291,8 @@ class Simulator:
     # -- phases --
 
     async def setup(self) -> None:
-        """Catalog, first names and consent (the friendships come with the warm-up)."""
+        """Catalog and its promotions, first names and consent (the friendships come with the
+        warm-up)."""
         started = time.monotonic()
         await asyncio.gather(
             *(
@@ -331,9 +312,13 @@ class Simulator:
                 for d in DEMO_PRODUCTS
             )
         )
+        # after the products (a promotion names known ones); an existing one (409) stays as is
+        for promotion in promotion_bodies(self.promotions_at):
+            await self.call("POST", f"{self.targets.catalog}/v1/promotions", promotion, (409,))
         setup = list(self.gen.setup_events())
         people = [e for e in setup if not isinstance(e, ev.FriendshipAdded)]
         self._friendships = [e for e in setup if isinstance(e, ev.FriendshipAdded)]
+        self.referrals.befriend((e.payload.user_id, e.payload.friend_id) for e in self._friendships)
         count = await self._send_all(people)
         log.info(
             "demo users set up",
@@ -391,7 +376,10 @@ class Simulator:
                 task.add_done_callback(tasks.discard)
             if loop.time() - last_report > 30:
                 last_report = loop.time()
-                log.info("simulating", extra={"requests": self.sent, "failed": self.failed})
+                log.info(
+                    "simulating",
+                    extra={"requests": self.sent, "failed": self.failed, "referred": self.referred},
+                )
         if tasks:
             await asyncio.wait(tasks)
 
@@ -466,7 +454,8 @@ def simulate(
         ),
     ] = None,
 ) -> None:
-    """Simulate shop traffic (users, friendships, consents, purchases, refunds, reviews, shares)."""
+    """Simulate shop traffic (users, friendships, consents, purchases, refunds, reviews, shares,
+    promotions and purchases through friends' share links)."""
     if write_catalog is not None:
         write_demo_catalog(write_catalog, seed=seed, users=users)
         return

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 import services.notifier
+from tools.loadgen import LoadGenerator
 from tools.simulate import DEMO_PRODUCTS, Simulator, Targets, demo_catalog, demo_config
+from tools.simulate_referrals import DEMO_PROMOTIONS, Referrals
 
 TARGETS = Targets("http://catalog", "http://orders", "http://social", token="t" * 20)
 
@@ -19,11 +22,15 @@ TARGETS = Targets("http://catalog", "http://orders", "http://social", token="t" 
 class Recorder:
     """A fake of the three services that accepts everything (or fails as told) and records."""
 
-    def __init__(self, fail_first: int = 0, failure: str = "500") -> None:
+    def __init__(self, fail_first: int = 0, failure: str = "500", links: bool = False) -> None:
         self.calls: list[tuple[str, str, dict | None, dict]] = []
         self.fail_first = fail_first
         self.failure = failure
         self.orders = 0
+        #: answer shares with a link token, as the social service does (issue #17)
+        self.links = links
+        #: token -> (sharer, product)
+        self.tokens: dict[str, tuple[str, str]] = {}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content) if request.content else None
@@ -38,11 +45,22 @@ class Recorder:
         if request.url.path.endswith("/questions"):
             self.orders += 1
             return httpx.Response(201, json={"question_id": f"svc-q{self.orders}"})
+        if request.url.path == "/v1/shares" and self.links:
+            token = "lk-" + f"{len(self.tokens):026d}".translate(
+                str.maketrans("0123456789", "abcdefghij")
+            )
+            self.tokens[token] = (body["user_id"], body["product_id"])
+            return httpx.Response(201, json={"link_token": token})
         return httpx.Response(201 if request.method == "POST" else 200, json={})
 
 
 async def simulate(recorder: Recorder, seed: int = 1, warmup: int = 200) -> Simulator:
-    sim = Simulator(TARGETS, demo_config(seed, users=30), transport=httpx.MockTransport(recorder))
+    sim = Simulator(
+        TARGETS,
+        demo_config(seed, users=30),
+        transport=httpx.MockTransport(recorder),
+        promotions_at=datetime(2026, 12, 1, 12, tzinfo=UTC),
+    )
     try:
         await sim.setup()
         await sim.befriend()
@@ -129,3 +147,67 @@ def test_the_notifier_bundles_the_default_seeds_demo_catalog() -> None:
     # for its seed). Regenerate: socialproof simulate --write-catalog services/notifier/static/demo-catalog.json
     bundled = Path(services.notifier.__file__).parent / "static" / "demo-catalog.json"
     assert json.loads(bundled.read_text()) == demo_catalog(seed=42)
+
+
+async def test_promotions_are_defined_and_purchases_arrive_through_friends_links() -> None:
+    # Given services that answer every share with a link token
+    recorder = Recorder(links=True)
+    # When the simulator sets up and warms up
+    sim = await simulate(recorder, warmup=1500)
+    calls = recorder.calls
+    # Then the demo promotions are defined at the catalog after the products, active now
+    urls = [u for _, u, _, _ in calls]
+    promotions = [b for m, u, b, _ in calls if u == "http://catalog/v1/promotions"]
+    assert [p["id"] for p in promotions] == [p["id"] for p in DEMO_PROMOTIONS]
+    assert urls.index("http://catalog/v1/promotions") > max(
+        i for i, u in enumerate(urls) if u == "http://catalog/v1/products"
+    )
+    assert {(p["starts_at"], p["ends_at"]) for p in promotions} == {
+        ("2026-12-01T11:00:00+00:00", "2027-03-01T12:00:00+00:00")
+    }
+    # And a share of purchases carries a referral: a token a share of that product answered,
+    # never the buyer's own, mostly a friend's
+    orders = [b for m, u, b, _ in calls if u == "http://orders/v1/orders"]
+    referred = [b for b in orders if "referral" in b]
+    assert 0.05 * len(orders) < len(referred) < 0.5 * len(orders), (len(referred), len(orders))
+    friends = {
+        frozenset(pair) for pair in LoadGenerator(demo_config(1, users=30)).friendship_pairs()
+    }
+    by_friends = 0
+    for body in referred:
+        sharer, product = recorder.tokens[body["referral"]]
+        assert product == body["lines"][0]["product_id"] and sharer != body["user_id"]
+        by_friends += frozenset((sharer, body["user_id"])) in friends
+    assert by_friends > len(referred) / 2
+    assert sim.referred == len(referred) and sim.failed == 0
+
+
+async def test_an_existing_promotion_is_left_as_it_is() -> None:
+    # Given a catalog that already has the demo promotions (an earlier run): 409
+    class Existing(Recorder):
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/v1/promotions":
+                self.calls.append(
+                    (request.method, str(request.url), json.loads(request.content), {})
+                )
+                return httpx.Response(409, json={"error": "promotion_exists"})
+            return super().__call__(request)
+
+    recorder = Existing()
+    sim = await simulate(recorder, warmup=10)
+    # Then nothing is redefined (its period, and the credits in it, stay) and nothing failed
+    assert [m for m, u, _, _ in recorder.calls if "/v1/promotions" in u] == ["POST"] * 3
+    assert sim.failed == 0 and sim.backoff == 0.0
+
+
+def test_a_referral_is_never_the_buyers_own_link_and_prefers_friends() -> None:
+    referrals = Referrals(seed=5, rate=1.0)
+    referrals.befriend([("ana", "ben")])
+    referrals.remember("ana", "p1", "lk-ana")
+    referrals.remember("cleo", "p1", "lk-cleo")
+    # Ben's purchases come through his friend Ana's link, never a stranger's when she shared
+    assert {referrals.pick("ben", "p1") for _ in range(50)} == {"lk-ana"}
+    # Ana's own link never brings her; a stranger's link now and then, or none
+    assert {referrals.pick("ana", "p1") for _ in range(200)} == {"lk-cleo", None}
+    # A product nobody shared: no referral
+    assert referrals.pick("ben", "p2") is None

@@ -147,9 +147,10 @@ class NoteFeed:
             cursor = self.cursor
             missed = [note for note in notes if note.key > cursor]
         self.seen = {note.question_id for note in notes}
+        messages = self._messages(missed)  # moves the cursor: ready carries the newest
         progress = await self.progress.read() if self.progress else b""
         ready = b"id: %s\nevent: ready\ndata: {}\n\n" % format_cursor(self.cursor)
-        return self._messages(missed) + progress + ready
+        return messages + progress + ready
 
     async def changes(self, timeout: float) -> bytes | None:
         """The notes not sent yet once the viewer is announced (possibly none: ``b""``); None

@@ -9,11 +9,16 @@ Two questions the services ask of a view:
 
 - **Has it caught up?** (``/readyz``) At start the view records each partition's high watermark
   ``hw``. A partition is caught up once the record at offset ``hw - 1``, the last one written,
-  has been applied (the broker contract tests assert that ``hw`` is the last offset + 1). The
+  has been applied (the broker contract tests assert that ``hw`` is the last offset + 1). Most
   topics' writers are plain idempotent producers (one writer per topic, never transactional), so
   that offset is a record and never a transaction marker. :meth:`TopicView.sync` applies the same
   rule to the watermarks of *now*: "has the view seen everything written so far?" (orders uses it
   before calling a product unknown, because the product may have been created a moment ago).
+- **Transactional topics** (``promotions.rewards``, written by the stream processor's relay in
+  Kafka transactions): a view given an ``isolation`` level reads at that level (read_committed:
+  never a record of an aborted transaction; the watermark is then the last stable offset) and
+  also counts the consumer's position at the end of a partition (partition EOF) as applied, since
+  such a partition ends with a commit marker, never a record, and aborted records are skipped.
 - **Does it include my write?** (read-your-writes) After publishing, a handler awaits
   :meth:`TopicView.wait_applied` with the delivery report's partition and offset, so that the
   service's next answer already reflects the write, in log order with other replicas' writes.
@@ -31,6 +36,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from fastapi import FastAPI
@@ -46,6 +52,8 @@ POLL_BATCH = 1000
 #: longest a poll blocks (the broker answers a fetch as soon as records arrive, so this only
 #: bounds how quickly the thread notices a stop)
 POLL_TIMEOUT_S = 0.05
+
+Isolation = Literal["read_committed", "read_uncommitted"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,17 @@ class Record:
         return None if self.key is None else self.key.decode(errors="replace")
 
 
+@dataclass(frozen=True)
+class PartitionEnd:
+    """The consumer reached the end of a partition: every offset before ``offset`` was read
+    (records applied, transaction markers and aborted records skipped). Only with an isolation
+    level (the partition EOF event is off otherwise)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
 class ViewNotReady(RuntimeError):
     """Raised by :meth:`TopicView.check` while the view is still replaying its topics."""
 
@@ -76,6 +95,11 @@ class TopicView:
 
     ``start()`` returns at once; replay runs in a background thread. ``check()`` is the readiness
     probe; ``wait_applied``/``wait_until`` let handlers wait (bounded) for the view to move on.
+
+    ``isolation``: None (the default) leaves the client's own level and counts applied records
+    only, right for topics whose writers never use transactions. A view over a transactional
+    topic names the level (``read_committed`` for the processor's rewards) and then also counts
+    a partition's end position (partition EOF) as applied, past the trailing commit marker.
     """
 
     def __init__(
@@ -85,8 +109,10 @@ class TopicView:
         apply: Callable[[Record], None],
         *,
         name: str,
+        isolation: Isolation | None = None,
     ) -> None:
         self._settings = settings
+        self._isolation = isolation
         self._topics = [topic_name(settings, t) for t in topics]
         self._apply = apply
         self._name = name
@@ -203,8 +229,16 @@ class TopicView:
     # --- the consumer thread --------------------------------------------------------------------
 
     def _consumer(self) -> Consumer:
+        # with an isolation level (transactional topics): that level, for the records and the
+        # watermarks alike, and an event at each partition's end (see the class docstring)
+        level = (
+            {}
+            if self._isolation is None
+            else {"isolation.level": self._isolation, "enable.partition.eof": True}
+        )
         return Consumer(
             {
+                **level,
                 "bootstrap.servers": self._settings.kafka_bootstrap_servers,
                 # Required by the client, never joined or committed: the view assigns partitions.
                 "group.id": f"socialproof-{self._name}-view-{uuid.uuid4().hex[:8]}",
@@ -271,11 +305,14 @@ class TopicView:
                 # batch or the timeout); then take whatever else is already queued.
                 first = consumer.poll(POLL_TIMEOUT_S)
                 messages = [] if first is None else [first, *consumer.consume(POLL_BATCH, 0)]
-                records = []
+                records: list[Record | PartitionEnd] = []
                 for msg in messages:
                     err = msg.error()
                     if err is not None:
-                        if err.code() != KafkaError._PARTITION_EOF:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            # in order with the records: everything before offset() was read
+                            records.append(PartitionEnd(msg.topic(), msg.partition(), msg.offset()))
+                        else:
                             log.warning(
                                 "view fetch error", extra={"view": self._name, "error": str(err)}
                             )
@@ -325,8 +362,15 @@ class TopicView:
         if self._loop is not None:
             self._changed = self._loop.create_future()
 
-    def _deliver(self, records: list[Record]) -> None:
+    def _deliver(self, records: list[Record | PartitionEnd]) -> None:
+        applied = 0
         for record in records:
+            if isinstance(record, PartitionEnd):
+                # past a commit marker or aborted records: nothing to apply, but caught up to it
+                tp = (record.topic, record.partition)
+                self._applied[tp] = max(self._applied.get(tp, -1), record.offset - 1)
+                continue
+            applied += 1
             try:
                 self._apply(record)
             except Exception:  # one bad record must not stop the view
@@ -335,7 +379,7 @@ class TopicView:
                     extra={"view": self._name, "topic": record.topic, "offset": record.offset},
                 )
             self._applied[(record.topic, record.partition)] = record.offset
-        self.records_applied += len(records)
+        self.records_applied += applied
         self._notify()
 
 

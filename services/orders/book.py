@@ -1,8 +1,12 @@
-"""The orders service's view: every order with its refunds and cancellation, plus the products.
+"""The orders service's view: every order with its refunds and cancellation, the products, and
+the coupons.
 
-Built by replaying ``orders.events`` (this service's own topic) and ``catalog.products`` from the
-beginning (see :mod:`socialproof.topicview`). Applying is idempotent: a purchase republished after
-a 503 retry (same ``order_id``) and a refund seen twice (same ``refund_id``) change nothing.
+Built by replaying ``orders.events`` (this service's own topic), ``catalog.products`` and
+``promotions.rewards`` (the stream processor's rewards, written in Kafka transactions: the view
+reads read_committed) from the beginning (see :mod:`socialproof.topicview`). Applying is
+idempotent: a purchase republished after a 503 retry (same ``order_id``) and a refund seen twice
+(same ``refund_id``) change nothing. Coupons are :class:`services.orders.coupons.CouponBook`: a
+reward earned makes one, a withdrawal withdraws it, a purchase carrying it redeems it.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from contracts.events import (
     OrderRefunded,
     OrderRefundedPayload,
     PurchaseCompleted,
+    RewardEarned,
+    RewardWithdrawn,
 )
-from contracts.topics import ORDERS, PRODUCTS
+from contracts.topics import ORDERS, PRODUCTS, REWARDS
+from services.orders.coupons import CouponBook
 from socialproof.productview import ProductTable
 from socialproof.topicview import Record
 
@@ -44,6 +51,10 @@ class OrderState:
     refunded: dict[str, int] = field(default_factory=dict)
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
+    #: the share link the buyer came through, the coupon redeemed and what it took off
+    referral: str | None = None
+    coupon: str | None = None
+    discount: Decimal | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -73,20 +84,29 @@ class OrderState:
         return "accepted"
 
     @property
-    def total(self) -> Decimal:
+    def subtotal(self) -> Decimal:
         return sum((line.unit_price * line.quantity for line in self.lines), Decimal(0))
+
+    @property
+    def total(self) -> Decimal:
+        """What the buyer pays: the lines less the coupon's discount."""
+        return self.subtotal - (self.discount or Decimal(0))
 
 
 class OrderBook:
-    """order_id -> :class:`OrderState`, and the product table orders are validated against."""
+    """order_id -> :class:`OrderState`, the product table orders are validated against, and the
+    coupons."""
 
-    topics = (ORDERS, PRODUCTS)
+    topics = (ORDERS, PRODUCTS, REWARDS)
 
-    def __init__(self, products_topic: str = PRODUCTS.name) -> None:
-        #: the broker's name of the product topic (``socialproof.kafka.topic_name``)
-        self.products_topic = products_topic
+    def __init__(
+        self, products_topic: str = PRODUCTS.name, rewards_topic: str = REWARDS.name
+    ) -> None:
+        #: the broker's names of the product and reward topics (``socialproof.kafka.topic_name``)
+        self.products_topic, self.rewards_topic = products_topic, rewards_topic
         self.orders: dict[str, OrderState] = {}
         self.products = ProductTable()
+        self.coupons = CouponBook()
 
     def get(self, order_id: str) -> OrderState | None:
         return self.orders.get(order_id)
@@ -98,7 +118,10 @@ class OrderBook:
         if record.value is None:
             return
         event = codec.decode(record.value)
-        if isinstance(event, PurchaseCompleted):
+        if isinstance(event, RewardEarned | RewardWithdrawn):
+            if record.topic == self.rewards_topic:  # its only writer is the stream processor
+                self.coupons.apply_reward(event)
+        elif isinstance(event, PurchaseCompleted):
             p = event.payload
             # the first copy wins: a retry republishes the same order with the same id
             self.orders.setdefault(
@@ -110,8 +133,13 @@ class OrderBook:
                     lines=list(p.lines),
                     event_id=event.event_id,
                     occurred_at=event.occurred_at,
+                    referral=p.referral,
+                    coupon=p.coupon,
+                    discount=p.discount,
                 ),
             )
+            if p.coupon is not None:
+                self.coupons.redeem(p.coupon, p.order_id, event.occurred_at)
         elif isinstance(event, OrderRefunded):
             order = self.orders.get(event.payload.order_id)
             if order is None or event.payload.refund_id in order.refunds:

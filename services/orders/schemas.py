@@ -10,8 +10,9 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.events import Identifier
+from contracts.events import CouponCode, Identifier, LinkToken, RewardSpec
 from services.orders.book import OrderState, Refund
+from services.orders.coupons import Coupon, CouponStatus
 from socialproof.http import ErrorBody
 from socialproof.money import DecimalString, IsoCurrency
 
@@ -38,13 +39,31 @@ class OrderIn(BaseModel):
                     "user_id": "u1",
                     "currency": "EUR",
                     "lines": [{"product_id": "p1", "quantity": 1, "unit_price": "19.99"}],
-                }
+                },
+                {
+                    "user_id": "u2",
+                    "currency": "EUR",
+                    "lines": [{"product_id": "p1", "quantity": 1, "unit_price": "19.99"}],
+                    "referral": "lk-k7q2m5x3vd4ra6hn2tb7wczp4e",
+                    "coupon": "SP-3F9A0C41D27B5E86",
+                },
             ]
         },
     )
     user_id: Identifier
     currency: IsoCurrency
     lines: list[OrderLineIn] = Field(min_length=1, max_length=100)
+    referral: LinkToken | None = Field(
+        default=None,
+        description="the `link_token` of the share the buyer arrived through (the storefront's "
+        "`?ref=`); carried on the purchase event, the stream processor credits the sharer. An "
+        "unknown token attributes nothing",
+    )
+    coupon: CouponCode | None = Field(
+        default=None,
+        description="a reward coupon of this user to redeem on the order (single use): its "
+        "discount comes off the total",
+    )
 
 
 class RefundLineIn(BaseModel):
@@ -96,7 +115,11 @@ ORDER_EXAMPLE = {
     "user_id": "u1",
     "currency": "EUR",
     "lines": [{"product_id": "p1", "quantity": 2, "unit_price": "19.99"}],
+    "subtotal": "39.98",
+    "discount": None,
     "total": "39.98",
+    "referral": None,
+    "coupon": None,
     "event_id": "5b0e8f1c-3a8e-4d5e-9a51-2f1de1f0c001",
     "occurred_at": "2026-11-24T10:00:00Z",
 }
@@ -118,7 +141,11 @@ class OrderAccepted(BaseModel):
     user_id: str
     currency: str
     lines: list[OrderLineOut]
-    total: MoneyOut
+    subtotal: MoneyOut = Field(description="the lines' sum")
+    discount: MoneyOut | None = Field(description="what the coupon took off (none: null)")
+    total: MoneyOut = Field(description="what the buyer pays: subtotal less the discount")
+    referral: str | None = Field(description="the share link token the order came through")
+    coupon: str | None = Field(description="the coupon redeemed on the order")
     event_id: uuid.UUID
     occurred_at: datetime
 
@@ -148,7 +175,19 @@ class OrderView(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    **{k: ORDER_EXAMPLE[k] for k in ("order_id", "user_id", "currency", "total")},
+                    **{
+                        k: ORDER_EXAMPLE[k]
+                        for k in (
+                            "order_id",
+                            "user_id",
+                            "currency",
+                            "subtotal",
+                            "discount",
+                            "total",
+                            "referral",
+                            "coupon",
+                        )
+                    },
                     "status": "partially_refunded",
                     "lines": [{**ORDER_EXAMPLE["lines"][0], "refunded_quantity": 1}],
                     "occurred_at": ORDER_EXAMPLE["occurred_at"],
@@ -167,7 +206,11 @@ class OrderView(BaseModel):
         description="accepted, partially_refunded, refunded or cancelled", examples=["accepted"]
     )
     lines: list[OrderLineView]
+    subtotal: MoneyOut
+    discount: MoneyOut | None
     total: MoneyOut
+    referral: str | None
+    coupon: str | None
     occurred_at: datetime
     refunds: list[RefundOut]
     cancelled_at: datetime | None
@@ -181,7 +224,11 @@ class OrderView(BaseModel):
             currency=o.currency,
             status=o.status,
             lines=lines_with_refunds(o),
+            subtotal=format(o.subtotal, "f"),
+            discount=None if o.discount is None else format(o.discount, "f"),
             total=format(o.total, "f"),
+            referral=o.referral,
+            coupon=o.coupon,
             occurred_at=o.occurred_at,
             refunds=[refund_out(r) for r in o.refunds.values()],
             cancelled_at=o.cancelled_at,
@@ -217,14 +264,67 @@ def refund_out(r: Refund) -> RefundOut:
     )
 
 
+class CouponOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "coupon": "SP-3F9A0C41D27B5E86",
+                    "reward_id": "rw-5d1c0e7a9b3f2a4c6e8d0b1a",
+                    "promotion_id": "promo-1",
+                    "role": "sharer",
+                    "user_id": "u-ana",
+                    "reward": {"kind": "percent", "value": "10", "currency": None},
+                    "status": "redeemed",
+                    "order_id": "o-3f0c9a",
+                }
+            ]
+        }
+    )
+
+    coupon: str
+    reward_id: str
+    promotion_id: str
+    role: str = Field(description="sharer or buyer")
+    user_id: str = Field(description="who may redeem it")
+    reward: RewardSpec
+    status: CouponStatus = Field(
+        description="earned (redeemable), withdrawn (the purchases behind it were refunded, a "
+        "user erased, the promotion changed) or redeemed (final)"
+    )
+    order_id: str | None = Field(description="the order that redeemed it")
+
+    @classmethod
+    def of(cls, c: Coupon) -> CouponOut:
+        return cls(
+            coupon=c.coupon,
+            reward_id=c.reward_id,
+            promotion_id=c.promotion_id,
+            role=c.role,
+            user_id=c.user_id,
+            reward=c.reward,
+            status=c.status,
+            order_id=c.order_id,
+        )
+
+
 # --- path parameters and documented errors ------------------------------------------------------
 
 OrderId = Annotated[Identifier, Path(description="order id", examples=["o-3f0c9a"])]
+CouponId = Annotated[CouponCode, Path(description="coupon code", examples=["SP-3F9A0C41D27B5E86"])]
+NOT_FOUND_COUPON = {404: {"model": ErrorBody, "description": "no such coupon"}}
 NOT_FOUND = {404: {"model": ErrorBody, "description": "no such order"}}
 CONFLICT = {
     409: {
         "model": ErrorBody,
         "description": "the Idempotency-Key was used with another body, or the order's state "
         "forbids it (more refunded than bought, cancelled)",
+    }
+}
+ORDER_CONFLICT = {
+    409: {
+        "model": ErrorBody,
+        "description": "the Idempotency-Key was used with another body, or the coupon is being "
+        "redeemed by another order right now (`coupon_in_use`)",
     }
 }

@@ -10,7 +10,9 @@ event and the view applied it, so the next read sees it.
 - Friendships are symmetric; repeating a PUT or DELETE publishes nothing and answers the same.
 - One review per user and product: posting again edits it (same ``review_id``).
 - Shares accept ``Idempotency-Key`` (:func:`socialproof.idempotency.idempotent`) so a retry is
-  not a 2nd share.
+  not a 2nd share; each answers a referral link (a random ``link_token`` on the event, and the
+  storefront link ``SOCIALPROOF_STOREFRONT_URL?ref=<token>``), at most
+  ``SOCIALPROOF_SHARE_LINKS_PER_HOUR`` per user and rolling hour (then 429).
 - Privacy by default: users who never chose get ``SOCIALPROOF_DEFAULT_SHARE_PURCHASES`` and
   ``SOCIALPROOF_DEFAULT_SHOW_IN_ACTIVITY_FEED`` (both false unless the shop configures otherwise).
 - Questions and answers: asking and answering accept ``Idempotency-Key`` and are limited per

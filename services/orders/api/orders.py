@@ -1,8 +1,10 @@
 """``POST /v1/orders`` (place an order: ``purchase.completed``) and ``GET /v1/orders/{order_id}``.
 
 An order is checked (one line per product; every product known and active, waiting for the
-product view when one is not there yet), then published; ``Idempotency-Key`` makes retries safe
-(:func:`socialproof.idempotency.idempotent`).
+product view when one is not there yet; its coupon redeemable, :mod:`.coupons`), then published;
+``Idempotency-Key`` makes retries safe (:func:`socialproof.idempotency.idempotent`). The order's
+``referral`` (a share's link token: its format is checked, not whether a share made it, which the
+stream processor's attribution decides) and its coupon and discount travel on the event.
 """
 
 from __future__ import annotations
@@ -18,11 +20,21 @@ from fastapi.responses import JSONResponse
 
 from contracts.events import OrderLine as OrderLineEvent
 from contracts.events import PurchaseCompleted, PurchaseCompletedPayload
-from services.orders.api.deps import SERVICE, Book, OrderRecords, Settings, existing, unprocessable
+from services.orders.api.coupons import Redemption, coupon_problems
+from services.orders.api.deps import (
+    SERVICE,
+    Book,
+    Holds,
+    OrderRecords,
+    Settings,
+    caught_up,
+    existing,
+    unprocessable,
+)
 from services.orders.book import OrderBook
 from services.orders.schemas import (
-    CONFLICT,
     NOT_FOUND,
+    ORDER_CONFLICT,
     OrderAccepted,
     OrderId,
     OrderIn,
@@ -30,17 +42,10 @@ from services.orders.schemas import (
     OrderView,
 )
 from socialproof.deps import Publisher, View
-from socialproof.http import (
-    AUTH_RESPONSES,
-    ERROR_RESPONSES,
-    RETRY_AFTER_S,
-    ApiError,
-    FieldError,
-    ServiceAuth,
-)
+from socialproof.http import AUTH_RESPONSES, ERROR_RESPONSES, FieldError, ServiceAuth
 from socialproof.idempotency import IdempotencyKey, idempotent
 from socialproof.kafka import Delivered
-from socialproof.topicview import TopicView, ViewUnavailable
+from socialproof.topicview import TopicView
 
 log = logging.getLogger("socialproof.orders")
 router = APIRouter(tags=["orders"])
@@ -51,7 +56,7 @@ router = APIRouter(tags=["orders"])
     status_code=201,
     response_model=OrderAccepted,
     summary="Place an order; 201 once the broker confirmed the purchase event",
-    responses={**CONFLICT, **AUTH_RESPONSES, **ERROR_RESPONSES},
+    responses={**ORDER_CONFLICT, **AUTH_RESPONSES, **ERROR_RESPONSES},
 )
 async def place_order(
     order: OrderIn,
@@ -61,24 +66,36 @@ async def place_order(
     view: View,
     publisher: Publisher,
     records: OrderRecords,
+    holds: Holds,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     refuse_duplicate_products(order)
     sent: list[Delivered] = []
+    redemption = Redemption(order, book, holds)
+    subtotal = sum((x.unit_price * x.quantity for x in order.lines), Decimal(0))
 
     async def publish(ids: dict[str, Any]) -> dict[str, Any]:
+        await redemption.hold(ids["order_id"])
+        discount = redemption.discount(subtotal)
         event = PurchaseCompleted.create(
             PurchaseCompletedPayload(
                 order_id=ids["order_id"],
                 user_id=order.user_id,
                 currency=order.currency,
                 lines=[OrderLineEvent(**line.model_dump()) for line in order.lines],
+                referral=order.referral,
+                coupon=order.coupon,
+                discount=discount,
             ),
             producer=SERVICE,
             event_id=uuid.UUID(ids["event_id"]),
             occurred_at=datetime.fromisoformat(ids["occurred_at"]),
         )
-        delivered = await publisher.publish(event)
+        try:
+            delivered = await publisher.publish(event)
+        except Exception:  # not accepted (503): the coupon is free again
+            await redemption.release(ids["order_id"])
+            raise
         sent.append(delivered)
         log.info(
             "order accepted",
@@ -102,7 +119,11 @@ async def place_order(
                 )
                 for x in order.lines
             ],
-            total=format(sum((x.unit_price * x.quantity for x in order.lines), Decimal(0)), "f"),
+            subtotal=format(subtotal, "f"),
+            discount=None if discount is None else format(discount, "f"),
+            total=format(subtotal - (discount or Decimal(0)), "f"),
+            referral=order.referral,
+            coupon=order.coupon,
             event_id=event.event_id,
             occurred_at=event.occurred_at,
         ).model_dump(mode="json")
@@ -110,8 +131,9 @@ async def place_order(
     response = await idempotent(
         records,
         idempotency_key,
-        order.model_dump(mode="json"),
-        check=lambda: check_products(order, book, view, settings.product_wait_s),
+        # (exclude_none: a body without referral and coupon fingerprints as before they existed)
+        order.model_dump(mode="json", exclude_none=True),
+        check=lambda: check_order(order, book, view, settings.product_wait_s),
         new_ids=lambda: {
             "order_id": f"o-{uuid.uuid4().hex}",
             "event_id": str(uuid.uuid4()),
@@ -152,42 +174,44 @@ def refuse_duplicate_products(order: OrderIn) -> None:
         seen[line.product_id] = i
 
 
-async def check_products(order: OrderIn, book: OrderBook, view: TopicView, wait_s: float) -> None:
-    """422 unless every product is known and active; 503 when the broker cannot tell."""
+async def check_order(order: OrderIn, book: OrderBook, view: TopicView, wait_s: float) -> None:
+    """422 unless every product is known and active and the coupon (if any) is redeemable by the
+    order's user; 503 when the broker cannot tell."""
 
     def problems() -> list[FieldError]:
-        found = []
-        for i, line in enumerate(order.lines):
-            product = book.products.get(line.product_id)
-            if product is None:
-                found.append(
-                    FieldError(
-                        field=f"lines[{i}].product_id",
-                        message=f"unknown product {line.product_id}",
-                        type="unknown_product",
-                    )
-                )
-            elif not product.active:
-                found.append(
-                    FieldError(
-                        field=f"lines[{i}].product_id",
-                        message=f"product {line.product_id} is not active",
-                        type="inactive_product",
-                    )
-                )
-        return found
+        return product_problems(order, book) + coupon_problems(order, book)
 
     if problems():
-        # The product may have been created a moment ago: let the view reach the topic's end.
-        try:
-            await view.sync(wait_s)
-        except ViewUnavailable as exc:
-            raise ApiError(
-                503,
-                "broker_unavailable",
-                "the event broker does not answer, so the products cannot be checked; "
-                "nothing was accepted: retry with the same Idempotency-Key",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            ) from exc
+        # The product or reward may have been published a moment ago: let the view reach the end.
+        await caught_up(
+            view,
+            wait_s,
+            "the products and coupon cannot be checked; nothing was accepted: retry with the same "
+            "Idempotency-Key",
+        )
     if found := problems():
         raise unprocessable(f"cannot order: {found[0].message}", found)
+
+
+def product_problems(order: OrderIn, book: OrderBook) -> list[FieldError]:
+    """Lines naming an unknown or inactive product."""
+    found = []
+    for i, line in enumerate(order.lines):
+        product = book.products.get(line.product_id)
+        if product is None:
+            found.append(
+                FieldError(
+                    field=f"lines[{i}].product_id",
+                    message=f"unknown product {line.product_id}",
+                    type="unknown_product",
+                )
+            )
+        elif not product.active:
+            found.append(
+                FieldError(
+                    field=f"lines[{i}].product_id",
+                    message=f"product {line.product_id} is not active",
+                    type="inactive_product",
+                )
+            )
+    return found

@@ -103,6 +103,15 @@ def test_the_share_to_unlock_card_shares_and_follows_the_sharers_progress(
         "3 bought through friends' shares (24 h)", timeout=5_000
     )
     page.screenshot(path=str(ARTIFACTS / "storefront-share-to-unlock.png"), full_page=True)
+    # And in Spanish too
+    page.select_option("#lang", "es")
+    expect(card.locator(".sp-offer-text")).to_have_text(
+        "Compártelo con amigos: 10 % de descuento cuando 3 de ellos compren"
+    )
+    expect(share.locator(".sp-progress")).to_have_text(
+        f"Desbloqueado: cupón {COUPON} (10 % de descuento)"
+    )
+    expect(card.locator(".sp-via")).to_have_text("3 compraron por enlaces de amigos (24 h)")
 
 
 def test_a_page_opened_through_a_link_passes_its_token_on_as_the_referral(

@@ -263,7 +263,8 @@
     }).then(function (body) {
       state.promos[productId] = body.promotions || [];
       renderShares(productId);
-      followProgress();
+      clearTimeout(state.meRetry);  // cards loading one after the other open one stream
+      state.meRetry = setTimeout(followProgress, 100);
     }).catch(function () {});
   }
 

@@ -8,7 +8,8 @@ are 422 naming the field; an earned coupon redeems once with its discount (perce
 cent, fixed never above the total, fixed only in the order's currency), the event carries coupon
 and discount, the coupon reads ``redeemed`` with its order; a second use, a withdrawn coupon and
 another user's coupon are refused; a replay with the same Idempotency-Key answers the same and
-redeems nothing twice; concurrent orders with one coupon: exactly one wins (the Redis hold).
+redeems nothing twice; concurrent orders with one coupon: exactly one wins (the Redis hold); an
+order the broker does not acknowledge (503, in process with a stub broker) gives the coupon back.
 A view over a transactional topic catches up past its commit markers and skips aborted records.
 """
 
@@ -37,11 +38,14 @@ from contracts.events import (
     RewardWithdrawnPayload,
 )
 from contracts.topics import ORDERS, REWARDS, Topic
+from services.orders.app import create_app
 from services.orders.coupons import CouponHolds, discount
-from socialproof.kafka import ensure_topics, topic_name
+from services.orders.settings import OrdersSettings
+from socialproof.kafka import Delivered, PublishFailed, ensure_topics, topic_name
 from socialproof.settings import Settings
 from socialproof.topicview import Record, TopicView
 from tests.support.services import api, run_async, topic_events
+from tests.support.storefront import product
 from tests.support.waiting import wait_for
 from tools.devstack import Stack
 
@@ -118,16 +122,10 @@ class Rewards:
         )
         self._send(RewardWithdrawn.create(payload, producer="tests"), p.reward_id, mode)
 
-    def close(self) -> None:
-        self.plain.flush(5)
-        self.txn.flush(5)
-
 
 @pytest.fixture
-def rewards(settings: Settings, stack: Stack) -> Iterator[Rewards]:
-    r = Rewards(settings)
-    yield r
-    r.close()
+def rewards(settings: Settings, stack: Stack) -> Rewards:
+    return Rewards(settings)
 
 
 PERCENT_10 = RewardSpec(kind="percent", value=Decimal(10))
@@ -247,9 +245,16 @@ def test_withdrawn_and_other_users_coupons_are_refused(
     catalog: httpx.Client, orders: httpx.Client, rewards: Rewards, uid
 ) -> None:
     product, ana, ben = new_product(catalog, uid("p")), uid("ana"), uid("ben")
-    # Given a coupon of Ana's, published plainly (not in a transaction): the book takes it too
+    # Given a coupon of Ana's, published plainly (not in a transaction): the book takes it too,
+    # after one in a transaction that was aborted, which the book never sees
+    aborted = rewards.earn(ana, PERCENT_10, mode="abort")
     code = rewards.earn(ana, PERCENT_10, mode="plain")
     wait_status(orders, code, "earned")
+    assert orders.get(f"/v1/coupons/{aborted}").status_code == 404
+    assert refusal(orders.post("/v1/orders", json=order_body(ana, product, coupon=aborted))) == (
+        ["coupon"],
+        ["unknown_coupon"],
+    )
     # Then Ben cannot redeem it
     bens = orders.post("/v1/orders", json=order_body(ben, product, coupon=code))
     fields, types = refusal(bens)
@@ -327,10 +332,12 @@ def test_concurrent_orders_with_one_coupon_redeem_it_once(
     assert (final["status"], final["order_id"]) == ("redeemed", accepted[0].json()["order_id"])
 
 
-def test_a_coupon_hold_is_single_use_and_only_its_order_releases_it(settings: Settings) -> None:
+def test_a_coupon_hold_is_single_use_and_only_its_order_releases_it(
+    settings: Settings, namespace: str
+) -> None:
     async def scenario() -> None:
         client = aioredis.Redis.from_url(settings.redis_url)
-        holds = CouponHolds(client, f"t{uuid.uuid4().hex[:8]}", ttl_s=60)
+        holds = CouponHolds(client, namespace, ttl_s=60)
         code = f"SP-{secrets.token_hex(8).upper()}"
         try:
             assert await holds.hold(code, "o-1") is None
@@ -341,7 +348,6 @@ def test_a_coupon_hold_is_single_use_and_only_its_order_releases_it(settings: Se
             await holds.release(code, "o-1")  # its publish failed (503): free again
             assert await holds.hold(code, "o-2") is None
         finally:
-            await client.delete(holds._key(code))
             await client.aclose()
 
     run_async(scenario)
@@ -430,5 +436,87 @@ def test_a_view_over_a_transactional_topic_catches_up_past_markers_and_skips_abo
             assert await view.sync(5) and seen == [b"1", b"2", b"3", b"4"]
         finally:
             await view.stop()
+
+    run_async(scenario)
+
+
+class FailingBroker:
+    """The app's publisher and view in one, for an in-process orders app: publishing fails (the
+    broker did not acknowledge in time) until ``up``; then it is acknowledged."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.published: list[Event] = []
+
+    async def publish(self, event: Event) -> Delivered:
+        if not self.up:
+            raise PublishFailed("timed out")
+        self.published.append(event)
+        return Delivered("orders.events", 0, len(self.published) - 1)
+
+    async def wait_delivered(self, delivered: Delivered, timeout: float = 5.0) -> bool:
+        return True
+
+    async def sync(self, timeout: float) -> bool:
+        return True
+
+
+def test_a_503_gives_the_coupon_back(settings: Settings, namespace: str, uid) -> None:
+    """In process (the broker's outage is a stub; Redis is the real one): an order whose purchase
+    the broker does not acknowledge releases its coupon for the next order."""
+    ana, product_id, code = uid("ana"), uid("p"), f"SP-{secrets.token_hex(8).upper()}"
+    app = create_app(
+        OrdersSettings(
+            service_token=settings.service_token,
+            redis_url=settings.redis_url,
+            redis_namespace=namespace,
+        )
+    )
+    book = app.state.book
+    earned = RewardEarned.create(
+        RewardEarnedPayload(
+            reward_id="rw-503",
+            promotion_id="promo-tests",
+            role="sharer",
+            user_id=ana,
+            coupon=code,
+            reward=PERCENT_10,
+            buyers=3,
+        ),
+        producer="tests",
+    )
+    for topic, event in [(book.products_topic, product(product_id)), (book.rewards_topic, earned)]:
+        book.apply(Record(topic, 0, 0, None, codec.encode(event)))
+    broker = app.state.publisher = app.state.view = FailingBroker()
+    token = settings.service_token.get_secret_value()  # type: ignore[union-attr]
+
+    async def scenario() -> None:
+        app.state.redis = aioredis.Redis.from_url(settings.redis_url)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://orders",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as client:
+
+            async def place(key: str) -> httpx.Response:
+                body = order_body(ana, product_id, coupon=code)
+                return await client.post("/v1/orders", json=body, headers={"Idempotency-Key": key})
+
+            try:
+                # When the broker does not acknowledge the order: 503, not accepted
+                first = await place("k-first")
+                assert first.status_code == 503, first.text
+                # Then the coupon is free again: another order takes it once the broker is back
+                broker.up = True
+                second = await place("k-second")
+                assert second.status_code == 201 and second.json()["discount"] == "2.00"
+                (event,) = broker.published
+                assert isinstance(event, PurchaseCompleted) and event.payload.coupon == code
+                # And the first order's retry finds it held by the second
+                retry = await place("k-first")
+                assert retry.status_code == 409 and retry.json()["error"] == "coupon_in_use"
+            finally:
+                await app.state.redis.aclose()
 
     run_async(scenario)

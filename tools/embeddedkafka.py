@@ -16,11 +16,19 @@ Log dirs are the caller's (``.devstack/kafka`` for ``make run``, so topics survi
 a node's log goes to a file, never to the console. ``SOCIALPROOF_KAFKA_LIBS`` points at an
 existing Kafka distribution's ``libs/`` instead of the Maven cache; ``SOCIALPROOF_KAFKA_HEAP``
 bounds the heap (default 512m: Kafka keeps records in the page cache, not on the heap).
+
+Class data sharing (:func:`class_sharing`): a broker maps the classes it loads at start from an
+archive in the cache (``cds/``) instead of parsing and verifying them from the jars again,
+which takes start-up from about 3.8 to 2.2 s of CPU (measured on 2 cores; the broker runs the
+same afterwards). The archive is made by the first broker that exits cleanly without one (its
+JVM writes the classes it loaded, 3-5 s more at its stop), checked and moved into place by the
+next start. ``SOCIALPROOF_KAFKA_CDS=0`` turns it off.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
 import shutil
@@ -62,12 +70,17 @@ def _cache_root() -> Path:
     return Path(base) / "socialproof" / "kafka"
 
 
+#: ``java -version`` of each java binary checked (its build: a sharing archive is for one JVM)
+_JAVA_BUILDS: dict[str, str] = {}
+
+
 def java_binary() -> str:
     """``java`` of version 17 or newer, or a StackError saying what to install."""
     java = shutil.which("java")
     if java is None:
         raise StackError(INSTALL_JAVA.format(min=MIN_JAVA))
     done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    _JAVA_BUILDS[java] = done.stderr
     found = re.search(r'version "(\d+)', done.stderr)
     if found is None or int(found.group(1)) < MIN_JAVA:
         raise StackError(
@@ -120,6 +133,76 @@ def ensure_jars(echo: bool = True) -> Path:
         if not (libs / ".complete").exists():
             raise
     return libs
+
+
+def class_sharing(java: str, classpath: str, dump: bool = True) -> list[str]:
+    """JVM options to map classes from the class data sharing archive of this JVM and
+    classpath: the archive when there is one; otherwise (``dump``) a file of its own for this
+    JVM to write the classes it loaded into when it exits, which a later call checks and makes
+    the archive. Nothing when ``SOCIALPROOF_KAFKA_CDS=0`` or the cache is not writable."""
+    if os.environ.get("SOCIALPROOF_KAFKA_CDS", "1").strip() == "0":
+        return []
+    key = hashlib.sha256(
+        f"{os.path.realpath(java)}\n{_JAVA_BUILDS.get(java, '')}\n{classpath}".encode()
+    ).hexdigest()[:16]
+    folder = _cache_root() / "cds"
+    archive = folder / f"kafka-{key}.jsa"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _adopt_dumps(java, classpath, archive)
+    except OSError:
+        return []
+    quiet = "-Xlog:cds*=off"
+    if archive.exists():
+        return [f"-XX:SharedArchiveFile={archive}", quiet]
+    if not dump:
+        return []
+    return [f"-XX:ArchiveClassesAtExit={archive}.{uuid.uuid4().hex[:12]}.tmp", quiet]
+
+
+def _adopt_dumps(java: str, classpath: str, archive: Path) -> None:
+    """Archives written by JVMs that have exited: the first complete one (checked by a JVM that
+    maps it and verifies its checksums) becomes ``archive`` (renamed, so a JVM starting never
+    sees half of one); the rest are deleted. A JVM killed while writing leaves a partial file,
+    which a JVM would crash on, hence the check."""
+    dumps = sorted(archive.parent.glob(f"{archive.name}.*.tmp"))
+    if not dumps:
+        return
+    writing = _files_named_by_live_processes(dumps)
+    for dump in dumps:
+        if dump in writing:
+            continue
+        try:
+            if not archive.exists() and _usable_archive(java, classpath, dump):
+                os.replace(dump, archive)
+            else:
+                dump.unlink()
+        except OSError:  # another process adopted or deleted it first
+            continue
+
+
+def _files_named_by_live_processes(paths: list[Path]) -> set[Path]:
+    names = {str(path).encode(): path for path in paths}
+    found: set[Path] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        found.update(path for name, path in names.items() if name in cmdline)
+    return found
+
+
+def _usable_archive(java: str, classpath: str, path: Path) -> bool:
+    with tempfile.TemporaryDirectory() as cwd:  # where a crashing check would write its report
+        done = subprocess.run(
+            [java, f"-XX:SharedArchiveFile={path}", "-Xshare:on", "-XX:+VerifySharedSpaces",
+             "-XX:ErrorFile=/dev/null", "-cp", classpath, "-version"],
+            capture_output=True, cwd=cwd, timeout=60,
+        )
+    return done.returncode == 0
 
 
 def new_cluster_id() -> str:
@@ -196,8 +279,11 @@ class KafkaNode:
         props = self.write_properties()
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
+        # a one-shot tool: the C1 compiler alone starts it sooner
         done = subprocess.run(
-            [java, "-Xmx256m", "-cp", classpath, "kafka.tools.StorageTool", "format",
+            [java, "-Xmx256m", "-XX:TieredStopAtLevel=1",
+             *class_sharing(java, classpath, dump=False),
+             "-cp", classpath, "kafka.tools.StorageTool", "format",
              "-t", cluster_id, "-c", str(props), "--ignore-formatted"],
             capture_output=True, text=True, timeout=120,
         )
@@ -212,6 +298,7 @@ class KafkaNode:
         argv = [
             java, f"-Xmx{heap}", f"-Xms{min(256, _megabytes(heap))}m",
             "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError",
+            *class_sharing(java, classpath),
             "-Djava.awt.headless=true",
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
             "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",

@@ -66,7 +66,7 @@ def read_api_2p(env: BenchEnv, quick: bool) -> Result:
 
 def _read_scenario(env: BenchEnv, quick: bool, processes: int) -> Result:
     concurrency = 8 if quick else 64
-    seconds = 2 if quick else 10
+    seconds = 1 if quick else 10
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError(

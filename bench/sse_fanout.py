@@ -53,14 +53,18 @@ def _fanout_scenario(env: BenchEnv, quick: bool, watchers_per_product: int) -> R
     products = connections // watchers_per_product
     # each product changes at most twice a second, so pacing (4/s) never holds a state back
     rate = min(200 if quick else 2_000, products * 2)
-    seconds = 3 if quick else 10
+    seconds = 1 if quick else 10
+    # after the ramp-up, the server settles (its GC included) before the load
+    settle_s = 0.5 if quick else 2.0
     raise_fd_limit(connections * 2 + 1_000)  # the notifier inherits the limit too
     namespace = new_namespace()
     keys = Keys(namespace)
     ids = [f"bp{i}" for i in range(products)]
     with notifier(env, namespace, SOCIALPROOF_SSE_HEARTBEAT_S="15") as (host, port, pid):
         rss_idle = rss_mb(pid)
-        figures = asyncio.run(_fanout(env, host, port, pid, keys, ids, connections, rate, seconds))
+        figures = asyncio.run(
+            _fanout(env, host, port, pid, keys, ids, connections, rate, seconds, settle_s)
+        )
     figures["rss_idle_mb"] = round(rss_idle, 1)
     figures["watchers_per_product"] = watchers_per_product
     return Result(
@@ -97,6 +101,7 @@ async def _fanout(
     connections: int,
     rate: int,
     seconds: int,
+    settle_s: float,
 ) -> dict:
     redis = redis_sync.Redis.from_url(env.settings.redis_url)
     # change time of (product, count); a client that sees `count` for `product` got that change
@@ -129,7 +134,7 @@ async def _fanout(
     while len(delivered) < connections and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     rss_connected = rss_mb(pid)
-    await asyncio.sleep(2)  # let the server settle after the ramp-up (its GC included)
+    await asyncio.sleep(settle_s)  # let the server settle after the ramp-up (its GC included)
 
     cpu_notifier_0, cpu_client_0, wall_0 = cpu_seconds(pid), own_cpu_seconds(), time.monotonic()
     counts = dict.fromkeys(ids, 0)

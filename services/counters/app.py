@@ -36,7 +36,10 @@ changelog-backed tables (a dedupe table, a repartition by product, a count table
   marker).
 
 Kafka transactions would add nothing here that the idempotent facts do not already give, and
-Redis is what the notifier serves from anyway.
+Redis is what the notifier serves from anyway. The one output that must leave Redis exactly once,
+reward transitions for ``promotions.rewards``, goes through an outbox stream and the reward relay
+(:mod:`services.counters.relay`), a task of the worker that holds partition 0 of
+``orders.events`` (checked every second; ``/readyz`` shows it under ``reward_relay``).
 
 Run: ``socialproof worker`` (any number of replicas; they share partitions via the consumer group
 ``SOCIALPROOF_WORKER_CONSUMER_GROUP``, state in ``SOCIALPROOF_REDIS_NAMESPACE``). Health,
@@ -59,6 +62,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from contracts import codec
 from contracts.events import Event
 from contracts.topics import DEAD_LETTERS, PROCESSOR_TOPICS, DeadLetter
+from services.counters.relay import RewardRelay, owns_partition_zero
 from services.counters.settings import CountersSettings
 from services.counters.store import Changes, CounterStore
 from socialproof import logs
@@ -370,9 +374,17 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
         consumer=settings.worker_consumer_group,
         dead_letter_topic=topic_name(settings, DEAD_LETTERS),
     )
-    app.closing_resources = [publisher.close, redis.aclose]  # type: ignore[attr-defined]
-
     batches = BatchConsumer(settings, processor)
+    # The reward relay (services/counters/relay.py) runs in the worker holding orders.events
+    # partition 0, not in a rebuild's replay worker (it writes no outbox) nor the bench baseline.
+    relaying = settings.worker_follow_active and not per_event
+    relay = RewardRelay(settings, redis) if relaying else None
+    app.closing_resources = [  # type: ignore[attr-defined]
+        # the relay first: it may still checkpoint in Redis while its producer closes
+        *([relay.stop] if relay is not None else []),
+        publisher.close,
+        redis.aclose,
+    ]
     if not per_event:
         # BatchConsumer is the group member: Faust's own consumer and producer stay off.
         app.boot_strategy = _WebOnlyBoot(app)
@@ -395,6 +407,12 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
         def assigned() -> int:
             return len(batches.assignment())
 
+    if relay is not None:
+
+        @app.task
+        async def reward_relay() -> None:
+            await relay.run(owns=lambda: owns_partition_zero(batches.assignment(), settings))
+
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "service": "social-processor"})
@@ -415,6 +433,8 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
             "checks": checks,
             "assigned_partitions": assigned_partitions,
         }
+        if relay is not None:  # informative only: a worker that does not relay is as ready
+            body["reward_relay"] = relay.status()
         return web.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")

@@ -20,7 +20,8 @@ Facts (what events said; written idempotently, newest-wins by ``(occurred_at, ev
                                                 cancellations and erasures arrive; 0 when not
                                                 live)
 - ``{ns}:share:{share_id}``               hash  ``p`` product, ``u`` user, ``ch`` channel, ``ts``,
-                                                ``eid`` (the share's event id)
+                                                ``eid`` (the share's event id), ``lk`` its link
+                                                token if it has one
 - ``{ns}:fr:{a}|{b}``                     hash  friendship a<b: ``on`` 0/1, ``ts``, ``eid``
 - ``{ns}:consent:{user}``                 hash  ``s`` share_purchases_with_friends 0/1,
                                                 ``f`` show_in_activity_feed 0/1,
@@ -110,7 +111,7 @@ Views (derived from the facts inside the same atomic script):
                                                 so the notes depend on the facts only, not on
                                                 their order (within ``NOTECAP_TTL_S``)
 
-Referrals and promotions (``services/counters/referrals.lua``; the reasoning is in
+Referrals and promotions (``services/counters/referrals.lua``, ``promotions.lua``; the reasoning in
 ``services/counters/store.py``). A purchase is *referred* when it carries a link token;
 the *credit* for a buyer's purchases of a product goes to the sharer of their earliest kept
 referred purchase of it (first touch, by ``(event ms, order id)``), never to the buyer's own
@@ -119,6 +120,9 @@ link (self-referral), and moves to the next one when that purchase is refunded o
 - ``{ns}:link:{token}``                   hash  ``s`` share id, ``u`` sharer, ``p`` product,
                                                 ``ts``: a share's link (``ProductShared``)
 - ``{ns}:linkwait:{token}``               set   referred order ids whose link is not known yet
+                                                (never shared, or its sharer was erased)
+- ``{ns}:lo:{token}``                     set   referred order ids whose link is known (to take
+                                                them out when the sharer is erased)
 - ``{ns}:ro:{order_id}``                  hash  a referred purchase: ``u`` buyer, ``t`` token,
                                                 ``ts``, ``eid``, ``q:{product}`` quantities
 - ``{ns}:rb:{product}|{buyer}``           zset  the buyer's kept referred orders of the product
@@ -135,31 +139,61 @@ link (self-referral), and moves to the next one when that purchase is refunded o
                                                 scored by the credited purchase (ms)
 - ``{ns}:promo:{promotion_id}``           hash  the newest definition: ``p`` product or ``cat``
                                                 category, ``title``, ``goal``, ``from``/``to``
-                                                (ms; ``to`` = min(ends_at, ended)), ``cap``,
-                                                ``sk``/``sv``/``sc`` sharer reward kind, value,
+                                                (ms; ``to`` = min(ends_at, ended)), ``ends``
+                                                (ends_at, ms), ``cap``, ``sk``/``sv``/``sc``
+                                                sharer reward kind, value,
                                                 currency, ``bk``/``bv``/``bc`` buyer reward,
                                                 ``ts``, ``eid``; ``ended`` (ms) once ended
 - ``{ns}:promos:{product}``               set   promotions scoped to the product
 - ``{ns}:catpromos:{category}``           set   promotions scoped to a category
 - ``{ns}:pcat:{product}``                 string the product's category (catalogue events)
+- ``{ns}:pcatv:{product}``                hash  ``ts``, ``eid`` of the newest
+                                                ``product.upserted`` (newest wins; a deletion
+                                                leaves the category)
+- ``{ns}:catp:{category}``                set   products of the category (``pcat``)
+- ``{ns}:promotions``                     set   every promotion defined
+- ``{ns}:promocats``                      set   categories with a promotion (``catpromos``)
+- ``{ns}:promoend:{promotion_id}``        string an end (ms) that arrived before the definition
 - ``{ns}:pc:{promotion_id}``              hash  sharer -> distinct buyers credited to them in
                                                 the promotion's scope and period (its progress)
 - ``{ns}:pq:{promotion_id}``              zset  sharers at or past the goal, scored by when they
                                                 reached it (ms of the goal-th buyer)
+- ``{ns}:pe:{promotion_id}``              set   sharers whose reward is ``earned``
+- ``{ns}:pr:{promotion_id}``              set   sharers whose reward is ``redeemed`` (they take
+                                                places under ``cap`` first)
+- ``{ns}:pb:{promotion_id}``              set   buyers whose buyer reward is ``earned``
 - ``{ns}:reward:{reward_id}``             hash  ``P`` promotion, ``role`` sharer/buyer, ``u``,
                                                 ``coupon``, ``status`` earned/withdrawn/redeemed,
-                                                ``seq`` transitions emitted, ``buyers``
-- ``{ns}:rewards:{user}``                 set   the user's reward ids
+                                                ``seq`` transitions this namespace made (each
+                                                emitted by the live one), ``buyers`` (at the last
+                                                transition), ``kind``/``value``/``currency`` the
+                                                reward it was last earned with. A reward earned
+                                                and withdrawn again exists, one never earned does
+                                                not: which rewards hold (earned, redeemed) does
+                                                not depend on the order events arrived in, their
+                                                history does
+- ``{ns}:rewards:{user}``                 set   the user's reward ids (withdrawn ones too)
 - ``{ns}:coupon:{code}``                  string its reward id
 - ``{ns}:redeemed:{code}``                string the order that redeemed it (purchase with
-                                                ``coupon``): the reward stays ``redeemed``
+                                                ``coupon``; the smallest order id): the reward
+                                                stays ``redeemed``
+- ``{ns}:redeemwait``                     hash  code -> user: redemptions whose reward is not
+                                                known yet (its promotion's definition has not
+                                                arrived; or no reward has that code)
+- ``{ns}:user:{user}:redeemed``           set   coupon codes the user redeemed (for erasure;
+                                                erasure also reads ``user:{user}:orders`` and
+                                                ``shares`` for their referred orders and links)
 - ``{base}:rewards:outbox``               stream reward transitions to emit, written by the
                                                 script for the live namespace only (``base`` is
                                                 ``SOCIALPROOF_REDIS_NAMESPACE``, the same across
                                                 rebuilds); fields ``type`` earned/withdrawn,
                                                 ``reward``, ``P``, ``role``, ``u``, ``coupon``,
                                                 ``kind``, ``value``, ``currency``, ``buyers``,
-                                                ``reason``, ``ts`` (event ms), ``seq``
+                                                ``reason``, ``ts`` (event ms), ``seq`` (the
+                                                reward's emission number in ``rewards:seq``)
+- ``{base}:rewards:seq``                  hash  reward id -> entries emitted for it, across
+                                                namespaces, so that an event id (reward id and
+                                                seq) is never reused after a rebuild's switch
 - ``{base}:rewards:relay``                hash  ``id`` the last outbox entry published, ``offset``
                                                 the reward topic's end after it (the relay's
                                                 checkpoint, ``services/counters/relay.py``)

@@ -1,12 +1,14 @@
 -- The counter store's one script: applies a chunk of operations to the serving store atomically.
 -- Loaded by services/counters/store.py, which prepends the constants (HOUR, W_BUY, W_REVIEW,
--- W_SHARE, FEED_KEEP, NOTES_PER_DAY, NOTES_KEEP, DAY, NOTECAP_TTL) from contracts.views; the
+-- W_SHARE, FEED_KEEP, NOTES_PER_DAY, NOTES_KEEP, DAY, NOTECAP_TTL) from contracts.views,
+-- promotions.lua and referrals.lua (attribution and rewards: ``referral_hooks``, called below); the
 -- reasoning (facts, idempotence, order independence, friends_bought's fan-out, verified
--- purchases, questions and their notes) is in store.py's docstring, the key layout in
+-- purchases, questions and their notes, referrals) is in store.py's docstring, the key layout in
 -- contracts/views.py.
 --
 -- ARGV[1] = namespace, ARGV[2] = JSON list of operations (see store.operation),
--- ARGV[3] = default share_purchases_with_friends 0/1, ARGV[4] = fan-out threshold.
+-- ARGV[3] = default share_purchases_with_friends 0/1, ARGV[4] = fan-out threshold,
+-- ARGV[5..7] = promotions.lua's (coupon secret, outbox, emission counters).
 -- Returns, as JSON, [product ids whose public views changed, users whose notes changed].
 
 local ns = ARGV[1]
@@ -534,14 +536,19 @@ local function erase(u)
     ukey..':fo', ukey..':questions', ukey..':answers', ukey..':votes')
 end
 
+-- referral attribution and rewards (referrals.lua), called after this script recorded its facts
+local ref = referral_hooks(ns, erased, mark, note_changed, newer_than)
+
 for _, op in ipairs(ops) do
   local kind = op[1]
-  if kind == 'P' then -- purchase: order, user, ts, {product, qty, ...}, event id
+  if kind == 'P' then -- purchase: order, user, ts, {product, qty, ...}, event id[, link, coupon]
     local o, u, ts, lines, eid = op[2], op[3], op[4], op[5], op[6]
     local order = ns..':order:'..o
     -- a recorded purchase (a duplicate, a redelivery) has nothing left to change
     local prev = not erased(u) and redis.call('HMGET', order, 'user', 'cancelled', 'refunded')
+    local kept_lines = nil -- products of the order kept now, when recorded by this call
     if prev and not prev[1] then
+      kept_lines = {}
       local fields = {'HSET', order, 'user', u, 'ts', ts}
       if eid then table.insert(fields, 'eid'); table.insert(fields, eid) end
       local products = {'SADD', ns..':user:'..u..':products'}
@@ -562,11 +569,12 @@ for _, op in ipairs(ops) do
               kept = kept - tonumber(q)
             end
           end
-          if kept > 0 then add_buyer(o, p, u, ts) end
+          if kept > 0 then add_buyer(o, p, u, ts); kept_lines[p] = true end
         end
       end
     end
-  elseif kind == 'R' then -- refund: order, refund id, user, {product, qty, ...}
+    if op[7] then ref.purchase(o, u, ts, eid, lines, op[7], op[8], kept_lines) end
+  elseif kind == 'R' then -- refund: order, refund id, user, {product, qty, ...}, ts
     local o, rid, u, lines = op[2], op[3], op[4], op[5]
     if not erased(u) then
       redis.call('SADD', ns..':user:'..u..':orders', o)
@@ -577,13 +585,15 @@ for _, op in ipairs(ops) do
         redis.call('SADD', ns..':user:'..u..':refunds', o..'|'..lines[i])
       end
       recompute_order(o)
+      ref.order(o, op[6])
     end
-  elseif kind == 'C' then -- cancellation: order, user (a full refund of every line)
+  elseif kind == 'C' then -- cancellation: order, user, ts (a full refund of every line)
     local o, u = op[2], op[3]
     if not erased(u) then
       redis.call('SADD', ns..':user:'..u..':orders', o)
       redis.call('HSET', ns..':order:'..o, 'cancelled', '1')
       recompute_order(o)
+      ref.order(o, op[4])
     end
   elseif kind == 'V' then -- review: live 0/1, product, user, rating, ts, event id
     local live, p, u, rating, ts, eid = op[2], op[3], op[4], op[5], op[6], op[7]
@@ -602,17 +612,19 @@ for _, op in ipairs(ops) do
       redis.call('SADD', ns..':reviewers:'..p, u)
       mark(p)
     end
-  elseif kind == 'S' then -- share: share id, user, product, channel, ts, event id
+  elseif kind == 'S' then -- share: share id, user, product, channel, ts, event id, link token
     local sid, u, p, ch, ts, eid = op[2], op[3], op[4], op[5], op[6], op[7]
     local skey = ns..':share:'..sid
     local fields = {'HSET', skey, 'p', p, 'u', u, 'ch', ch, 'ts', ts}
     if eid then table.insert(fields, 'eid'); table.insert(fields, eid) end
+    if op[8] then table.insert(fields, 'lk'); table.insert(fields, op[8]) end -- its link
     -- HSET answers how many fields were new: none for a share already recorded (a duplicate)
     if not erased(u) and redis.call(unpack(fields)) > 0 then
       redis.call('SADD', ns..':user:'..u..':shares', sid)
       share_effect(sid, p, u, ch, ts, 1)
       mark(p)
     end
+    if op[8] then ref.share(op[8], sid, u, p, ts) end
   elseif kind == 'F' then -- friendship: on 0/1, user a, user b, ts, event id
     local on, a, b, ts, eid = op[2], op[3], op[4], op[5], op[6]
     if b < a then a, b = b, a end
@@ -663,8 +675,8 @@ for _, op in ipairs(ops) do
       redis.call('HSET', nkey, 'n', name, 'ts', ts, 'eid', eid)
       mark_user(u)
     end
-  elseif kind == 'E' then -- erasure: user
-    if not erased(op[2]) then erase(op[2]) end
+  elseif kind == 'E' then -- erasure: user, ts
+    if not erased(op[2]) then ref.erase(op[2], op[3]); erase(op[2]) end
   elseif kind == 'Q' then -- question asked: question id, product, asker, ts, event id
     local qid, p, u, ts, eid = op[2], op[3], op[4], op[5], op[6]
     local qkey = ns..':question:'..qid
@@ -702,6 +714,9 @@ for _, op in ipairs(ops) do
       if target == 'q' then requalify(tid) else reanswer(tid) end
       mark(p)
     end
+  elseif kind == 'D' then ref.define(op) -- promotion defined (referrals.lua says the fields)
+  elseif kind == 'T' then ref.ended(op) -- promotion ended: promotion, ts, event id
+  elseif kind == 'U' then ref.category(op) -- product upserted: product, category, ts, event id
   end
 end
 -- the collected writes (see the top): increments, then additions, then feed trims

@@ -28,7 +28,10 @@ reads. Rules:
   is visible, u is not erased, u's newest privacy settings have ``notify_on_questions`` and u
   has a kept order line of p bought at or before t; of those, the first
   ``QUESTION_NOTES_PER_DAY`` of each UTC day of t (by t, then question id), and of those the
-  newest ``NOTES_KEEP``.
+  newest ``NOTES_KEEP``;
+- bought through friends' shares (``bought_via_shares``): distinct buyers credited to a sharer
+  whose credited purchase is within the window (:mod:`services.counters.referral_oracle`, which
+  has the rules of attribution and rewards).
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class Oracle:
     default_share: bool = False
     default_feed: bool = False
     erased: set[str] = field(init=False)
+    _referrals: object = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.erased = {e.payload.user_id for e in self.events if isinstance(e, ev.UserErased)}
@@ -297,11 +301,20 @@ class Oracle:
         out["by_channel"] = dict(sorted(by_channel.items()))
         return out
 
+    def referrals(self):
+        """Attribution and rewards from the same events (built on this oracle, once)."""
+        from services.counters.referral_oracle import ReferralOracle  # it builds on this module
+
+        if self._referrals is None:
+            self._referrals = ReferralOracle(self.events, base=self)
+        return self._referrals
+
     def proof(self, product: str, now_ms: int) -> dict:
         """The same shape as the notifier's product JSON, without ``as_of``."""
         return {
             "product_id": product,
             "bought": self.bought(product, now_ms),
+            "bought_via_shares": self.referrals().bought_via_shares(product, now_ms),
             "reviews": self.reviews(product),
             "shares": self.shares(product, now_ms),
             "questions": self.questions(product),

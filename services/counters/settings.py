@@ -1,8 +1,9 @@
-"""The stream worker's settings (``SOCIALPROOF_WORKER_*``): batches, consumer group, fan-out, health port."""
+"""The stream worker's settings (``SOCIALPROOF_WORKER_*``): batches, consumer group, fan-out,
+health port; and ``SOCIALPROOF_COUPON_SECRET``, the key of reward coupons."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from contracts.views import FRIENDS_FANOUT_AT
 from socialproof.settings import PrivacyDefaults
@@ -41,3 +42,16 @@ class CountersSettings(PrivacyDefaults):
     worker_web_port: int = Field(
         default=6066, ge=1, le=65535, description="the worker's health and metrics port"
     )
+    coupon_secret: SecretStr | None = Field(
+        default=None,
+        description="key of the reward coupons the worker derives from reward ids (SP- and 16 hex "
+        "of a keyed hash), so a coupon cannot be guessed from its reward; unset: the service "
+        "token. Keep it stable: a rebuild recomputes every coupon with it",
+    )
+
+    def coupon_key(self) -> str:
+        """The coupon secret, else the service token, else empty (coupons guessable: dev only)."""
+        for secret in (self.coupon_secret, self.service_token):
+            if secret is not None and secret.get_secret_value():
+                return secret.get_secret_value()
+        return ""

@@ -75,14 +75,57 @@ friends_bought — a hybrid: intersection on read, fan-out on write for viewers 
   any order and never go away but for an erasure), not on their order; entering builds the
   viewer's sets from the facts, leaving (an erasure of friends) deletes them. Changing the
   threshold applies to a viewer at their next new friendship; reads are exact either way.
+
+Referrals and share-to-unlock promotions (issue #17; ``referrals.lua`` and ``promotions.lua``,
+one script with ``counters.lua``, so a purchase, refund, cancellation or erasure moves counters,
+attribution and rewards in the same atomic call):
+
+- *First touch.* The credit for buyer b's purchases of product p goes to the sharer of b's
+  earliest kept referred purchase of p (by ``(event ms, order id)``), never to b's own link; a
+  refund or cancellation of it moves the credit to the next one (maybe another sharer) or
+  removes it. First rather than last touch because it is the only choice that is a function of
+  the facts alone, whatever order they arrive in, and that cannot be taken over: a later link
+  sent to a buyer who already bought through a friend moves nothing, so sharers cannot snipe
+  each other's buyers, and a buyer counts once per sharer and product. Every line of a referred
+  order is referred (the friend's link brought the buyer to the shop).
+- *Facts.* ``ro:{o}`` (a referred purchase), ``link:{token}`` (a share's link); a purchase whose
+  link is not known yet waits in ``linkwait:{token}`` until the share arrives (or for ever: an
+  unknown token attributes nothing). The kept orders with a known link that is not the buyer's
+  own form ``rb:{p}|{b}``; its first member is the credit, and each view (``via``, ``sharers``,
+  ``credits``, a promotion's ``pc``/``pq``) is recomputed where that first member changes.
+- *Promotions.* A sharer's progress in P is their distinct credited buyers of products in P's
+  scope (one product, or a category: ``pcat:{p}`` from the newest ``ProductUpserted``) whose
+  credited purchase is in ``[starts_at, min(ends_at, ended))``; at ``goal`` they qualify, ranked
+  by when the goal-th buyer bought, then id. Earned sharer rewards = the redeemed ones and the
+  first ``max_rewards - redeemed`` others qualifying (all without a cap); a credited buyer in
+  scope and period earns the buyer reward. A newer definition (by ``(ts, event id)``) or an end
+  recomputes the promotion from the sharers' credits.
+- *Rewards* are deterministic (``reward_id`` from promotion, role and user; the coupon a keyed
+  hash of it under ``SOCIALPROOF_COUPON_SECRET``), so whoever computes a reward computes the same
+  one. A purchase carrying a coupon is a redemption fact (``redeemed:{code}``) that pins the
+  reward: never withdrawn, and counted under the cap, whenever it arrives (before its
+  promotion's definition it waits in ``redeemwait``). Every status change earned <-> withdrawn is
+  appended, in the same script, to the outbox stream that the relay publishes
+  (``services/counters/relay.py``), but only by a call writing the live namespace: a rebuild's
+  replay or the shadow compute the same statuses silently. Which rewards exist *now* is order-
+  independent; the history of transitions (a reward earned and withdrawn again, ``seq``) is not:
+  a refund that arrives before its purchase never lets the reward be earned at all.
+- *Erasure* of a buyer or sharer takes them out of every credit (their orders wait as if their
+  link were unknown, like purchases arriving after the erasure), withdraws their earned rewards
+  (reason ``erased``) and deletes their rewards and redemptions.
+- *Cost.* A purchase without a referral or coupon and a share without a link call nothing more;
+  a refund or cancellation looks up ``ro:{o}`` once. A referred purchase costs a few calls per
+  line, plus, for each promotion of the product, a scan of the sharer's credits in its period.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +145,9 @@ from contracts.views import (
     TRENDING_WEIGHTS,
     Keys,
 )
+from services.counters.settings import CountersSettings
+
+log = logging.getLogger("socialproof.processor")
 
 #: operations per script call: bounds how long one call holds Redis (a few ms)
 CHUNK = 500
@@ -116,7 +162,10 @@ _CONSTANTS = (
     f"local NOTES_PER_DAY, NOTES_KEEP = {QUESTION_NOTES_PER_DAY}, {NOTES_KEEP}\n"
     f"local DAY, NOTECAP_TTL = {DAY_MS}, {NOTECAP_TTL_S}\n"
 )
-APPLY_LUA = _CONSTANTS + Path(__file__).with_name("counters.lua").read_text(encoding="utf-8")
+APPLY_LUA = _CONSTANTS + "".join(
+    Path(__file__).with_name(name).read_text(encoding="utf-8")
+    for name in ("promotions.lua", "referrals.lua", "counters.lua")
+)
 
 
 def _merge_lines(lines: Iterable[ev.OrderLine | ev.RefundLine]) -> list[str | int]:
@@ -137,18 +186,50 @@ def event_ms(event: ev.Event) -> int:
     return int(event.occurred_at.timestamp() * 1000)
 
 
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _purchase(e: ev.PurchaseCompleted) -> list:
+    p = e.payload
+    op = ["P", p.order_id, p.user_id, event_ms(e), _merge_lines(p.lines), str(e.event_id)]
+    if p.referral or p.coupon:  # most purchases: nothing for referrals.lua to look at
+        op += [p.referral or "", p.coupon or ""]
+    return op
+
+
+def _share(e: ev.ProductShared) -> list:
+    p = e.payload
+    op = ["S", p.share_id, p.user_id, p.product_id, p.channel, event_ms(e), str(e.event_id)]
+    if p.link_token:
+        op.append(p.link_token)
+    return op
+
+
+def _spec(spec: ev.RewardSpec | None) -> list[str]:
+    if spec is None:
+        return ["", "", ""]
+    return [spec.kind, format(spec.value, "f"), spec.currency or ""]
+
+
+def _promotion(e: ev.PromotionDefined) -> list:
+    p = e.payload
+    return [
+        "D", p.promotion_id, event_ms(e), str(e.event_id), p.product_id or "",
+        p.category or "", p.title, p.goal.buyers, _ms(p.starts_at), _ms(p.ends_at),
+        p.max_rewards or 0, *_spec(p.sharer_reward), *_spec(p.buyer_reward),
+    ]
+
+
 # One builder per event class (a dict lookup, not a chain of isinstance checks: this runs for
 # every event the worker applies). Each returns the script operation for the event.
 _OPERATIONS: dict[type, Callable[[Any], list]] = {
-    ev.PurchaseCompleted: lambda e: [
-        "P", e.payload.order_id, e.payload.user_id, event_ms(e), _merge_lines(e.payload.lines),
-        str(e.event_id),
-    ],
+    ev.PurchaseCompleted: _purchase,
     ev.OrderRefunded: lambda e: [
         "R", e.payload.order_id, e.payload.refund_id, e.payload.user_id,
-        _merge_lines(e.payload.lines),
+        _merge_lines(e.payload.lines), event_ms(e),
     ],
-    ev.OrderCancelled: lambda e: ["C", e.payload.order_id, e.payload.user_id],
+    ev.OrderCancelled: lambda e: ["C", e.payload.order_id, e.payload.user_id, event_ms(e)],
     ev.ReviewPosted: lambda e: [
         "V", 1, e.payload.product_id, e.payload.user_id, e.payload.rating, event_ms(e),
         str(e.event_id),
@@ -156,10 +237,7 @@ _OPERATIONS: dict[type, Callable[[Any], list]] = {
     ev.ReviewDeleted: lambda e: [
         "V", 0, e.payload.product_id, e.payload.user_id, 0, event_ms(e), str(e.event_id)
     ],
-    ev.ProductShared: lambda e: [
-        "S", e.payload.share_id, e.payload.user_id, e.payload.product_id, e.payload.channel,
-        event_ms(e), str(e.event_id),
-    ],
+    ev.ProductShared: _share,
     ev.FriendshipAdded: lambda e: [
         "F", 1, e.payload.user_id, e.payload.friend_id, event_ms(e), str(e.event_id)
     ],
@@ -174,7 +252,7 @@ _OPERATIONS: dict[type, Callable[[Any], list]] = {
     ev.UserProfileUpdated: lambda e: [
         "N", e.payload.user_id, e.payload.first_name, event_ms(e), str(e.event_id)
     ],
-    ev.UserErased: lambda e: ["E", e.payload.user_id],
+    ev.UserErased: lambda e: ["E", e.payload.user_id, event_ms(e)],
     ev.QuestionAsked: lambda e: [
         "Q", e.payload.question_id, e.payload.product_id, e.payload.user_id, event_ms(e),
         str(e.event_id),
@@ -195,13 +273,20 @@ _OPERATIONS: dict[type, Callable[[Any], list]] = {
         e.payload.question_id, e.payload.product_id, int(e.payload.hidden), event_ms(e),
         str(e.event_id),
     ],
+    ev.PromotionDefined: _promotion,
+    ev.PromotionEnded: lambda e: ["T", e.payload.promotion_id, event_ms(e), str(e.event_id)],
+    # a product's category scopes category promotions; a deletion leaves it (past purchases
+    # keep counting where they counted)
+    ev.ProductUpserted: lambda e: [
+        "U", e.payload.product_id, e.payload.category or "", event_ms(e), str(e.event_id)
+    ],
 }
 _OPERATIONS[ev.ReviewEdited] = _OPERATIONS[ev.ReviewPosted]
 
 
 def operation(event: ev.Event) -> list | None:
-    """The script operation for one event, or None for events that feed no counter (catalogue
-    events)."""
+    """The script operation for one event, or None for events that feed no counter (product
+    deletions)."""
     build = _OPERATIONS.get(type(event))
     return build(event) if build is not None else None
 
@@ -230,6 +315,7 @@ class CounterStore:
         default_share_purchases: bool = False,
         follow_active: bool = False,
         fanout_at: int = FRIENDS_FANOUT_AT,
+        coupon_secret: str | None = None,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
@@ -244,22 +330,49 @@ class CounterStore:
         #: friendships on record from which a viewer's friends_bought is fanned out on write
         #: (SOCIALPROOF_WORKER_FRIENDS_FANOUT_AT; 0: never)
         self._fanout_at = str(fanout_at)
+        #: the key of reward coupons (SOCIALPROOF_COUPON_SECRET, else the service token; None:
+        #: read from the environment as the worker's settings do)
+        if coupon_secret is None:
+            coupon_secret = CountersSettings().coupon_key()
+        if not coupon_secret and follow_active:
+            log.warning("no SOCIALPROOF_COUPON_SECRET nor service token: coupons are guessable")
+        self._coupon_secret = coupon_secret
+        #: reward transitions go to the base namespace's outbox (the same across rebuilds), and
+        #: only from calls that write the live namespace: targets()[0] of a live worker
+        self._outbox = self.keys.rewards_outbox
+        self._emissions = f"{self.keys.ns}:rewards:seq"
+        self._live = self.keys.ns
 
     async def targets(self) -> tuple[str, ...]:
         """The namespaces this batch must be written to (first: the one readers serve)."""
         if not self.follow_active:
             return (self.keys.ns,)
-        return namespaces.parse(await self.redis.hgetall(self._pointer), self.keys.ns).written
+        written = namespaces.parse(await self.redis.hgetall(self._pointer), self.keys.ns).written
+        self._live = written[0]
+        return written
 
-    async def apply(self, events: list[ev.Event], namespace: str | None = None) -> Changes:
-        """Apply a batch in one pipelined round trip; returns what changed (to announce)."""
+    def emits(self, namespace: str) -> bool:
+        """Whether applying to ``namespace`` appends reward transitions to the outbox: only a live
+        worker's writes to the namespace readers serve (as of its last :meth:`targets`), never a
+        rebuild's replay worker nor the shadow during a hand-over."""
+        return self.follow_active and namespace == self._live
+
+    async def apply(
+        self, events: list[ev.Event], namespace: str | None = None, emit: bool | None = None
+    ) -> Changes:
+        """Apply a batch in one pipelined round trip; returns what changed (to announce).
+        ``emit``: append reward transitions to the outbox (None: :meth:`emits`)."""
         ops = [op for op in map(operation, events) if op is not None]
-        return await self.apply_operations(ops, namespace)
+        return await self.apply_operations(ops, namespace, emit)
 
-    async def apply_operations(self, ops: list[list], namespace: str | None = None) -> Changes:
+    async def apply_operations(
+        self, ops: list[list], namespace: str | None = None, emit: bool | None = None
+    ) -> Changes:
         if not ops:
             return Changes()
         ns = namespace or self.keys.ns
+        if emit is None:
+            emit = self.emits(ns)
         # EVALSHA straight away (the script is loaded on first NOSCRIPT): a redis-py pipeline would
         # add a SCRIPT EXISTS round trip to every call. Chunks run concurrently; facts commute.
         results = await asyncio.gather(
@@ -270,6 +383,9 @@ class CounterStore:
                         orjson.dumps(ops[start : start + CHUNK]),
                         self._default_share,
                         self._fanout_at,
+                        self._coupon_secret,
+                        self._outbox if emit else "",
+                        self._emissions,
                     ]
                 )
                 for start in range(0, len(ops), CHUNK)

@@ -166,7 +166,7 @@ def _processed(env: BenchEnv, url: str) -> int:
 def e2e_latency(env: BenchEnv, quick: bool) -> Result:
     rates = [100, 300] if quick else [500, 2_000, 5_000]
     repeats = 1 if quick else 3
-    seconds = 2.0 if quick else 10.0
+    seconds = 1.0 if quick else 10.0
     timed_products = [f"e2e-p{i}" for i in range(3 if quick else 20)]
     raise_fd_limit(4_096)
     gen = LoadGenerator(

@@ -150,7 +150,14 @@ class BatchProcessor:
         BATCH_LATENCY.observe(time.perf_counter() - started)
 
     def _apply(self, chunk: list[Event], written: tuple[str, ...]) -> list[asyncio.Future]:
-        return [asyncio.ensure_future(self.store.apply(chunk, ns)) for ns in written]
+        # Reward transitions go to the outbox from the writes to the namespace readers serve as
+        # of this batch (written[0]), so a switch while batches are in flight cannot drop one.
+        return [
+            asyncio.ensure_future(
+                self.store.apply(chunk, ns, emit=self.store.follow_active and ns == written[0])
+            )
+            for ns in written
+        ]
 
     async def _dead_letter(self, msg: Any, exc: codec.EventDecodeError) -> None:
         letter = DeadLetter(
@@ -369,6 +376,7 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
             settings.default_share_purchases,
             follow_active=settings.worker_follow_active,
             fanout_at=settings.worker_friends_fanout_at,
+            coupon_secret=settings.coupon_key(),
         ),
         publisher,
         consumer=settings.worker_consumer_group,

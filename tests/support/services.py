@@ -13,7 +13,7 @@ import httpx
 
 from contracts import codec
 from contracts.events import Event
-from contracts.topics import Topic
+from contracts.topics import REWARDS, Topic
 from socialproof.processes import service_argv
 from socialproof.settings import Settings
 from socialproof.topicview import Record, TopicView
@@ -52,7 +52,8 @@ def restart_service(stack: Stack, service: str) -> None:
 
 def topic_records(settings: Settings, topic: Topic, key: str | None) -> list[Record]:
     """Every record with ``key`` (None: every record) on ``topic``, from the beginning up to
-    now, in log order (per partition)."""
+    now, in log order (per partition); read_committed where the topic's writer uses
+    transactions (the rewards topic)."""
     found: list[Record] = []
 
     def keep(record: Record) -> None:
@@ -60,7 +61,13 @@ def topic_records(settings: Settings, topic: Topic, key: str | None) -> list[Rec
             found.append(record)
 
     async def read() -> None:
-        view = TopicView(settings, [topic], keep, name="tests")
+        view = TopicView(
+            settings,
+            [topic],
+            keep,
+            name="tests",
+            isolation="read_committed" if topic is REWARDS else None,
+        )
         await view.start()
         try:
             assert await view.wait_until(lambda: view.caught_up, 20), "topic replay timed out"

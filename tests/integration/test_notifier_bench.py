@@ -1,17 +1,27 @@
 """Smoke run of the notifier's ``make bench`` scenarios at tiny sizes: they run, report figures,
-and every final state reached every SSE client (a correctness check; speed is not judged here)."""
+and every final state reached every SSE client (a correctness check; speed is not judged here).
+
+They run on the session's broker and Redis, in the bench's existing-servers mode (topics under a
+prefix of their own, fresh Redis namespaces, all deleted afterwards): no broker is started per
+scenario. The bench's own embedded servers are smoke-tested by test_processor_bench.py and
+test_bench_e2e_scaling.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from socialproof.settings import Settings
 from tests.support.bench import run_quick
 
 SCENARIOS = ["sse_fanout", "sse_fanout_x5", "read_api", "read_api_2p"]
 
 
-def test_the_notifier_bench_scenarios_run_and_report(tmp_path: Path) -> None:
-    results = run_quick(SCENARIOS, tmp_path)["scenarios"]
+def test_the_notifier_bench_scenarios_run_and_report(settings: Settings, tmp_path: Path) -> None:
+    servers = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "REDIS_URL": settings.redis_url,
+    }
+    results = run_quick(SCENARIOS, tmp_path, env=servers)["scenarios"]
     for name in ("sse_fanout", "sse_fanout_x5"):
         figures = results[name]["figures"]
         assert figures["connections"] == 200 and figures["deliveries"] > 0

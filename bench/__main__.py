@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    attribution,
     broker_fetch,
     burst_lag,
     e2e,
@@ -47,6 +48,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: ``--list`` lists and the report shows their scenarios
 SCENARIO_MODULES = (
     throughput,
+    attribution,
     burst_lag,
     friends_bought,
     sse_fanout,

@@ -9,8 +9,8 @@ from tests.support.bench import run_quick
 
 #: the processor's scenarios (other scenarios in the registry have their own smoke tests);
 #: faust_eos (two designs, SIGKILLs and restarts, about a minute) runs on its own below
-SCENARIOS = ["throughput", "burst_lag", "friends_bought", "faust_eos"]
-RUN_TOGETHER = SCENARIOS[:3]
+SCENARIOS = ["throughput", "attribution", "burst_lag", "friends_bought", "faust_eos"]
+RUN_TOGETHER = SCENARIOS[:4]
 
 
 def test_every_bench_scenario_runs_and_reports(tmp_path: Path) -> None:
@@ -21,6 +21,10 @@ def test_every_bench_scenario_runs_and_reports(tmp_path: Path) -> None:
     assert throughput["batched_processed"] == throughput["events_per_window"]
     assert throughput["baseline_events_per_s"] > 0 and throughput["ratio"] > 0
     assert results["friends_bought"]["figures"]["dense_count"] > 0
+    # attribution measured both variants, with purchases through links and promotions
+    attribution = results["attribution"]["figures"]
+    assert attribution["plain_events_per_s"] > 0 and attribution["referred_events_per_s"] > 0
+    assert attribution["referred_purchases"] > 0 and attribution["promotions"] > 0
     # the burst's lag was followed over time and came back under 1 s
     burst = results["burst_lag"]["figures"]
     assert burst["recovered_bursts"] == burst["bursts"] == 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from contracts.topics import EVENT_TOPICS
+from contracts.topics import PROCESSOR_TOPICS
 from tools.deploycheck import components
 from tools.deploycheck.manifests import (
     LONG_RUNNING,
@@ -270,7 +270,7 @@ def _autoscaling(objects: list[Obj]) -> list[Problem]:
 
 @rule("processor-partitions", "stream processor replicas never exceed the event topics' partitions")
 def _processor(objects: list[Obj]) -> list[Problem]:
-    limit = min(t.partitions for t in EVENT_TOPICS)
+    limit = min(t.partitions for t in PROCESSOR_TOPICS)
     out = []
     for obj, spec in workloads(objects):
         if not any(is_socialproof(c) and role(c) == "worker" for c in spec.get("containers") or []):

@@ -17,12 +17,15 @@ a node's log goes to a file, never to the console. ``SOCIALPROOF_KAFKA_LIBS`` po
 existing Kafka distribution's ``libs/`` instead of the Maven cache; ``SOCIALPROOF_KAFKA_HEAP``
 bounds the heap (default 512m: Kafka keeps records in the page cache, not on the heap).
 
-Class data sharing (:func:`class_sharing`): a broker maps the classes it loads at start from an
-archive in the cache (``cds/``) instead of parsing and verifying them from the jars again,
-which takes start-up from about 3.8 to 2.2 s of CPU (measured on 2 cores; the broker runs the
-same afterwards). The archive is made by the first broker that exits cleanly without one (its
-JVM writes the classes it loaded, 3-5 s more at its stop), checked and moved into place by the
-next start. ``SOCIALPROOF_KAFKA_CDS=0`` turns it off.
+Class data sharing (:func:`class_sharing`): a broker on a new log dir maps the classes it loads
+at start from an archive in the cache (``cds/``) instead of parsing and verifying them from the
+jars again, which takes start-up from about 3.8 to 2.2 s of CPU (measured on 2 cores; the broker
+runs the same afterwards). The archive is made by the first such broker that exits cleanly
+without one (its JVM writes the classes it loaded, 3-5 s more at its stop), checked and moved
+into place by the next start. A broker restarted on its log dir starts without it: started that
+fast, Kafka 4.4's controller registration races the controller's activation on replaying its
+metadata log and logs a NotControllerException at ERROR (retried, harmless, but ``make run``
+shows broker errors). ``SOCIALPROOF_KAFKA_CDS=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -227,6 +230,8 @@ class KafkaNode:
     replication: int = 1
     overrides: Mapping[str, str] = field(default_factory=dict)
     proc: ManagedProcess | None = None
+    #: its next start is its first on a log dir formatted here: class data sharing (see above)
+    share_classes: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -279,6 +284,7 @@ class KafkaNode:
         props = self.write_properties()
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
+        self.share_classes = True
         # a one-shot tool: the C1 compiler alone starts it sooner
         done = subprocess.run(
             [java, "-Xmx256m", "-XX:TieredStopAtLevel=1",
@@ -298,7 +304,7 @@ class KafkaNode:
         argv = [
             java, f"-Xmx{heap}", f"-Xms{min(256, _megabytes(heap))}m",
             "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError",
-            *class_sharing(java, classpath),
+            *(class_sharing(java, classpath) if self.share_classes else []),
             "-Djava.awt.headless=true",
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
             "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",
@@ -307,6 +313,7 @@ class KafkaNode:
             "-Dorg.slf4j.simpleLogger.log.org.apache.kafka.common.config.AbstractConfig=warn",
             "-cp", classpath, "kafka.Kafka", str(self.data_dir / "server.properties"),
         ]
+        self.share_classes = False  # any later start is a restart on this log dir
         self.proc = ManagedProcess(name=f"kafka-{self.node_id}", argv=argv, **kwargs)  # type: ignore[arg-type]
         return self.proc
 

@@ -1,10 +1,16 @@
 """Smoke run of ``make bench``: every scenario runs at tiny sizes, prints its one-line summary and
-lands in the JSON results and the markdown report. It checks the harness, never the speed."""
+lands in the JSON results and the markdown report. It checks the harness, never the speed.
+
+The three quick scenarios run on the session's broker and Redis, in the bench's existing-servers
+mode (topics under a prefix of their own, fresh namespaces and groups, all deleted afterwards):
+no broker is started per scenario. faust_eos runs on the bench's own embedded broker and Redis,
+so that environment is smoke-tested here too."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from socialproof.settings import Settings
 from tests.support.bench import run_quick
 
 #: the processor's scenarios (other scenarios in the registry have their own smoke tests);
@@ -13,10 +19,14 @@ SCENARIOS = ["throughput", "attribution", "burst_lag", "friends_bought", "faust_
 RUN_TOGETHER = SCENARIOS[:4]
 
 
-def test_every_bench_scenario_runs_and_reports(tmp_path: Path) -> None:
+def test_every_bench_scenario_runs_and_reports(settings: Settings, tmp_path: Path) -> None:
     # When the bench runs in quick mode into a scratch folder, then each scenario printed its
     # summary line and reported figures (run_quick asserts both)
-    results = run_quick(RUN_TOGETHER, tmp_path)["scenarios"]
+    servers = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "REDIS_URL": settings.redis_url,
+    }
+    results = run_quick(RUN_TOGETHER, tmp_path, env=servers)["scenarios"]
     throughput = results["throughput"]["figures"]
     assert throughput["batched_processed"] == throughput["events_per_window"]
     assert throughput["baseline_events_per_s"] > 0 and throughput["ratio"] > 0

@@ -143,12 +143,14 @@ class PrivateBackend:
         self.started.append(proc)
         return proc
 
-    def worker(self, namespace: str, group: str, wait: bool = True, **extra: str) -> Proc:
+    def worker(self, namespace: str, group: str, wait: bool = True,
+               argv: list[str] | None = None, **extra: str) -> Proc:
+        """``socialproof worker``, or ``argv`` (the worker with a fault-injection seam)."""
         port = free_port()
         env = self.env(namespace, **extra)
         env.update(SOCIALPROOF_WORKER_CONSUMER_GROUP=group,
                    SOCIALPROOF_WORKER_WEB_PORT=str(port))
-        proc = self._spawn("worker", [sys.executable, "-m", "cli", "worker"], env)
+        proc = self._spawn("worker", argv or [sys.executable, "-m", "cli", "worker"], env)
         url = f"http://127.0.0.1:{port}"
         if wait:
             wait_worker_assigned(f"{url}/readyz", 60, proc)

@@ -15,7 +15,9 @@ point of the distribution's own scripts. Once fetched, nothing is downloaded aga
 Log dirs are the caller's (``.devstack/kafka`` for ``make run``, so topics survive a restart);
 a node's log goes to a file, never to the console. ``SOCIALPROOF_KAFKA_LIBS`` points at an
 existing Kafka distribution's ``libs/`` instead of the Maven cache; ``SOCIALPROOF_KAFKA_HEAP``
-bounds the heap (default 512m: Kafka keeps records in the page cache, not on the heap).
+bounds the heap (default 512m: Kafka keeps records in the page cache, not on the heap);
+``SOCIALPROOF_KAFKA_JVM_OPTS`` adds JVM options to every broker (the test suite sets
+``-XX:TieredStopAtLevel=1``: see ``tests/support/backends.py``).
 
 Class data sharing (:func:`class_sharing`): a broker on a new log dir maps the classes it loads
 at start from an archive in the cache (``cds/``) instead of parsing and verifying them from the
@@ -34,6 +36,7 @@ import base64
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -305,6 +308,7 @@ class KafkaNode:
             java, f"-Xmx{heap}", f"-Xms{min(256, _megabytes(heap))}m",
             "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError",
             *(class_sharing(java, classpath) if self.share_classes else []),
+            *shlex.split(os.environ.get("SOCIALPROOF_KAFKA_JVM_OPTS", "")),
             "-Djava.awt.headless=true",
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
             "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",

@@ -1,7 +1,8 @@
 """Explain this number: the events that make up a figure the notifier serves, and the ones left out.
 
 For a product and a figure named by its path in the proof answer (``bought.24h``,
-``reviews.verified_count``, ``shares.by_channel.email``, ``friends_bought`` for a viewer, …; see
+``reviews.verified_count``, ``shares.by_channel.email``, ``bought_via_shares.7d``,
+``friends_bought`` for a viewer, …; see
 :func:`parse_figure`) an explanation is ``value`` (the number the proof answer serves at that
 instant), ``events`` (exactly the events counted: ``len(events)`` over all pages equals
 ``value``) and ``excluded`` (events of the figure's facts that are not counted, each with its
@@ -13,7 +14,9 @@ The parts:
 - :func:`parse_figure`: a figure path to a :class:`Figure` (``UnknownFigure`` names the problem).
 - The pure functions :func:`explain_buyers`, :func:`explain_reviews`, :func:`explain_shares`,
   :func:`explain_questions`: facts read (plain dataclasses) to ``(events, excluded)``; they live
-  in :mod:`services.notifier.explain_facts`.
+  in :mod:`services.notifier.explain_facts`. ``bought_via_shares.*`` (referral credits, its
+  reasons ``self_referral``, ``unknown_link``, ``not_first_touch``, …) is
+  :mod:`services.notifier.explain_referrals`.
 - :class:`Explainer`: reads the facts (``explain.lua``), pages, and checks that a later page still
   sees the value of the first (:class:`FigureChanged` otherwise). Used by the notifier's
   ``GET /v1/proof/products/{id}/explain`` and by ``socialproof explain``.
@@ -78,7 +81,7 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from contracts.views import BOUGHT_WINDOWS_MS, SHARE_CHANNELS, SHARE_WINDOWS_MS
-from services.notifier.explain_facts import (
+from services.notifier.explain_facts import (  # noqa: F401 (facts re-exported for callers)
     BuyerFacts,
     Entry,
     Purchase,
@@ -87,16 +90,21 @@ from services.notifier.explain_facts import (
     Refunded,
     ReviewFacts,
     ShareFacts,
+    as_list,
+    as_ms,
+    as_str,
+    buyer_facts,
     explain_buyers,
     explain_questions,
     explain_reviews,
     explain_shares,
     iso,
 )
-from services.notifier.proof import ProofReader
+from services.notifier.explain_referrals import OTHER_BUYERS, read_bought_via_shares
+from services.notifier.proof import VIA_WINDOWS_MS, ProofReader
 
 T = TypeVar("T")
-Kind = Literal["bought", "shares", "reviews", "questions", "friends_bought"]
+Kind = Literal["bought", "shares", "reviews", "questions", "friends_bought", "via"]
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 #: a filtered walk (shares by channel, questions by answer state) reads at most this many
@@ -117,7 +125,7 @@ class UnknownFigure(ValueError):
 class Figure:
     path: str
     kind: Kind
-    window_ms: int | None = None  # bought / shares windows
+    window_ms: int | None = None  # bought / shares / bought_via_shares windows
     channel: str | None = None  # shares.by_channel.{channel}
     verified: bool = False  # reviews.verified_count
     bit: int = 0  # questions: which bit of the question's ``c``
@@ -130,7 +138,8 @@ class Figure:
 FIGURES_HELP = (
     "bought.1h, bought.24h, bought.7d, reviews.count, reviews.verified_count, shares.1h, "
     "shares.24h, shares.total, shares.by_channel.<channel>, questions.count, questions.answered, "
-    "questions.answered_by_buyers, friends_bought (with a viewer)"
+    "questions.answered_by_buyers, bought_via_shares.24h, bought_via_shares.7d, friends_bought "
+    "(with a viewer)"
 )
 
 
@@ -154,6 +163,8 @@ def parse_figure(path: str) -> Figure:
         return Figure(path, "shares", channel=rest[1])
     if head == "questions" and len(rest) == 1 and rest[0] in _QUESTION_BITS:
         return Figure(path, "questions", bit=_QUESTION_BITS[rest[0]])
+    if head == "bought_via_shares" and len(rest) == 1 and rest[0] in VIA_WINDOWS_MS:
+        return Figure(path, "via", window_ms=VIA_WINDOWS_MS[rest[0]])
     if head == "friends_bought" and rest in ([], ["count"]):
         return Figure(path, "friends_bought")
     raise UnknownFigure(f"unknown figure {path!r}: one of {FIGURES_HELP}")
@@ -193,8 +204,6 @@ class UserRefs:
         return ref
 
 
-
-
 # --- paging --------------------------------------------------------------------------------------
 
 
@@ -216,7 +225,8 @@ class FigureChanged(Exception):
 @dataclass(frozen=True)
 class Position:
     """Where a page starts: after ``skip`` items scored ``score`` (a sequence sorts newest first
-    by score, ties in a fixed order), read at ``at_ms``, where the first page read ``value``."""
+    by score, ties in a fixed order) in ``phase`` of the sequence (2: bought_via_shares' other
+    buyers), read at ``at_ms``, where the first page read ``value``."""
 
     figure: str
     at_ms: int
@@ -225,11 +235,12 @@ class Position:
     skip: int
     with_excluded: bool
     viewer: str | None = None  # the viewer's ref, never their id
+    phase: int = 1
 
     def encode(self) -> str:
         raw = orjson.dumps(
             [self.figure, self.at_ms, self.value, self.score, self.skip,
-             int(self.with_excluded), self.viewer]
+             int(self.with_excluded), self.viewer, self.phase]
         )
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -237,21 +248,22 @@ class Position:
     def decode(cls, text: str) -> Position:
         try:
             raw = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            figure, at_ms, value, score, skip, with_excluded, viewer = raw
+            figure, at_ms, value, score, skip, with_excluded, viewer, *rest = raw
             float(score)
+            (phase,) = rest or [1]  # cursors given before phases have none
             position = cls(
                 str(figure), int(at_ms), int(value), str(score), int(skip), bool(with_excluded),
-                None if viewer is None else str(viewer),
+                None if viewer is None else str(viewer), int(phase),
             )
         except (ValueError, TypeError, orjson.JSONDecodeError):
             raise InvalidCursor("the cursor is malformed; pass `next` of the previous page") from None
-        if position.skip < 0:
+        if position.skip < 0 or position.phase not in (1, 2):
             raise InvalidCursor("the cursor is malformed; pass `next` of the previous page")
         return position
 
 
 def page_of(
-    items: Sequence[T], score: Callable[[T], int], start: tuple[str, int] | None, limit: int
+    items: Sequence[T], score: Callable[[T], int], start: tuple[Any, ...] | None, limit: int
 ) -> tuple[list[T], tuple[str, int] | None]:
     """A page of ``items`` (sorted by ``score`` descending, ties in a fixed order) after
     ``start`` = (score, ties already given), and where the next page starts (None: the last)."""
@@ -295,31 +307,6 @@ class Explanation:
 EXPLAIN_LUA = (Path(__file__).parent / "lua" / "explain.lua").read_text(encoding="utf-8")
 
 
-def _list(value: Any) -> list:
-    """cjson encodes an empty Lua table as ``{}``."""
-    return value if isinstance(value, list) else []
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _ms(value: Any) -> int:
-    return int(float(value))
-
-
-def buyer_facts(raw: dict) -> BuyerFacts:
-    return BuyerFacts(
-        user=raw["u"],
-        latest=_ms(raw["s"]) if raw.get("s") not in (None, False) else None,
-        kept=tuple(Purchase(o, _ms(ms), _str(eid)) for o, ms, eid in _list(raw.get("kept"))),
-        refunded=tuple(
-            Refunded(o, _ms(ts), _str(eid), bool(cancelled))
-            for o, ts, eid, cancelled in _list(raw.get("gone"))
-        ),
-    )
-
-
 class Explainer:
     """Reads a figure's facts and explains them; the namespace is the reader's (it follows a
     rebuild's switch), and ``reviews.count`` follows ``SOCIALPROOF_REVIEWS_VERIFIED_ONLY`` as the
@@ -350,14 +337,16 @@ class Explainer:
         if figure.needs_viewer and not viewer_id:
             raise ValueError(f"{figure.path} needs a viewer")
         viewer_ref = self.refs(viewer_id) if figure.needs_viewer and viewer_id else None
-        start: tuple[str, int] | None = None
+        start: tuple[str, int, int] | None = None  # score, ties given, phase
         first: Position | None = None
         if cursor is not None:
             first = Position.decode(cursor)
             if first.figure != figure.path or first.viewer != viewer_ref:
                 raise InvalidCursor("the cursor belongs to another figure, product page or viewer")
-            now_ms, with_excluded, start = first.at_ms, first.with_excluded, (first.score,
-                                                                              first.skip)
+            if first.phase == OTHER_BUYERS and not (figure.kind == "via" and first.with_excluded):
+                raise InvalidCursor("the cursor is malformed; pass `next` of the previous page")
+            now_ms, with_excluded = first.at_ms, first.with_excluded
+            start = (first.score, first.skip, first.phase)
         at = int(time.time() * 1000) if now_ms is None else now_ms
         limit = max(1, min(limit, MAX_LIMIT))
         ns = self.reader.keys.ns
@@ -367,6 +356,7 @@ class Explainer:
             "questions": self._questions,
             "friends_bought": self._friends,
             "reviews": self._reviews,
+            "via": self._via,
         }[figure.kind]
         value, events, excluded, after = await read(
             ns, product_id, figure, at, start, limit, with_excluded, viewer_id
@@ -378,7 +368,8 @@ class Explainer:
         next_cursor = None
         if after is not None:
             next_cursor = Position(
-                figure.path, at, value, after[0], after[1], with_excluded, viewer_ref
+                figure.path, at, value, after[0], after[1], with_excluded, viewer_ref,
+                after[2] if len(after) > 2 else 1,
             ).encode()
         return Explanation(figure.path, value, at, events, excluded, next_cursor)
 
@@ -415,8 +406,8 @@ class Explainer:
     # --- per kind: (value, events, excluded, next position) ---
 
     @staticmethod
-    def _walk_args(start: tuple[str, int] | None, limit: int, low: str) -> list[object]:
-        score, skip = start if start is not None else ("+inf", 0)
+    def _walk_args(start: tuple[str, int, int] | None, limit: int, low: str) -> list[object]:
+        score, skip = start[:2] if start is not None else ("+inf", 0)
         return [score, skip, limit, low]
 
     async def _bought(self, ns, product_id, figure, at, start, limit, full, _viewer):
@@ -425,7 +416,7 @@ class Explainer:
         raw = await self._read(
             "b", ns, product_id, *self._walk_args(start, limit, low), window_start, int(full)
         )
-        buyers = [buyer_facts(item) for item in _list(raw.get("items"))]
+        buyers = [buyer_facts(item) for item in as_list(raw.get("items"))]
         events, excluded = explain_buyers(buyers, self.refs, window_start=window_start)
         return int(raw["value"]), events, excluded, _position(raw.get("next"))
 
@@ -437,8 +428,8 @@ class Explainer:
             "" if window_start is None else window_start, figure.channel or "", WALK_BUDGET,
         )
         shares = [
-            ShareFacts(sid, u or "", ch or "", _ms(ms), _str(eid))
-            for sid, u, ch, ms, eid in _list(raw.get("items"))
+            ShareFacts(sid, u or "", ch or "", as_ms(ms), as_str(eid))
+            for sid, u, ch, ms, eid in as_list(raw.get("items"))
         ]
         events, excluded = explain_shares(shares, self.refs, window_start=window_start)
         return int(raw["value"]), events, excluded, _position(raw.get("next"))
@@ -450,16 +441,16 @@ class Explainer:
             WALK_BUDGET, int(full),
         )
         questions = [
-            QuestionFacts(qid, _str(u), _ms(ms), _str(eid), bool(counted))
-            for qid, u, ms, eid, counted in _list(raw.get("items"))
+            QuestionFacts(qid, as_str(u), as_ms(ms), as_str(eid), bool(counted))
+            for qid, u, ms, eid, counted in as_list(raw.get("items"))
         ]
         events, excluded = explain_questions(questions, self.refs, bit=figure.bit)
         return int(raw["value"]), events, excluded, _position(raw.get("next"))
 
     async def _friends(self, ns, product_id, figure, at, start, limit, full, viewer):
         raw = await self._read("f", ns, product_id, viewer)
-        counted = frozenset(_list(raw.get("counted")))
-        friends = [buyer_facts(item) for item in _list(raw.get("items"))]
+        counted = frozenset(as_list(raw.get("counted")))
+        friends = [buyer_facts(item) for item in as_list(raw.get("items"))]
         if not full:
             friends = [f for f in friends if f.user in counted]
         friends.sort(key=lambda f: (f.score, f.user), reverse=True)
@@ -467,12 +458,18 @@ class Explainer:
         events, excluded = explain_buyers(page, self.refs, counted=counted)
         return int(raw["value"]), events, excluded, after
 
+    async def _via(self, ns, product_id, figure, at, start, limit, full, _viewer):
+        return await read_bought_via_shares(
+            self._read, self.refs, ns, product_id, window_ms=figure.window_ms, at=at,
+            start=start, limit=limit, full=full,
+        )
+
     async def _reviews(self, ns, product_id, figure, at, start, limit, full, _viewer):
         verified = figure.verified or self.reader.reviews_verified_only
         raw = await self._read("r", ns, product_id)
         reviews = [
-            ReviewFacts(u, live == "1", int(rating or 0), _ms(ts), _str(eid), vf == "1")
-            for u, live, rating, ts, eid, vf in _list(raw.get("items"))
+            ReviewFacts(u, live == "1", int(rating or 0), as_ms(ts), as_str(eid), vf == "1")
+            for u, live, rating, ts, eid, vf in as_list(raw.get("items"))
         ]
         value = int(raw["vcount"] if verified else raw["count"])
         if not full:

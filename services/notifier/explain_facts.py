@@ -211,3 +211,31 @@ def explain_questions(
         elif bit in _QUESTION_MISSES:
             excluded.append({**entry, "reason": _QUESTION_MISSES[bit]})
     return events, excluded
+
+
+# --- the read script's reply (``explain.lua``) to facts -------------------------------------------
+
+
+def as_list(value: Any) -> list:
+    """cjson encodes an empty Lua table as ``{}``."""
+    return value if isinstance(value, list) else []
+
+
+def as_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def as_ms(value: Any) -> int:
+    return int(float(value))
+
+
+def buyer_facts(raw: dict) -> BuyerFacts:
+    return BuyerFacts(
+        user=raw["u"],
+        latest=as_ms(raw["s"]) if raw.get("s") not in (None, False) else None,
+        kept=tuple(Purchase(o, as_ms(ms), as_str(eid)) for o, ms, eid in as_list(raw.get("kept"))),
+        refunded=tuple(
+            Refunded(o, as_ms(ts), as_str(eid), bool(cancelled))
+            for o, ts, eid, cancelled in as_list(raw.get("gone"))
+        ),
+    )

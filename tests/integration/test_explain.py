@@ -26,7 +26,7 @@ from contracts.views import BOUGHT_WINDOWS_MS, FRIENDS_FANOUT_AT, SHARE_CHANNELS
 from services.counters.oracle import Oracle
 from services.counters.store import CounterStore
 from services.notifier.explain import Explainer, UserRefs, parse_figure
-from services.notifier.proof import ProofReader, to_json
+from services.notifier.proof import VIA_WINDOWS_MS, ProofReader, to_json
 from services.notifier.settings import NotifierSettings
 from socialproof.settings import Settings
 from tests.integration.test_counters_store import _event, purchase, refund, review, share
@@ -45,6 +45,7 @@ PUBLIC_FIGURES = [
     "questions.count",
     "questions.answered",
     "questions.answered_by_buyers",
+    *(f"bought_via_shares.{w}" for w in VIA_WINDOWS_MS),
 ]
 MIX = {
     "purchase": 0.35, "refund": 0.06, "cancel": 0.03, "share": 0.15, "review": 0.12,
@@ -74,13 +75,14 @@ def served(proof: dict, path: str, friends: int | None = None) -> int:
 
 
 async def every_page(explainer: Explainer, product: str, path: str, viewer: str | None = None,
-                     limit: int = 3, with_excluded: bool = True) -> tuple[int, list, list]:
+                     limit: int = 3, with_excluded: bool = True,
+                     now_ms: int = NOW_MS) -> tuple[int, list, list]:
     """(value, events, excluded) over all pages of ``limit`` items, each page's value checked."""
     return_value, events, excluded, cursor = None, [], [], None
     while True:
         page = await explainer.explain(
             product, parse_figure(path), viewer_id=viewer, cursor=cursor, limit=limit,
-            with_excluded=with_excluded, now_ms=NOW_MS,
+            with_excluded=with_excluded, now_ms=now_ms,
         )
         assert return_value in (None, page.value)
         return_value = page.value

@@ -1,9 +1,11 @@
-"""Explanations of served figures (services/notifier/explain.py) without Redis: figure paths, user
-refs, the pure functions over facts, paging and cursors; and the endpoint's errors (400 naming
-the parameter, 401/403, 503 with Redis down) on an app whose Redis does not answer."""
+"""Explanations of served figures (services/notifier/explain.py, explain_referrals.py) without
+Redis: figure paths, user refs, the pure functions over facts (bought_via_shares' reasons too),
+paging and cursors; and the endpoint's errors (400 naming the parameter, 401/403, 503 with Redis
+down) on an app whose Redis does not answer."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 
@@ -36,6 +38,7 @@ from services.notifier.explain import (
     parse_figure,
     ref_key,
 )
+from services.notifier.explain_referrals import Referred, ReferredBuyer, explain_via
 from services.notifier.proof import ProofReader
 from services.notifier.settings import NotifierSettings
 from socialproof.http import create_service_app, lifespan_noop
@@ -64,6 +67,8 @@ refs = UserRefs(b"k" * 32)
         ("questions.count", "questions", None, None, False, 1),
         ("questions.answered", "questions", None, None, False, 2),
         ("questions.answered_by_buyers", "questions", None, None, False, 4),
+        ("bought_via_shares.24h", "via", 24 * HOUR, None, False, 0),
+        ("bought_via_shares.7d", "via", 168 * HOUR, None, False, 0),
         ("friends_bought", "friends_bought", None, None, False, 0),
         ("friends_bought.count", "friends_bought", None, None, False, 0),
     ],
@@ -76,7 +81,11 @@ def test_every_served_figure_has_a_path(path, kind, window, channel, verified, b
 
 
 @pytest.mark.parametrize(
-    "path", ["bought", "bought.2h", "reviews.average", "shares.by_channel.pigeon", "as_of", ""]
+    "path",
+    [
+        "bought", "bought.2h", "reviews.average", "shares.by_channel.pigeon", "as_of", "",
+        "bought_via_shares", "bought_via_shares.1h",
+    ],
 )
 def test_an_unknown_figure_is_named_with_the_known_ones(path: str) -> None:
     with pytest.raises(UnknownFigure) as caught:
@@ -178,13 +187,52 @@ def test_questions_without_the_figures_bit_are_excluded() -> None:
     assert explain_questions(questions, refs, bit=2)[1][0]["reason"] == "unanswered"
 
 
+def test_bought_via_shares_counts_the_credited_purchase_and_says_why_the_others_not() -> None:
+    def bought(order, ms, sharer="ana", kept=True, cancelled=False):
+        share = (f"s-{sharer}", NOW - 9 * HOUR, f"se-{sharer}") if sharer else (None, None, None)
+        return Referred(order, ms, f"e-{order}", kept, cancelled, sharer, *share)
+
+    dan = ReferredBuyer("dan", "o1", NOW - 2 * HOUR, (
+        bought("o2", NOW - HOUR, sharer="ben"),  # after the credited one
+        bought("o1", NOW - 2 * HOUR),
+        bought("o3", NOW - 3 * HOUR, kept=False, cancelled=True),
+        bought("o4", NOW - 4 * HOUR, sharer=None),
+        bought("o5", NOW - 5 * HOUR, sharer="dan"),
+    ))
+    gus = ReferredBuyer("gus", "o6", NOW - 30 * HOUR, (bought("o6", NOW - 30 * HOUR),))
+    eve = ReferredBuyer("eve", None, None, (bought("o7", NOW, sharer="eve"),))
+    events, excluded = explain_via([dan, gus, eve], refs, window_start=NOW - 24 * HOUR)
+    assert events == [{
+        "event_id": "e-o1", "occurred_at": "2025-06-15T13:06:40.000Z", "user_ref": refs("dan"),
+        "kind": "purchase", "order_id": "o1", "share_id": "s-ana", "sharer_ref": refs("ana"),
+        "shared_at": "2025-06-15T06:06:40.000Z", "share_event_id": "se-ana",
+    }]
+    assert [(e["order_id"], e["reason"]) for e in excluded] == [
+        ("o2", "not_first_touch"), ("o3", "refunded"), ("o4", "unknown_link"),
+        ("o5", "self_referral"), ("o6", "outside_window"), ("o7", "self_referral"),
+    ]
+    assert excluded[0]["credited_order_id"] == "o1" and excluded[0]["sharer_ref"] == refs("ben")
+    assert excluded[1]["cancelled"] is True
+    assert "sharer_ref" not in excluded[2] and "share_id" not in excluded[2]
+    # over 7 days gus counts too; a refunded purchase is refunded whatever its link
+    events, _ = explain_via([dan, gus], refs, window_start=NOW - 168 * HOUR)
+    assert [e["order_id"] for e in events] == ["o1", "o6"]
+    lost = ReferredBuyer("kim", None, None, (bought("o8", NOW, sharer=None, kept=False),))
+    assert explain_via([lost], refs, window_start=0)[1][0]["reason"] == "refunded"
+
+
 def test_no_explanation_carries_a_user_id() -> None:
     buyers = [BuyerFacts("user-ana", NOW, kept=(Purchase("o1", NOW, "e1"),))]
     reviews = [ReviewFacts("user-ben", True, 4, NOW, "r1", verified=False)]
     shares = [ShareFacts("s1", "user-cleo", "x", NOW, "e")]
+    via = [ReferredBuyer("user-dan", "o1", NOW, (
+        Referred("o1", NOW, "e1", True, False, "user-eve", "s1", NOW, "e2"),
+        Referred("o2", NOW, "e3", True, False, "user-dan", "s2", NOW, "e4"),
+    ))]
     text = json.dumps(
         [explain_buyers(buyers, refs, window_start=0), explain_buyers(buyers, refs, counted=set()),
-         explain_reviews(reviews, refs, verified=True), explain_shares(shares, refs)]
+         explain_reviews(reviews, refs, verified=True), explain_shares(shares, refs),
+         explain_via(via, refs, window_start=0)]
     )
     assert "user-" not in text
 
@@ -209,7 +257,15 @@ def test_pages_cover_the_sequence_once_in_order(scores: list[int], limit: int) -
 def test_the_cursor_round_trips_and_refuses_garbage() -> None:
     position = Position("bought.24h", NOW, 7, "1750000000000", 2, True, refs("v"))
     assert Position.decode(position.encode()) == position
-    for bad in ("", "nope", Position("x", 1, 1, "a", 0, True).encode()):
+    other_buyers = Position("bought_via_shares.7d", NOW, 7, "+inf", 0, True, None, phase=2)
+    assert Position.decode(other_buyers.encode()) == other_buyers
+    # a cursor given before phases existed (seven fields) is phase 1
+    old = base64.urlsafe_b64encode(
+        json.dumps(["bought.1h", NOW, 3, "17", 1, 1, None]).encode()
+    ).decode().rstrip("=")
+    assert Position.decode(old) == Position("bought.1h", NOW, 3, "17", 1, True, None)
+    for bad in ("", "nope", Position("x", 1, 1, "a", 0, True).encode(),
+                Position("x", 1, 1, "1", 0, True, phase=3).encode()):
         with pytest.raises(InvalidCursor):
             Position.decode(bad)
 
@@ -254,6 +310,12 @@ def test_friends_bought_needs_a_viewer_and_a_bad_cursor_is_named(client: TestCli
     assert response.status_code == 400 and response.json()["fields"][0]["field"] == "viewer_id"
     response = explain(client, figure="bought.1h", cursor="garbage")
     assert response.status_code == 400 and response.json()["fields"][0]["field"] == "cursor"
+    # a cursor into bought_via_shares' second phase (the other buyers) fits no other figure,
+    # and no explanation without the excluded events
+    for figure, with_excluded in (("bought.1h", True), ("bought_via_shares.24h", False)):
+        cursor = Position(figure, NOW, 1, "+inf", 0, with_excluded, phase=2).encode()
+        response = explain(client, figure=figure, cursor=cursor)
+        assert response.status_code == 400 and response.json()["fields"][0]["field"] == "cursor"
 
 
 def test_the_service_token_is_required(client: TestClient) -> None:

@@ -53,7 +53,8 @@ class ExcludedEvent(ExplainedEvent):
     reason: str = Field(
         examples=[
             "outside_window", "repeat_purchase", "refunded", "no_consent", "not_verified",
-            "deleted", "unanswered", "no_buyer_answer",
+            "deleted", "unanswered", "no_buyer_answer", "self_referral", "unknown_link",
+            "not_first_touch",
         ]
     )
 
@@ -91,7 +92,8 @@ def _bad(field: str, problem: str) -> ApiError:
     summary="The events that make up a served figure, and the ones left out (service token)",
     description=f"Figures: {FIGURES_HELP}. `value` equals the number of `events` over all "
     "pages and the figure in the proof answer at `as_of`. Events show event ids, event times "
-    "and pseudonymous user refs, never user ids or names. Erased users' events and duplicates "
+    "and pseudonymous user refs, never user ids or names; under bought_via_shares a purchase "
+    "also names the share it came through (share_id, sharer_ref). Erased users' events and duplicates "
     "leave no facts in the store and are not listed.",
     responses={
         200: {"model": ExplanationOut},

@@ -6,7 +6,9 @@
 -- Sorted sets are walked newest first from a position (score, ties already given), as
 -- ZREVRANGEBYSCORE orders them (score, then member, both descending). Kinds: 'b' bought,
 -- 's' shares, 'q' questions, 'f' friends_bought (ARGV[4] the viewer), 'r' reviews (no more
--- arguments: the reviewers come from {ns}:reviewers:{product}).
+-- arguments: the reviewers come from {ns}:reviewers:{product}), 'v' bought_via_shares (the
+-- credited buyers of via:{product}, then, with the excluded events, the product's other buyers
+-- who have referred purchases of it: two phases of one sequence).
 local kind, ns, p = ARGV[1], ARGV[2], ARGV[3]
 
 -- walk key from (from, skip) down to min: visit(member, score) returns an item or nil; stops at
@@ -54,6 +56,27 @@ local function buyer(u, score, full)
       end
     end
   end
+  return item
+end
+
+-- b's referred purchases of p (ro:{o} of b's orders with a line of p; full: all of them, else
+-- the credited one only), each with what decides it: kept (ub), cancelled, the link's sharer,
+-- share and time, and the share's event id; nil when b has none. b's credit: credit:{p}|{b}.
+local function referred(b, full)
+  local credit = redis.call('HGET', ns..':credit:'..p..'|'..b, 'o')
+  local item, orders = {u = b, credit = credit, orders = {}}, {credit}
+  if full then orders = redis.call('SMEMBERS', ns..':user:'..b..':orders') end
+  for _, o in ipairs(orders) do
+    local r = o and redis.call('HMGET', ns..':ro:'..o, 'u', 't', 'ts', 'eid', 'q:'..p)
+    if r and r[1] == b and r[5] then
+      local kept = redis.call('HEXISTS', ns..':ub:'..p..'|'..b, o) == 1
+      local cancelled = not kept and redis.call('HEXISTS', ns..':order:'..o, 'cancelled') == 1
+      local link = redis.call('HMGET', ns..':link:'..r[2], 'u', 's', 'ts')
+      local seid = link[2] and redis.call('HGET', ns..':share:'..link[2], 'eid')
+      table.insert(item.orders, {o, r[3], r[4], kept, cancelled, link[1], link[2], link[3], seid})
+    end
+  end
+  if #item.orders == 0 then return nil end
   return item
 end
 
@@ -118,5 +141,34 @@ elseif kind == 'r' then
     local r = redis.call('HMGET', ns..':review:'..p..'|'..u, 'live', 'rating', 'ts', 'eid', 'vf')
     if r[1] then table.insert(out.items, {u, r[1], r[2], r[3], r[4], r[5]}) end
   end
+elseif kind == 'v' then
+  -- from, skip, limit, min, window start, full, phase (1: via, 2: the other buyers), budget.
+  -- Phase 1 walks via:{p} (credited buyers by their credited purchase; down to the window's
+  -- start without the excluded events); with them, phase 2 then walks buyers:{p} (every buyer
+  -- with a kept purchase) for those not in via who have referred purchases of p
+  local full, phase, budget = ARGV[9] == '1', tonumber(ARGV[10]), tonumber(ARGV[11])
+  local via, limit = ns..':via:'..p, tonumber(ARGV[6])
+  out.value, out.phase = redis.call('ZCOUNT', via, ARGV[8], '+inf'), phase
+  local from, skip, min = ARGV[4], tonumber(ARGV[5]), ARGV[7]
+  out.items, out.next = {}, false
+  if phase == 1 then
+    out.items, out.next = walk(via, from, skip, min, limit, budget, function(b, s)
+      local item = referred(b, full)
+      if item then item.s = s end
+      return item
+    end)
+    if out.next or not full then return cjson.encode(out) end
+    out.phase, from, skip, min, limit = 2, '+inf', 0, '-inf', limit - #out.items
+    if limit == 0 then
+      out.next = {'+inf', 0}
+      return cjson.encode(out)
+    end
+  end
+  local more
+  more, out.next = walk(ns..':buyers:'..p, from, skip, min, limit, budget, function(b)
+    if redis.call('ZSCORE', via, b) then return nil end
+    return referred(b, true)
+  end)
+  for _, item in ipairs(more) do table.insert(out.items, item) end
 end
 return cjson.encode(out)

@@ -55,6 +55,14 @@ def coupon_status(orders_api: httpx.Client, code: str) -> str | None:
     return response.json()["status"] if response.status_code == 200 else None
 
 
+def with_coupon(
+    orders_api: httpx.Client, user: str, item: str, code: str, price: str
+) -> httpx.Response:
+    line = {"product_id": item, "quantity": 1, "unit_price": price}
+    body = {"user_id": user, "currency": "EUR", "lines": [line], "coupon": code}
+    return orders_api.post("/v1/orders", json=body)
+
+
 def reward_events(settings: Settings, reward_id: str) -> list[ev.Event]:
     return [e for e in topic_events(settings, REWARDS, reward_id) if e is not None]
 
@@ -153,41 +161,17 @@ def test_share_to_unlock_through_the_public_apis(
         interval=0.1,
     )
     wait_for(lambda: coupon_status(orders_api, code) == "withdrawn", 20, "coupon withdrawn")
-    refused = orders_api.post(
-        "/v1/orders",
-        json={
-            "user_id": ana,
-            "currency": "EUR",
-            "lines": [{"product_id": item, "quantity": 1, "unit_price": "10.00"}],
-            "coupon": code,
-        },
-    )
+    refused = with_coupon(orders_api, ana, item, code, "10.00")
     assert refused.status_code == 422 and "coupon" in refused.text
     assert notifier_api.get(f"/v1/proof/products/{item}").json()["bought_via_shares"]["24h"] == 2
 
     # When Eve buys through the link, the same reward is earned again, and Ana redeems it once
     order(orders_api, eve, item, referral=token)
     wait_for(lambda: coupon_status(orders_api, code) == "earned", 20, "the coupon earned again")
-    redeemed = orders_api.post(
-        "/v1/orders",
-        json={
-            "user_id": ana,
-            "currency": "EUR",
-            "lines": [{"product_id": item, "quantity": 1, "unit_price": "20.00"}],
-            "coupon": code,
-        },
-    )
+    redeemed = with_coupon(orders_api, ana, item, code, "20.00")
     assert redeemed.status_code == 201, redeemed.text
     assert Decimal(redeemed.json()["discount"]) == Decimal("2.00")
-    again = orders_api.post(
-        "/v1/orders",
-        json={
-            "user_id": ana,
-            "currency": "EUR",
-            "lines": [{"product_id": item, "quantity": 1, "unit_price": "20.00"}],
-            "coupon": code,
-        },
-    )
+    again = with_coupon(orders_api, ana, item, code, "20.00")
     assert again.status_code in (409, 422) and "coupon" in again.text
     wait_for(
         lambda: [r["status"] for r in progress(shop_notifier, promo, ana)["rewards"]]

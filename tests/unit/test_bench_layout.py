@@ -124,4 +124,4 @@ def test_every_scenario_module_is_listed_and_registers_a_scenario() -> None:
     assert {sc.name for sc in ordered} == {
         sc.name for sc in REGISTRY.values() if sc.run.__module__.startswith("bench.")
     }
-    assert [sc.name for sc in ordered][:3] == ["throughput", "burst_lag", "friends_bought"]
+    assert [sc.name for sc in ordered][:4] == ["throughput", "attribution", "burst_lag", "friends_bought"]

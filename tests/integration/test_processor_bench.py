@@ -1,9 +1,9 @@
 """Smoke run of ``make bench``: every scenario runs at tiny sizes, prints its one-line summary and
 lands in the JSON results and the markdown report. It checks the harness, never the speed.
 
-The quick scenarios (RUN_TOGETHER) run on the session's broker and Redis, in the bench's existing-servers
-mode (topics under a prefix of their own, fresh namespaces and groups, all deleted afterwards):
-no broker is started per scenario. faust_eos runs on the bench's own embedded broker and Redis,
+The quick scenarios (RUN_TOGETHER) run on the session's broker and Redis, in the bench's
+existing-servers mode (topics under a prefix of their own, fresh namespaces and groups, all
+deleted afterwards): no broker is started per scenario. faust_eos runs on the bench's own embedded broker and Redis,
 so that environment is smoke-tested here too."""
 
 from __future__ import annotations

@@ -49,6 +49,13 @@ LinkToken = Annotated[str, StringConstraints(pattern=r"^lk-[a-z2-7]{26}$")]
 """A share's referral link token: ``lk-`` and 26 base32 characters (130 random bits), made by the
 social service for one share; unguessable and not derived from the user id."""
 
+VisitorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+"""A pseudonymous storefront visitor: a random first-party id the widget keeps in the shop's own
+storage and rotates (never derived from a person), or the shop's own pseudonymous id."""
+
+VariantName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+"""An experiment variant's name: lower case, short (``control``, ``friends``, ``counts``)."""
+
 CouponCode = Annotated[str, StringConstraints(pattern=r"^SP-[0-9A-F]{16}$")]
 """A reward coupon: ``SP-`` and 16 hex digits, a keyed hash of the reward id made by the stream
 processor (``SOCIALPROOF_COUPON_SECRET``), so it cannot be guessed from the reward."""
@@ -182,6 +189,9 @@ class PurchaseCompletedPayload(_Strict):
     #: a reward coupon redeemed on this order (``RewardEarned.coupon``) and what it took off
     coupon: CouponCode | None = None
     discount: Money | None = None
+    #: the storefront visitor who bought (``BadgeViewed.visitor_id``), so that purchases of
+    #: anonymous visitors can be attributed to the badge variant they saw; absent: unknown
+    visitor_id: VisitorId | None = None
 
 
 class PurchaseCompleted(Event[PurchaseCompletedPayload]):
@@ -496,6 +506,100 @@ class RewardWithdrawn(Event[RewardWithdrawnPayload]):
     event_type: Literal["promotion.reward_withdrawn"] = "promotion.reward_withdrawn"
 
 
+# --- storefront interactions and experiments (notifier) ------------------------------------------
+
+#: what a badge can show, in the widget's words: friends who bought, bought in 24 h, reviews,
+#: questions answered by buyers, bought through friends' shares
+BadgeElement = Literal["friends", "bought", "reviews", "answered", "via"]
+
+#: longest attribution window an experiment may set (and the processor looks back), hours
+MAX_ATTRIBUTION_WINDOW_H = 720
+
+
+class BadgeInteractionPayload(_Strict):
+    """One interaction of a visitor with a product's badge, reported by the widget in a beacon
+    and published by the notifier (``occurred_at`` is when it happened in the browser).
+
+    No personal data: ``visitor_id`` is pseudonymous; ``viewer_id`` is set only when the beacon
+    came with the viewer's token (it lets a logged-in buyer's purchase be matched across devices,
+    and an erasure remove it). In an experiment, ``variant`` is the visitor's assignment and
+    ``attribution_window_s`` the experiment's window, stamped by the notifier, so the fact is
+    self-contained for the processor. For the control variant (no badge) an impression means the
+    badge's place was on screen."""
+
+    visitor_id: VisitorId
+    viewer_id: Identifier | None = None
+    product_id: Identifier
+    experiment_id: Identifier | None = None
+    variant: VariantName | None = None
+    attribution_window_s: int | None = Field(
+        default=None, ge=3600, le=MAX_ATTRIBUTION_WINDOW_H * 3600
+    )
+
+
+class BadgeViewed(Event[BadgeInteractionPayload]):
+    """A badge (or, for a control visitor, its empty place) was visible on screen."""
+
+    EVENT_TYPE: ClassVar[str] = "badge.viewed"
+    event_type: Literal["badge.viewed"] = "badge.viewed"
+
+
+class BadgeClicked(Event[BadgeInteractionPayload]):
+    EVENT_TYPE: ClassVar[str] = "badge.clicked"
+    event_type: Literal["badge.clicked"] = "badge.clicked"
+
+
+class BadgeDismissed(Event[BadgeInteractionPayload]):
+    EVENT_TYPE: ClassVar[str] = "badge.dismissed"
+    event_type: Literal["badge.dismissed"] = "badge.dismissed"
+
+
+class ExperimentVariant(_Strict):
+    """What one variant shows: no badge (``badge: none``, a control), or the badge with these
+    elements in this order (absent: the widget's default) and this count threshold."""
+
+    name: VariantName
+    badge: Literal["show", "none"] = "show"
+    elements: list[BadgeElement] | None = Field(default=None, min_length=1, max_length=5)
+    min_count: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class ExperimentFields(_Strict):
+    """An A/B experiment on badges. The first variant is the control the others are compared
+    with. A visitor's variant is a hash of (experiment, visitor) into ``split`` (percentages), so
+    every notifier process agrees and a visitor keeps theirs. Scope: listed products, or every
+    product of a category. A definition never changes once started (changing a split mid-way
+    biases the comparison): a new design is a new experiment."""
+
+    experiment_id: Identifier
+    title: str = Field(default="", max_length=200)
+    products: list[Identifier] | None = Field(default=None, min_length=1, max_length=1000)
+    category: str | None = Field(default=None, min_length=1, max_length=100)
+    variants: list[ExperimentVariant] = Field(min_length=2, max_length=6)
+    split: list[int] = Field(min_length=2, max_length=6)
+    attribution_window_h: int = Field(default=24, ge=1, le=MAX_ATTRIBUTION_WINDOW_H)
+    #: the smallest relative uplift worth detecting; sets the sample a verdict needs
+    minimum_detectable_effect: float = Field(default=0.2, gt=0, le=10)
+    starts_at: UtcDatetime
+
+
+class ExperimentStarted(Event[ExperimentFields]):
+    EVENT_TYPE: ClassVar[str] = "experiment.started"
+    event_type: Literal["experiment.started"] = "experiment.started"
+
+
+class ExperimentStoppedPayload(_Strict):
+    experiment_id: Identifier
+
+
+class ExperimentStopped(Event[ExperimentStoppedPayload]):
+    """The shop stopped the experiment: no more assignments or experiment impressions; purchases
+    within the window of earlier impressions still count."""
+
+    EVENT_TYPE: ClassVar[str] = "experiment.stopped"
+    event_type: Literal["experiment.stopped"] = "experiment.stopped"
+
+
 #: every event type by wire name; the one place a new event is registered
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.EVENT_TYPE: cls
@@ -523,5 +627,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PromotionEnded,
         RewardEarned,
         RewardWithdrawn,
+        BadgeViewed,
+        BadgeClicked,
+        BadgeDismissed,
+        ExperimentStarted,
+        ExperimentStopped,
     )
 }

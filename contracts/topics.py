@@ -149,6 +149,27 @@ REWARDS = Topic(
     "them into coupons.",
 )
 
+INTERACTIONS = Topic(
+    name="storefront.interactions",
+    key="visitor_id",
+    key_of=_payload("visitor_id"),
+    value_types=(ev.BadgeViewed, ev.BadgeClicked, ev.BadgeDismissed),
+    writer="notifier",
+    description="Badge impressions, clicks and dismissals reported by the widget's beacons "
+    "(pseudonymous visitors); kept forever so experiment results can be rebuilt.",
+)
+
+EXPERIMENTS = Topic(
+    name="storefront.experiments",
+    key="experiment_id",
+    key_of=_payload("experiment_id"),
+    value_types=(ev.ExperimentStarted, ev.ExperimentStopped),
+    writer="notifier",
+    partitions=1,
+    description="A/B experiments on badges, started and stopped by the shop; every notifier "
+    "process reads it whole to assign visitors alike.",
+)
+
 DEAD_LETTERS = Topic(
     name="socialproof.deadletter",
     key="source topic/partition/offset",
@@ -164,10 +185,15 @@ DEAD_LETTERS = Topic(
 
 #: every event topic, in a stable order
 EVENT_TOPICS: tuple[Topic, ...] = (
-    PRODUCTS, ORDERS, FRIENDSHIPS, REVIEWS, SHARES, USERS, QUESTIONS, PROMOTIONS, REWARDS
+    PRODUCTS, ORDERS, FRIENDSHIPS, REVIEWS, SHARES, USERS, QUESTIONS, PROMOTIONS, REWARDS,
+    INTERACTIONS, EXPERIMENTS,
 )
 #: what the stream processor consumes (and a rebuild replays): every event topic but its output
-PROCESSOR_TOPICS: tuple[Topic, ...] = tuple(t for t in EVENT_TOPICS if t is not REWARDS)
+#: and the experiment definitions (results need only the interactions, which carry their
+#: experiment, variant and window; the notifier reads the definitions)
+PROCESSOR_TOPICS: tuple[Topic, ...] = tuple(
+    t for t in EVENT_TOPICS if t is not REWARDS and t is not EXPERIMENTS
+)
 ALL_TOPICS: tuple[Topic, ...] = EVENT_TOPICS + (DEAD_LETTERS,)
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
 

@@ -198,6 +198,44 @@ link (self-referral), and moves to the next one when that purchase is refunded o
                                                 the reward topic's end after it (the relay's
                                                 checkpoint, ``services/counters/relay.py``)
 
+Badge experiments (issue #18; ``services/counters/experiments.lua``, in the same script as the
+counters, so a purchase, refund, cancellation or erasure moves experiment figures in the same
+atomic call; the reasoning in ``services/counters/store.py``). Interactions (``badge.viewed``,
+``badge.clicked``, ``badge.dismissed``) carry their experiment ``E`` and variant ``V``; those
+without an experiment count under the pseudo-experiment ``_`` with variant ``badge`` (the shop's
+plain badge funnel). An *identity* ``I`` is ``v:{visitor_id}`` or ``u:{user_id}`` (a viewer
+token's viewer on an interaction; the buyer on a purchase). A kept purchase line ``(o, p)`` is
+*attributed* in ``E`` when one of the purchase's identities (its buyer, its ``visitor_id``) has a
+``badge.viewed`` of ``p`` in ``E`` at or before the purchase and no longer before it than the
+interaction's window; the latest such impression (by ``(ms, member)``) names the variant and the
+visitor credited. Everything is a function of the facts, so duplicates, replays and any order of
+arrival give the same figures:
+
+- ``{ns}:xim:{I}|{product}``              zset  impressions of the product by the identity:
+                                                ``{E}|{V}|{visitor}|{window s}|{event id}``
+                                                scored by event ms (attribution looks back here)
+- ``{ns}:xvi:{E}|{visitor}``              zset  the visitor's impression event ids in E, by ms
+                                                (a new member counts an impression)
+- ``{ns}:xvc:{E}|{visitor}``              set   the visitor's click and dismissal event ids in E
+- ``{ns}:xvo:{visitor}|{product}``        hash  order id -> event ms: purchases that carried the
+                                                visitor id (a late impression finds them here;
+                                                the buyer's are ``ub:{product}|{user}``)
+- ``{ns}:xa:{order}|{product}``           hash  E -> ``{V}|{visitor}``: where the kept line is
+                                                attributed now
+- ``{ns}:xr:{E}``                         hash  ``{V}|{product}|imp``, ``…|clk``, ``…|dis``,
+                                                ``…|pur`` (attributed kept lines): the funnel per
+                                                variant and product; totals are sums at read
+- ``{ns}:xvf:{E}|{V}``                    zset  visitors -> their first impression (ms): the
+                                                variant's visitors (``ZCARD``; over time ``ZCOUNT``)
+- ``{ns}:xvl:{E}|{visitor}``              zset  ``{order}|{product}`` attributed to the visitor,
+                                                by purchase ms
+- ``{ns}:xcv:{E}|{V}``                    zset  converted visitors -> their first attributed
+                                                purchase (ms): conversions = ``ZCARD``
+- ``{ns}:xu:{user}``                      set   the user's interactions as viewer
+                                                (``{kind}|{E}|{V}|{visitor}|{product}|{window
+                                                s}|{event id}|{ms}``): erasure takes each out
+- ``{ns}:experiments``                    set   every experiment with interactions (``_`` too)
+
 Announcements: the processor publishes a JSON list of changed product ids on the pub/sub
 channel ``{ns}:changes`` once per batch (coalesced), and the notifier pushes fresh state; and
 the users whose notes changed, as a JSON list, on ``{ns}:user-changes`` (also once per batch).
@@ -229,6 +267,11 @@ DAY_MS = 86_400_000
 #: a user's day of note candidates (``{ns}:notecap:{user}:{YYYYMMDD}``) is kept this long after
 #: its last change: late changes within it move notes exactly, older days are forgotten
 NOTECAP_TTL_S = 3 * 86_400
+#: interactions without an experiment count under this pseudo-experiment and variant
+NO_EXPERIMENT = "_"
+NO_EXPERIMENT_VARIANT = "badge"
+#: attribution window of interactions without an experiment, hours
+DEFAULT_ATTRIBUTION_WINDOW_H = 24
 
 
 class Keys:
@@ -339,6 +382,22 @@ class Keys:
 
     def category_promotions(self, category: str) -> str:
         return f"{self.ns}:catpromos:{category}"
+
+    def experiment_funnel(self, experiment_id: str) -> str:
+        return f"{self.ns}:xr:{experiment_id}"
+
+    def experiment_visitors(self, experiment_id: str, variant: str) -> str:
+        return f"{self.ns}:xvf:{experiment_id}|{variant}"
+
+    def experiment_converted(self, experiment_id: str, variant: str) -> str:
+        return f"{self.ns}:xcv:{experiment_id}|{variant}"
+
+    def attribution(self, order_id: str, product_id: str) -> str:
+        return f"{self.ns}:xa:{order_id}|{product_id}"
+
+    @property
+    def experiments(self) -> str:
+        return f"{self.ns}:experiments"
 
     def product_category(self, product_id: str) -> str:
         return f"{self.ns}:pcat:{product_id}"

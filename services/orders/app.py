@@ -17,7 +17,9 @@ in the view yet, so before calling a product unknown the service waits (at most
 An order may carry a ``referral`` (a share's link token, put on the purchase event for the stream
 processor's attribution) and a ``coupon`` (a reward of the buyer's, redeemed once: held in Redis
 across processes while the order is published; its discount is on the event and the answer);
-``GET /v1/coupons/{code}`` reads a coupon.
+``GET /v1/coupons/{code}`` reads a coupon. It may also carry the storefront's ``visitor_id``
+(the widget's pseudonymous id), put on the purchase event so that badge experiments can
+attribute purchases of anonymous visitors.
 
 ``Idempotency-Key`` on ``POST /v1/orders`` and on refunds makes retries safe
 (:func:`socialproof.idempotency.idempotent`); the ids are reserved before publishing, so a retry after a 503

@@ -55,6 +55,8 @@ class OrderState:
     referral: str | None = None
     coupon: str | None = None
     discount: Decimal | None = None
+    #: the storefront visitor id the order came with (badge experiments' attribution)
+    visitor_id: str | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -136,6 +138,7 @@ class OrderBook:
                     referral=p.referral,
                     coupon=p.coupon,
                     discount=p.discount,
+                    visitor_id=p.visitor_id,
                 ),
             )
             if p.coupon is not None:

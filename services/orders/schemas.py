@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.events import CouponCode, Identifier, LinkToken, RewardSpec
+from contracts.events import CouponCode, Identifier, LinkToken, RewardSpec, VisitorId
 from services.orders.book import OrderState, Refund
 from services.orders.coupons import Coupon, CouponStatus
 from socialproof.http import ErrorBody
@@ -46,6 +46,7 @@ class OrderIn(BaseModel):
                     "lines": [{"product_id": "p1", "quantity": 1, "unit_price": "19.99"}],
                     "referral": "lk-k7q2m5x3vd4ra6hn2tb7wczp4e",
                     "coupon": "SP-3F9A0C41D27B5E86",
+                    "visitor_id": "Vq3xT0b9R2mK8cLp5ZyW1a",
                 },
             ]
         },
@@ -63,6 +64,14 @@ class OrderIn(BaseModel):
         default=None,
         description="a reward coupon of this user to redeem on the order (single use): its "
         "discount comes off the total",
+    )
+    visitor_id: VisitorId | None = Field(
+        default=None,
+        description="the storefront's pseudonymous visitor id (the widget's "
+        "`SocialProof.visitorId()`, 8-64 of A-Z a-z 0-9 _ -); carried on the purchase event so "
+        "that the stream processor can attribute the purchase to the badge variant this visitor "
+        "saw. Absent: attributed by the user id alone",
+        examples=["Vq3xT0b9R2mK8cLp5ZyW1a"],
     )
 
 
@@ -120,6 +129,7 @@ ORDER_EXAMPLE = {
     "total": "39.98",
     "referral": None,
     "coupon": None,
+    "visitor_id": None,
     "event_id": "5b0e8f1c-3a8e-4d5e-9a51-2f1de1f0c001",
     "occurred_at": "2026-11-24T10:00:00Z",
 }
@@ -146,6 +156,9 @@ class OrderAccepted(BaseModel):
     total: MoneyOut = Field(description="what the buyer pays: subtotal less the discount")
     referral: str | None = Field(description="the share link token the order came through")
     coupon: str | None = Field(description="the coupon redeemed on the order")
+    visitor_id: str | None = Field(
+        default=None, description="the storefront visitor id the order came with"
+    )
     event_id: uuid.UUID
     occurred_at: datetime
 
@@ -186,6 +199,7 @@ class OrderView(BaseModel):
                             "total",
                             "referral",
                             "coupon",
+                            "visitor_id",
                         )
                     },
                     "status": "partially_refunded",
@@ -211,6 +225,7 @@ class OrderView(BaseModel):
     total: MoneyOut
     referral: str | None
     coupon: str | None
+    visitor_id: str | None = None
     occurred_at: datetime
     refunds: list[RefundOut]
     cancelled_at: datetime | None
@@ -229,6 +244,7 @@ class OrderView(BaseModel):
             total=format(o.total, "f"),
             referral=o.referral,
             coupon=o.coupon,
+            visitor_id=o.visitor_id,
             occurred_at=o.occurred_at,
             refunds=[refund_out(r) for r in o.refunds.values()],
             cancelled_at=o.cancelled_at,

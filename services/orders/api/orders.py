@@ -4,7 +4,9 @@ An order is checked (one line per product; every product known and active, waiti
 product view when one is not there yet; its coupon redeemable, :mod:`.coupons`), then published;
 ``Idempotency-Key`` makes retries safe (:func:`socialproof.idempotency.idempotent`). The order's
 ``referral`` (a share's link token: its format is checked, not whether a share made it, which the
-stream processor's attribution decides) and its coupon and discount travel on the event.
+stream processor's attribution decides), its coupon and discount, and its ``visitor_id`` (the
+storefront widget's pseudonymous visitor id, for badge experiments' attribution; format checked
+only) travel on the event.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ async def place_order(
                 referral=order.referral,
                 coupon=order.coupon,
                 discount=discount,
+                visitor_id=order.visitor_id,
             ),
             producer=SERVICE,
             event_id=uuid.UUID(ids["event_id"]),
@@ -124,6 +127,7 @@ async def place_order(
             total=format(subtotal - (discount or Decimal(0)), "f"),
             referral=order.referral,
             coupon=order.coupon,
+            visitor_id=order.visitor_id,
             event_id=event.event_id,
             occurred_at=event.occurred_at,
         ).model_dump(mode="json")

@@ -2,6 +2,10 @@
 
 - ``GET /widget.js``: a shop adds ``<script src="…/widget.js" data-product="p1"></script>`` and
   gets a live badge (see ``static/widget.js`` for the attributes). Always served; no external CDN.
+  It is one script made of two sources: ``static/widget.js`` (badges, share cards) with
+  ``static/widget-experiments.js`` (badge experiments, interaction beacons, the visitor id:
+  issue #18) put inside its closure where it marks the place, and the settings' defaults (the
+  count threshold, whether interactions are tracked: ``SOCIALPROOF_INTERACTION_TRACKING``).
 - The demo storefront, only when ``SOCIALPROOF_DEMO_ENABLED=true`` (``make run`` sets it):
   ``/`` redirects to ``/demo``; ``/demo`` is a shop page with product cards and live badges, a
   viewer switcher, a recent-activity ticker, a trending strip and the viewer's own notifications
@@ -56,10 +60,19 @@ class Assets:
 
 
 def assets(settings: NotifierSettings) -> Assets:
-    """The widget with the settings' defaults and, with the demo on, the demo's pages and catalog
+    """The widget (with its experiments part and the settings' defaults) and, with the demo on, the demo's pages and catalog
     (and a warning in the log: the demo issues viewer tokens without auth)."""
-    defaults = orjson.dumps({"minCount": settings.widget_min_count}).decode()
-    widget = _asset("widget.js", {"/*SOCIALPROOF_DEFAULTS*/{}": defaults})
+    defaults = orjson.dumps(
+        {
+            "minCount": settings.widget_min_count,
+            "tracking": getattr(settings, "interaction_tracking", True),
+        }
+    ).decode()
+    experiments = (STATIC / "widget-experiments.js").read_text(encoding="utf-8")
+    widget = _asset(
+        "widget.js",
+        {"/*SOCIALPROOF_DEFAULTS*/{}": defaults, "/*SOCIALPROOF_EXPERIMENTS*/": experiments},
+    )
     if not settings.demo_enabled:
         return Assets(widget)
 
@@ -80,6 +93,8 @@ def assets(settings: NotifierSettings) -> Assets:
 def _asset(name: str, replacements: dict[str, str] | None = None) -> Asset:
     text = (STATIC / name).read_text(encoding="utf-8")
     for placeholder, value in (replacements or {}).items():
+        if text.count(placeholder) != 1:  # an edit lost (or doubled) the mark
+            raise ValueError(f"{name} must contain {placeholder} exactly once")
         text = text.replace(placeholder, value)
     body = text.encode()
     etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'

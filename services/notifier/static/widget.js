@@ -24,6 +24,13 @@
  * With a viewer token the card shows the viewer's progress live ("Your link brought 1 buyer, 2
  * more to unlock 10% off", then the coupon) over /v1/me/stream; each change fires
  * "socialproof:progress" on the card (detail: the progress JSON).
+ *
+ * Experiments and interactions (widget-experiments.js, served inside this file by the notifier):
+ * each badge shows the variant of a running experiment this visitor is assigned to, a small
+ * close button dismisses it, and impressions, clicks and dismissals go to the notifier in
+ * batches (navigator.sendBeacon) under a pseudonymous, rotating visitor id; none of that under
+ * Global Privacy Control, Do Not Track or the shop's switch. SocialProof.visitorId() is the id
+ * for the shop's checkout to put on its orders (null when not tracking).
  */
 (function () {
   "use strict";
@@ -50,6 +57,7 @@
     meUrl: null,
     meRetry: null,
   };
+  var hooks = {};  // experiments and interactions (widget-experiments.js), set below
   var reducedMotion = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)");
 
   var TEXT = {
@@ -128,21 +136,22 @@
     return text.replace(".", TEXT[lang].decimal) + unit + "+";
   }
 
-  function parts(proof) {
-    var t = TEXT[state.lang], out = [];
+  /* minCount: an experiment variant's threshold (default: the widget's) */
+  function parts(proof, minCount) {
+    var t = TEXT[state.lang], out = [], min = minCount == null ? state.minCount : minCount;
     var friends = proof.friends_bought;
     if (friends && friends.count >= 1) {
       out.push({ cls: "sp-friends", text: t.friends(friends.count, round(friends.count, state.lang)),
                  title: (friends.names || []).join(", ") });
     }
     var bought = proof.bought && proof.bought["24h"];
-    if (bought >= state.minCount) out.push({ cls: "sp-bought", text: t.bought(round(bought, state.lang)) });
+    if (bought >= min) out.push({ cls: "sp-bought", text: t.bought(round(bought, state.lang)) });
     var via = proof.bought_via_shares && proof.bought_via_shares["24h"];
     if (via > 0) out.push({ cls: "sp-via", text: t.via(round(via, state.lang), via === 1) });
-    var review = reviewPart(proof.reviews, t);
+    var review = reviewPart(proof.reviews, t, min);
     if (review) out.push(review);
     var answered = proof.questions && proof.questions.answered_by_buyers;
-    if (answered >= Math.max(1, state.minCount)) {
+    if (answered >= Math.max(1, min)) {
       out.push({ cls: "sp-answered", text: t.answered(round(answered, state.lang), answered === 1) });
     }
     return out;
@@ -150,23 +159,23 @@
 
   /* Verified buyers' reviews first; the others are counted and labelled, never mixed in unlabelled
    * (a server without the verified figures gets the plain "★4.6 (120)"). */
-  function reviewPart(reviews, t) {
+  function reviewPart(reviews, t, min) {
     if (!reviews) return null;
     var stars = function (avg) { return Number(avg).toFixed(1).replace(".", t.decimal); };
     var n = function (count) { return round(count, state.lang); };
     if (reviews.verified_count == null) {
-      if (reviews.count >= state.minCount && reviews.average != null) {
+      if (reviews.count >= min && reviews.average != null) {
         return { cls: "sp-reviews", text: t.reviews(stars(reviews.average), n(reviews.count)) };
       }
       return null;
     }
     var unverified = Math.max(0, reviews.count - reviews.verified_count);
-    if (reviews.verified_count >= state.minCount && reviews.verified_average != null) {
+    if (reviews.verified_count >= min && reviews.verified_average != null) {
       var text = t.verified(stars(reviews.verified_average), n(reviews.verified_count), reviews.verified_count === 1);
       if (unverified > 0) text += " " + t.unverified(n(unverified));
       return { cls: "sp-reviews sp-verified", text: text };
     }
-    if (reviews.count >= state.minCount && reviews.average != null) {
+    if (reviews.count >= min && reviews.average != null) {
       return { cls: "sp-reviews sp-unverified",
                // "from 12 unverified reviews", or "from 12 reviews (10 unverified)" when a few
                // (fewer than the threshold) are verified
@@ -177,24 +186,28 @@
   }
 
   function render(el, proof) {
-    var list = parts(proof);
+    var list = hooks.parts ? hooks.parts(el, proof) : parts(proof);
+    if (!list) return; // the badge's experiment variant is not known yet
     var text = list.map(function (p) { return p.text; }).join(" · ");
     el.hidden = list.length === 0;
-    if (el.getAttribute("data-socialproof-text") === text) return; // nothing new to announce
-    el.setAttribute("data-socialproof-text", text);
-    el.textContent = "";
-    list.forEach(function (p, i) {
-      if (i) el.appendChild(span("sp-sep", " · "));
-      var s = span("sp-part " + p.cls, p.text);
-      if (p.title) s.title = p.title;
-      el.appendChild(s);
-    });
-    if (!(reducedMotion && reducedMotion.matches) && el.getAttribute("data-socialproof-seen")) {
-      el.classList.remove("sp-changed");
-      void el.offsetWidth; // restart the animation
-      el.classList.add("sp-changed");
+    if (el.getAttribute("data-socialproof-text") !== text) { // else nothing new to announce
+      el.setAttribute("data-socialproof-text", text);
+      var keep = el.lastChild && el.lastChild.className === "sp-close" ? el.lastChild : null;
+      while (el.firstChild !== keep) el.removeChild(el.firstChild); // the close button stays
+      list.forEach(function (p, i) {
+        if (i) el.insertBefore(span("sp-sep", " · "), keep);
+        var s = span("sp-part " + p.cls, p.text);
+        if (p.title) s.title = p.title;
+        el.insertBefore(s, keep);
+      });
+      if (!(reducedMotion && reducedMotion.matches) && el.getAttribute("data-socialproof-seen")) {
+        el.classList.remove("sp-changed");
+        void el.offsetWidth; // restart the animation
+        el.classList.add("sp-changed");
+      }
+      el.setAttribute("data-socialproof-seen", "1");
     }
-    el.setAttribute("data-socialproof-seen", "1");
+    if (hooks.rendered) hooks.rendered(el, list);
   }
 
   function span(cls, text) {
@@ -212,6 +225,7 @@
     el.hidden = true;
     var known = state.badges[productId] || (state.badges[productId] = []);
     if (known.indexOf(el) < 0) known.push(el);
+    if (hooks.mounted) hooks.mounted(el, productId);
     if (state.latest[productId]) render(el, state.latest[productId]);
     schedule();
     return el;
@@ -444,6 +458,11 @@
     };
   }
 
+  /*SOCIALPROOF_EXPERIMENTS*/
+  if (typeof socialproofExperiments === "function") {
+    hooks = socialproofExperiments({ base: base, defaults: DEFAULTS, state: state, parts: parts, render: render });
+  }
+
   var css =
     ".sp-badge{display:inline-flex;flex-wrap:wrap;gap:.25em;align-items:center;font:500 .9rem/1.4 system-ui,sans-serif;" +
     "color:#1d3b2a;background:#e9f7ef;border:1px solid #bfe5cf;border-radius:999px;padding:.2em .75em}" +
@@ -460,7 +479,7 @@
     "@media (prefers-reduced-motion: reduce){.sp-changed{animation:none}}";
   var style = document.createElement("style");
   style.setAttribute("data-socialproof", "");
-  style.textContent = css;
+  style.textContent = css + (hooks.css || "");
   document.head.appendChild(style);
 
   window.SocialProof = {
@@ -491,6 +510,10 @@
     progress: function (promotionId) { return state.progress[promotionId]; },
     format: round,
     latest: function (id) { return state.latest[id]; },
+    /* the pseudonymous visitor id for the shop's orders (`visitor_id`); null when not tracking */
+    visitorId: function () { return hooks.visitorId ? hooks.visitorId() : null; },
+    /* send the queued interactions now (they also go every few seconds and when the page hides) */
+    flush: function () { if (hooks.flush) hooks.flush(); },
   };
 
   var product = attr("data-product");

@@ -7,9 +7,11 @@ never expose (its backend makes these calls for the signed-in shopper).
 
 - ``POST /demo/products/{id}/shares`` ``{"user_id", "channel"?}`` -> the social service's
   ``POST /v1/shares`` (its answer carries the referral ``link_token``);
-- ``POST /demo/orders`` ``{"user_id", "product_id", "unit_price"?, "referral"?, "coupon"?}`` ->
-  the orders service's ``POST /v1/orders`` (one line, quantity 1, EUR); ``referral`` is the
-  ``?ref=`` token of the link the shopper arrived through.
+- ``POST /demo/orders`` ``{"user_id", "product_id", "unit_price"?, "referral"?, "coupon"?,
+  "visitor_id"?}`` -> the orders service's ``POST /v1/orders`` (one line, quantity 1, EUR);
+  ``referral`` is the ``?ref=`` token of the link the shopper arrived through, ``visitor_id`` the
+  widget's ``SocialProof.visitorId()`` (badge experiments attribute the purchase with it; absent
+  when tracking is off).
 
 The services' status and JSON body are passed back as they are; 503 when one cannot be reached.
 """
@@ -22,7 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.events import CouponCode, Identifier, LinkToken
+from contracts.events import CouponCode, Identifier, LinkToken, VisitorId
 from services.notifier.api.demoqa import Id, forward
 from services.notifier.api.deps import RateLimited
 
@@ -42,6 +44,9 @@ class DemoOrderIn(BaseModel):
     unit_price: str = Field(default="19.99", pattern=r"^\d{1,9}(\.\d{1,2})?$")
     referral: LinkToken | None = Field(default=None, description="the link's `?ref=` token")
     coupon: CouponCode | None = None
+    visitor_id: VisitorId | None = Field(
+        default=None, description="the widget's `SocialProof.visitorId()`"
+    )
 
 
 @router.post(
@@ -69,6 +74,8 @@ async def demo_order(body: DemoOrderIn, request: Request, _: RateLimited) -> Res
         order["referral"] = body.referral
     if body.coupon is not None:
         order["coupon"] = body.coupon
+    if body.visitor_id is not None:
+        order["visitor_id"] = body.visitor_id
     key = request.headers.get("idempotency-key")
     headers = {"Idempotency-Key": key} if key else None
     return await forward(request, "orders", "POST", "/v1/orders", order, headers)

@@ -5,7 +5,9 @@
  * Share to unlock: the widget's card on product pages (and its offer on the cards); its share
  * button shares as the viewer (/demo/products/{id}/shares, dev only) and shows a link to this page
  * with ?ref=<link token>; buy buttons order as the viewer (/demo/orders, dev only), carrying the
- * ?ref= token this page was opened with as the order's referral.
+ * ?ref= token this page was opened with as the order's referral and the widget's visitor id
+ * (SocialProof.visitorId(): badge experiments attribute the purchase with it; none when the
+ * browser asks not to be tracked).
  * ?products=a,b and ?viewers=u1,u2 override the demo catalog; ?open=p opens a product's page. */
 (function () {
   "use strict";
@@ -187,6 +189,8 @@
     if (!viewer) return;
     var body = { user_id: viewer, product_id: productId, unit_price: prices[productId] || "19.99" };
     if (referral) body.referral = referral;
+    var visitor = SocialProof.visitorId ? SocialProof.visitorId() : null;
+    if (visitor) body.visitor_id = visitor;
     button.disabled = true;
     status.textContent = "ordering…";
     fetch("/demo/orders", {
@@ -404,6 +408,9 @@
       if (shown) buy(shown, $("product-buy"), $("product-buy-status"));
     });
     if (referral) $("referral").hidden = false;
+    var visitor = SocialProof.visitorId ? SocialProof.visitorId() : null;
+    $("visitor").textContent = visitor ? "visitor " + visitor
+      : "not tracked (Global Privacy Control, Do Not Track or the shop's switch)";
     renderCards();
     var initial = params.get("viewer") || (viewers[0] && !params.get("viewers") ? viewers[0].id : "");
     select.value = initial;

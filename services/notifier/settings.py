@@ -1,4 +1,5 @@
-"""The notifier's settings: read API cache, rate limits, viewer tokens, live updates, the demo."""
+"""The notifier's settings: read API cache, rate limits, viewer tokens, live updates, the demo,
+and the widget's interaction beacons (issue #18)."""
 
 from __future__ import annotations
 
@@ -69,4 +70,25 @@ class NotifierSettings(PrivacyDefaults):
         default="",
         description="JSON file of the demo storefront's products and viewers (socialproof "
         "simulate --write-catalog writes it); empty: the bundled one, for the default seed",
+    )
+    # interaction beacons (issue #18, services/notifier/api/beacons.py)
+    interaction_tracking: bool = Field(
+        default=True,
+        description="the shop's switch for badge interaction tracking: off, the widget sends no "
+        "beacons and the notifier answers any with 204, publishing nothing",
+    )
+    beacon_rate_per_s: float = Field(
+        default=2, gt=0, description="interaction beacons per second per visitor (sustained)"
+    )
+    beacon_burst: int = Field(
+        default=20, ge=1, description="interaction beacons a visitor may send in a burst"
+    )
+    beacon_max_events: int = Field(
+        default=50, ge=1, le=1000, description="events one interaction beacon may carry, at most"
+    )
+    beacon_max_bytes: int = Field(
+        default=16384,
+        ge=512,
+        le=1024 * 1024,
+        description="largest interaction beacon body, bytes (larger: 413)",
     )

@@ -29,16 +29,28 @@ kept per ``(product, viewer)``, rendered once, invalidated by the processor's ch
 at most ``SOCIALPROOF_PROOF_CACHE_MAX_AGE_S`` old; under ``socialproof serve`` cache hits of the
 single-product read are answered before the ASGI stack.
 
+Experiments and interactions (issue #18): the widget reports badge impressions, clicks and
+dismissals with ``POST /v1/beacons`` (public, rate limited per visitor, ``text/plain`` JSON from
+``navigator.sendBeacon``; :mod:`.api.beacons`), published to ``storefront.interactions``. With the
+service token a shop creates, lists, reads and stops A/B experiments on badges
+(``POST``/``GET /v1/experiments``, ``GET /v1/experiments/{id}``, ``POST
+/v1/experiments/{id}/stop``); the public ``GET /v1/experiments/{id}/assignment?visitor_id=`` and
+``GET /v1/products/{id}/experiment?visitor_id=`` (what the widget asks; 204 without one) say which
+variant a visitor sees (:mod:`.api.experiments`; the definitions are a view of
+``storefront.experiments``, :mod:`services.notifier.experiments`). Results and the merchant page:
+:mod:`.api.insights`. ``SOCIALPROOF_INTERACTION_TRACKING=false`` turns tracking off.
+
 Storefront: ``/widget.js`` (the embeddable badge) and, only when ``SOCIALPROOF_DEMO_ENABLED`` is
 true (``make run`` sets it), the demo storefront at ``/demo`` (with its product questions,
 :mod:`.api.demoqa`, and its shares and orders, :mod:`.api.demoshop`, which call the social and
 orders services with the service token: dev only).
 
 Layout: this module builds the app and its state (``app.state``: the reader, the cache, the hub,
-tokens, the rate limiter, the fast path); the routes are in :mod:`services.notifier.api` (``proof``
-the read API, ``tokens`` viewer tokens, ``live`` SSE and WebSocket, ``me`` the viewer's own
-notifications, ``storefront`` the widget and the demo), the HTTP bodies in
-:mod:`services.notifier.schemas`; the other modules are the domain (reading proof, the cache and
+tokens, the rate limiters, the fast path, the event publisher, the experiments); the routes are in
+:mod:`services.notifier.api` (``proof`` the read API, ``tokens`` viewer tokens, ``live`` SSE and
+WebSocket, ``me`` the viewer's own notifications, ``beacons`` and ``experiments``, ``insights``,
+``storefront`` the widget and the demo), the HTTP bodies in :mod:`services.notifier.schemas` (and
+:mod:`services.notifier.experiment_schemas`); the other modules are the domain (reading proof, the cache and
 its fast path, the hub of live connections, rate limits, tokens).
 
 Run: ``socialproof serve notifier`` (port ``SOCIALPROOF_NOTIFIER_PORT``, default 8004).
@@ -58,9 +70,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from contracts import namespaces
 from contracts.views import Keys
 from services.notifier.api import (
+    beacons,
     demoqa,
     demoshop,
+    experiments,
     explain,
+    insights,
     live,
     me,
     promotions,
@@ -69,6 +84,7 @@ from services.notifier.api import (
     tokens,
 )
 from services.notifier.cache import CachedProofs, ProofCache
+from services.notifier.experiments import ExperimentRegistry
 from services.notifier.fastpath import Cors, FastPath, protocol_class
 from services.notifier.hub import Hub
 from services.notifier.promotions import PromotionReader
@@ -79,7 +95,7 @@ from services.notifier.tokens import ViewerTokens, derive_secret
 from socialproof import redis as redis_client
 from socialproof.gctune import tune_gc
 from socialproof.http import create_service_app
-from socialproof.kafka import BrokerProbe
+from socialproof.kafka import BrokerProbe, EventPublisher
 
 SERVICE = "notifier"
 log = logging.getLogger("socialproof.notifier")
@@ -188,6 +204,11 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         app.state.tokens = viewer_tokens(settings)
         app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         app.state.fast_path = FastPath(cache, app.state.tokens, app.state.limiter, cors, SERVICE)
+        # issue #18: beacons and experiments write events; every process reads the experiments
+        app.state.beacon_limiter = RateLimiter(settings.beacon_rate_per_s, settings.beacon_burst)
+        app.state.publisher = EventPublisher(settings, client_id=SERVICE)
+        app.state.experiments = ExperimentRegistry(settings)
+        await app.state.experiments.start()
         hub.start()
         # On SIGTERM end live streams at once; clients reconnect (see socialproof.serve).
         app.state.on_exit_signal = [hub.close_all]
@@ -204,6 +225,8 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             await hub.stop()
             await pubsub_redis.aclose()
             await redis.aclose()
+            await app.state.experiments.stop()
+            await asyncio.to_thread(app.state.publisher.close)
 
     app = create_service_app(
         service=SERVICE,
@@ -213,6 +236,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         readiness=lambda app: {
             "kafka": app.state.broker.check,
             "redis": app.state.redis.ping,
+            "experiments": app.state.experiments.check,
         },
     )
     cors = Cors(
@@ -222,8 +246,9 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(cors.allow_origins),
-        allow_methods=["GET"],
-        allow_headers=["Authorization", "If-None-Match", "Last-Event-ID"],
+        # POST: beacons (a sendBeacon's text/plain needs no preflight; application/json does)
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "If-None-Match", "Last-Event-ID"],
         expose_headers=list(cors.expose_headers),
         max_age=600,
     )
@@ -233,7 +258,11 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
     # the widget (and the demo's pages), read once; the demo's routes exist only when it is on
     app.state.storefront = storefront.assets(settings)
-    for api in (tokens, proof, explain, live, me, promotions, storefront):
+    for api in (
+        *(tokens, proof, explain, live, me, promotions),
+        *(beacons, experiments, insights),  # issue #18
+        storefront,
+    ):
         app.include_router(api.router)
     if settings.demo_enabled:
         app.include_router(storefront.demo_router)

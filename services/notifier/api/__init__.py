@@ -5,6 +5,9 @@
 - :mod:`.tokens`: viewer tokens for the shop's backend;
 - :mod:`.live`: live push, Server-Sent Events and WebSocket;
 - :mod:`.me`: the viewer's own notifications, Server-Sent Events (viewer token required);
+- :mod:`.beacons`: the widget's badge interactions, published as events;
+- :mod:`.experiments`: A/B experiments on badges and visitors' assignments;
+- :mod:`.insights`: experiment results and the merchant insights page;
 - :mod:`.storefront`: the widget and, only when enabled, the demo storefront;
 - :mod:`.deps`: what they share (the reader, rate limiting, the viewer, product lists).
 

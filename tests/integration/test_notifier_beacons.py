@@ -26,13 +26,14 @@ from contracts.events import Event
 from contracts.topics import EXPERIMENTS, INTERACTIONS
 from contracts.views import Keys
 from services.notifier.api.beacons import BEACON_EVENT_NAMESPACE
-from socialproof.kafka import ensure_topics, topic_name
+from socialproof.kafka import admin_client, ensure_topics, topic_name
 from socialproof.settings import Settings
 from tests.conftest import SERVICE_TOKEN
 from tests.support.storefront import extra_notifier
 from tools.devstack import Stack
 
 MAX_EVENTS, BURST = 10, 4
+ADMIN = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,7 @@ def private(settings: Settings) -> Iterator[tuple[Settings, str]]:
     ensure_topics(mine, [INTERACTIONS, EXPERIMENTS])
     ns = f"tbeacon{tag}"
     yield mine, ns
+    admin_client(mine).delete_topics([topic_name(mine, t) for t in (INTERACTIONS, EXPERIMENTS)])
     client = redis_sync.Redis.from_url(settings.redis_url, decode_responses=True)
     keys = list(client.scan_iter(f"{ns}:*", count=1000))
     if keys:
@@ -72,10 +74,6 @@ def base_url(stack: Stack, private: tuple[Settings, str]) -> Iterator[str]:
 def api(base_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base_url, timeout=10) as client:  # beacons are public
         yield client
-
-
-def admin(_: httpx.Client) -> dict[str, str]:
-    return {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 
 
 def published(settings: Settings, timeout: float = 10) -> list[Event]:
@@ -129,7 +127,9 @@ def impression(product: str, at: datetime | None = None, **extra: object) -> dic
 
 
 def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=datetime.now(UTC).microsecond // 1000 * 1000)
+    """Now to the millisecond, as a browser's clock gives it."""
+    t = datetime.now(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
 def send(api: httpx.Client, body: object, *, as_text: bool = True, **kwargs) -> httpx.Response:
@@ -150,7 +150,7 @@ def experiment(api: httpx.Client, uid, **body: object) -> dict:
             "split": [50, 50],
             **body,
         },
-        headers=admin(api),
+        headers=ADMIN,
     )
     assert answer.status_code == 201, answer.text
     return answer.json()
@@ -210,7 +210,7 @@ def test_the_viewer_is_on_the_events_only_with_a_valid_viewer_token(
     api: httpx.Client, private: tuple[Settings, str]
 ) -> None:
     mine, _ = private
-    token = api.post("/v1/viewer-tokens", json={"viewer_id": "u-42"}, headers=admin(api))
+    token = api.post("/v1/viewer-tokens", json={"viewer_id": "u-42"}, headers=ADMIN)
     assert token.status_code == 201, token.text
     bearer, header_v, query_v, bad_v = token.json()["token"], visitor(), visitor(), visitor()
     # a header where the client can set one, the query where it cannot (sendBeacon)
@@ -239,10 +239,10 @@ def test_the_viewer_is_on_the_events_only_with_a_valid_viewer_token(
 
 
 def test_bad_beacons_are_refused_naming_the_field_and_publish_nothing(
-    api: httpx.Client, private: tuple[Settings, str], uid
+    api: httpx.Client, private: tuple[Settings, str], redis_client: redis_sync.Redis, uid
 ) -> None:
     mine, ns = private
-    redis_sync.Redis.from_url(mine.redis_url).set(Keys(ns).product_category("p-cat"), "garden")
+    redis_client.set(Keys(ns).product_category("p-cat"), "garden")
     exp = experiment(api, uid, products=["p1"])
     by_cat = experiment(api, uid, category="kitchen")
     later = experiment(api, uid, products=["p1"], starts_at=iso(now() + timedelta(days=1)))
@@ -378,7 +378,7 @@ def test_an_event_of_a_stopped_experiment_counts_for_the_plain_badge(
     exp = experiment(api, uid, products=["p1"], attribution_window_h=72)
     v = visitor()
     theirs = variant_of(api, exp["id"], v)
-    stopped = api.post(f"/v1/experiments/{exp['id']}/stop", headers=admin(api))
+    stopped = api.post(f"/v1/experiments/{exp['id']}/stop", headers=ADMIN)
     assert stopped.status_code == 200, stopped.text
     # When the widget still reports an impression in it (sent before it learnt of the stop)
     at = now()
@@ -398,12 +398,12 @@ def test_an_event_of_a_stopped_experiment_counts_for_the_plain_badge(
 
 
 def test_a_category_experiment_takes_the_products_filed_under_it(
-    api: httpx.Client, private: tuple[Settings, str], uid
+    api: httpx.Client, private: tuple[Settings, str], redis_client: redis_sync.Redis, uid
 ) -> None:
     mine, ns = private
-    category = uid("cat")
-    product = uid("p")
-    redis_sync.Redis.from_url(mine.redis_url).set(Keys(ns).product_category(product), category)
+    category, product = uid("cat"), uid("p")
+    # filed as the stream processor files a catalog event's category
+    redis_client.set(Keys(ns).product_category(product), category)
     exp = experiment(api, uid, category=category)
     v = visitor()
     theirs = variant_of(api, exp["id"], v)

@@ -263,7 +263,7 @@ def test_the_demo_storefront_is_off_unless_enabled(stack: Stack) -> None:
     assert {u for u in re.findall(r"https?://[^\s\"']+", widget.text)} == {
         "https://NOTIFIER/widget.js"
     }
-    assert '{"minCount":3}' in widget.text  # the server's threshold setting is injected
+    assert '{"minCount":3,"tracking":true}' in widget.text  # the server's settings are injected
 
 
 # --- issue #19: verified-purchase reviews and questions -------------------------------------

@@ -65,7 +65,7 @@ def assets(settings: NotifierSettings) -> Assets:
     defaults = orjson.dumps(
         {
             "minCount": settings.widget_min_count,
-            "tracking": getattr(settings, "interaction_tracking", True),
+            "tracking": settings.interaction_tracking,
         }
     ).decode()
     experiments = (STATIC / "widget-experiments.js").read_text(encoding="utf-8")

@@ -22,6 +22,7 @@
  *
  * Interactions: one impression per product and page view (IntersectionObserver, >= 50 % visible),
  * clicks on a badge, dismissals (its close button hides the product's badges for the page view).
+ * A product's badges get data-socialproof-impression="1" once its impression is queued.
  * Each event is {kind, product_id, experiment_id?, variant?, at}; they are queued and sent with
  * navigator.sendBeacon (a text/plain JSON body: no CORS preflight) to POST /v1/beacons every 5 s,
  * when the page is hidden and on pagehide, at most 50 events and ~15 kB a request, a viewer token
@@ -186,6 +187,9 @@ function socialproofExperiments(w) {
       if (impressed[productId] || dismissed[productId] || !(productId in assigned)) return;
       impressed[productId] = true;
       record("impression", productId);
+      (w.state.badges[productId] || []).forEach(function (badge) {
+        badge.setAttribute("data-socialproof-impression", "1"); // counted as seen (page view)
+      });
     });
   }
 

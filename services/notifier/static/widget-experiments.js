@@ -269,7 +269,7 @@ function socialproofExperiments(w) {
     visitorId: function () { return visitor; },
     flush: flush,
     css: ".sp-close{font:inherit;line-height:1;color:inherit;background:none;border:0;border-radius:50%;" +
-         "padding:0 .1em;margin-left:.15em;opacity:.55;cursor:pointer}.sp-close::before{content:\"\\00d7\"}" +
+         "padding:0 .1em;margin-left:auto;opacity:.55;cursor:pointer}.sp-close::before{content:\"\\00d7\"}" +
          ".sp-close:hover,.sp-close:focus-visible{opacity:1}.sp-close[hidden]{display:none}" +
          ".sp-badge.sp-slot{visibility:hidden;min-height:1.3em}",
   };

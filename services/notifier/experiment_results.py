@@ -232,6 +232,7 @@ def build(
         },
         "verdict": verdict.as_json(),
         "method": st.METHOD,
+        "method_es": st.METHOD_ES,
         "series": [
             {
                 "date": point.day,

@@ -72,6 +72,23 @@ METHOD = (
 )
 
 
+METHOD_ES = (
+    "Visitantes: visitantes distintos con al menos una impresión de la insignia en la variante. "
+    "Conversiones: los que tienen al menos una compra atribuida de un producto que vieron en la "
+    "variante dentro de la ventana de atribución anterior (las compras reembolsadas o "
+    "canceladas no cuentan). Tasa de conversión = conversiones / visitantes. Mejora = "
+    "tasa(variante) / tasa(control) - 1, con un intervalo de confianza del 95 % por el método "
+    "del logaritmo del riesgo relativo (Katz): exp(ln RR ± 1,96 · sqrt(1/a - 1/n1 + 1/c - "
+    "1/n2)) - 1 (a, n1: conversiones y visitantes de la variante; c, n2: los del control); si a "
+    "o c es 0, se suma 0,5 a cada celda (a, c + 0,5; n1, n2 + 1). Desajuste de proporciones: "
+    "prueba chi-cuadrado de bondad de ajuste de los visitantes por variante frente al reparto; "
+    "aviso cuando p < 0,001. Muestra necesaria por variante (potencia del 80 %, alfa bilateral "
+    "0,05): (z_0,975 + z_0,8)^2 · (p1(1-p1) + p2(1-p2)) / (p2 - p1)^2, p1 la tasa del control, "
+    "p2 = p1 · (1 + efecto mínimo detectable). No se declara ganadora antes de que cada "
+    "variante tenga esos visitantes."
+)
+
+
 @dataclass(frozen=True)
 class Uplift:
     """Relative uplift of a variant over the control and its 95 % interval (fractions: 0.2 is

@@ -11,7 +11,8 @@ Facts (what events said; written idempotently, newest-wins by ``(occurred_at, ev
 - ``{ns}:order:{order_id}``               hash  ``user``, ``ts`` (event ms), ``eid`` (the
                                                 purchase's event id), ``q:{product}`` qty,
                                                 ``cancelled`` once the order is cancelled,
-                                                ``refunded`` once any refund of it arrived
+                                                ``refunded`` once any refund of it arrived,
+                                                ``vis`` the purchase's visitor id (if any)
 - ``{ns}:refund:{order_id}|{product}``    hash  refund_id -> refunded quantity
 - ``{ns}:review:{product}|{user}``        hash  ``live`` 0/1, ``rating``, ``ts``, ``eid``,
                                                 ``vf`` 0/1: the live review is counted as
@@ -202,9 +203,9 @@ Badge experiments (issue #18; ``services/counters/experiments.lua``, in the same
 counters, so a purchase, refund, cancellation or erasure moves experiment figures in the same
 atomic call; the reasoning in ``services/counters/store.py``). Interactions (``badge.viewed``,
 ``badge.clicked``, ``badge.dismissed``) carry their experiment ``E`` and variant ``V``; those
-without an experiment count under the pseudo-experiment ``_`` with variant ``badge`` (the shop's
-plain badge funnel). An *identity* ``I`` is ``v:{visitor_id}`` or ``u:{user_id}`` (a viewer
-token's viewer on an interaction; the buyer on a purchase). A kept purchase line ``(o, p)`` is
+without an experiment (or without a variant) count under the pseudo-experiment ``_`` with variant
+``badge`` (the shop's plain badge funnel). An *identity* ``I`` is ``v:{visitor_id}`` or
+``u:{user_id}`` (a viewer token's viewer on an interaction; the buyer on a purchase). A kept purchase line ``(o, p)`` is
 *attributed* in ``E`` when one of the purchase's identities (its buyer, its ``visitor_id``) has a
 ``badge.viewed`` of ``p`` in ``E`` at or before the purchase and no longer before it than the
 interaction's window; the latest such impression (by ``(ms, member)``) names the variant and the
@@ -214,8 +215,10 @@ arrival give the same figures:
 - ``{ns}:xim:{I}|{product}``              zset  impressions of the product by the identity:
                                                 ``{E}|{V}|{visitor}|{window s}|{event id}``
                                                 scored by event ms (attribution looks back here)
-- ``{ns}:xvi:{E}|{visitor}``              zset  the visitor's impression event ids in E, by ms
-                                                (a new member counts an impression)
+- ``{ns}:xvi:{E}|{visitor}``              zset  the visitor's impressions in E,
+                                                ``{V}|{event id}`` by ms (a new member counts an
+                                                impression; the variant lets an erasure
+                                                recompute the visitor's first one per variant)
 - ``{ns}:xvc:{E}|{visitor}``              set   the visitor's click and dismissal event ids in E
 - ``{ns}:xvo:{visitor}|{product}``        hash  order id -> event ms: purchases that carried the
                                                 visitor id (a late impression finds them here;
@@ -233,7 +236,8 @@ arrival give the same figures:
                                                 purchase (ms): conversions = ``ZCARD``
 - ``{ns}:xu:{user}``                      set   the user's interactions as viewer
                                                 (``{kind}|{E}|{V}|{visitor}|{product}|{window
-                                                s}|{event id}|{ms}``): erasure takes each out
+                                                s}|{event id}|{ms}``, kind ``v`` viewed, ``c``
+                                                clicked, ``d`` dismissed): erasure takes each out
 - ``{ns}:experiments``                    set   every experiment with interactions (``_`` too)
 
 Announcements: the processor publishes a JSON list of changed product ids on the pub/sub

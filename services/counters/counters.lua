@@ -1,9 +1,10 @@
 -- The counter store's one script: applies a chunk of operations to the serving store atomically.
 -- Loaded by services/counters/store.py, which prepends the constants (HOUR, W_BUY, W_REVIEW,
 -- W_SHARE, FEED_KEEP, NOTES_PER_DAY, NOTES_KEEP, DAY, NOTECAP_TTL) from contracts.views,
--- promotions.lua and referrals.lua (attribution and rewards: ``referral_hooks``, called below); the
--- reasoning (facts, idempotence, order independence, friends_bought's fan-out, verified
--- purchases, questions and their notes, referrals) is in store.py's docstring, the key layout in
+-- promotions.lua and referrals.lua (attribution and rewards: ``referral_hooks``, called below),
+-- experiments.lua (badge experiments: ``experiment_hooks``, XMAXW); the reasoning (facts,
+-- idempotence, order independence, friends_bought's fan-out, verified purchases, questions and
+-- their notes, referrals, experiments) is in store.py's docstring, the key layout in
 -- contracts/views.py.
 --
 -- ARGV[1] = namespace, ARGV[2] = JSON list of operations (see store.operation),
@@ -55,7 +56,8 @@ do
     elseif kind == 'R' or kind == 'V' or kind == 'Q' then want(op[4])
     elseif kind == 'A' or kind == 'H' then want(op[5])
     elseif kind == 'F' then want(op[3]); want(op[4])
-    elseif kind == 'X' or kind == 'N' or kind == 'E' then want(op[2]) end -- K, M name no user
+    elseif kind == 'X' or kind == 'N' or kind == 'E' then want(op[2])
+    elseif kind == 'I' and op[6] ~= '' then want(op[6]) end -- K, M name no user, I a viewer
   end
   for start = 1, #users, 1000 do -- unpack() has a stack limit
     local slice = {unpack(users, start, math.min(start + 999, #users))}
@@ -106,6 +108,9 @@ local function feed_add(p, ts, member)
   trimmed[key] = true
 end
 local function feed_remove(p, member) zrem(ns..':feed:'..p, member) end
+-- badge experiments (experiments.lua): told where a purchase is recorded, a line becomes kept or
+-- not, an interaction arrives and a user is erased
+local xp = experiment_hooks(ns, erased, hincr)
 -- friends_bought's fan-out (the module docstring): for every viewer in ``fanout``,
 -- ``fb:{viewer}|{product}`` holds exactly friends:viewer ∩ cbuyers:product (a zset, every score
 -- 0: small ones stay compact, and members come back in id order), and ``user:{u}:fo`` the
@@ -395,8 +400,9 @@ local function recompute(o, p, u, ts)
   local was = redis.call('HEXISTS', ub, o) == 1
   local now = kept > 0
   if was == now then return end
-  if now then add_buyer(o, p, u, ts); return end
+  if now then add_buyer(o, p, u, ts); xp.kept(o, p, u, ts); return end
   redis.call('HDEL', ub, o)
+  xp.dropped(o, p)
   trend(ts, p, -W_BUY)
   feed_remove(p, 'b|'..u..'|'..o)
   local best, first = nil, nil
@@ -541,8 +547,9 @@ local ref = referral_hooks(ns, erased, mark, note_changed, newer_than)
 
 for _, op in ipairs(ops) do
   local kind = op[1]
-  if kind == 'P' then -- purchase: order, user, ts, {product, qty, ...}, event id[, link, coupon]
-    local o, u, ts, lines, eid = op[2], op[3], op[4], op[5], op[6]
+  if kind == 'P' then -- purchase: order, user, ts, {product, qty, ...}, event id[, link, coupon
+    -- [, visitor]]
+    local o, u, ts, lines, eid, vis = op[2], op[3], op[4], op[5], op[6], op[9] or false
     local order = ns..':order:'..o
     -- a recorded purchase (a duplicate, a redelivery) has nothing left to change
     local prev = not erased(u) and redis.call('HMGET', order, 'user', 'cancelled', 'refunded')
@@ -551,6 +558,7 @@ for _, op in ipairs(ops) do
       kept_lines = {}
       local fields = {'HSET', order, 'user', u, 'ts', ts}
       if eid then table.insert(fields, 'eid'); table.insert(fields, eid) end
+      if vis then table.insert(fields, 'vis'); table.insert(fields, vis) end
       local products = {'SADD', ns..':user:'..u..':products'}
       for i = 1, #lines, 2 do
         table.insert(fields, 'q:'..lines[i]); table.insert(fields, lines[i + 1])
@@ -559,6 +567,7 @@ for _, op in ipairs(ops) do
       redis.call(unpack(fields))
       redis.call(unpack(products))
       redis.call('SADD', ns..':user:'..u..':orders', o)
+      if vis then xp.recorded(o, ts, lines, vis) end
       -- a first purchase: no line of it can be kept yet, so only an addition can follow;
       -- a cancellation or refunds that arrived first are facts already waiting
       if not prev[2] then
@@ -569,11 +578,17 @@ for _, op in ipairs(ops) do
               kept = kept - tonumber(q)
             end
           end
-          if kept > 0 then add_buyer(o, p, u, ts); kept_lines[p] = true end
+          if kept > 0 then
+            add_buyer(o, p, u, ts)
+            kept_lines[p] = true
+            xp.kept(o, p, u, ts, vis)
+          end
         end
       end
     end
-    if op[7] then ref.purchase(o, u, ts, eid, lines, op[7], op[8], kept_lines) end
+    if op[7] and (op[7] ~= '' or op[8] ~= '') then
+      ref.purchase(o, u, ts, eid, lines, op[7], op[8], kept_lines)
+    end
   elseif kind == 'R' then -- refund: order, refund id, user, {product, qty, ...}, ts
     local o, rid, u, lines = op[2], op[3], op[4], op[5]
     if not erased(u) then
@@ -676,7 +691,7 @@ for _, op in ipairs(ops) do
       mark_user(u)
     end
   elseif kind == 'E' then -- erasure: user, ts
-    if not erased(op[2]) then ref.erase(op[2], op[3]); erase(op[2]) end
+    if not erased(op[2]) then ref.erase(op[2], op[3]); xp.erase(op[2]); erase(op[2]) end
   elseif kind == 'Q' then -- question asked: question id, product, asker, ts, event id
     local qid, p, u, ts, eid = op[2], op[3], op[4], op[5], op[6]
     local qkey = ns..':question:'..qid
@@ -717,6 +732,7 @@ for _, op in ipairs(ops) do
   elseif kind == 'D' then ref.define(op) -- promotion defined (referrals.lua says the fields)
   elseif kind == 'T' then ref.ended(op) -- promotion ended: promotion, ts, event id
   elseif kind == 'U' then ref.category(op) -- product upserted: product, category, ts, event id
+  elseif kind == 'I' then xp.interaction(op) -- badge interaction (experiments.lua's fields)
   end
 end
 -- the collected writes (see the top): increments, then additions, then feed trims

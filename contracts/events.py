@@ -62,7 +62,10 @@ processor (``SOCIALPROOF_COUPON_SECRET``), so it cannot be guessed from the rewa
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+00:04 has no UTC time: a validation error, not a 500
+        raise ValueError("out of range once converted to UTC") from None
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]

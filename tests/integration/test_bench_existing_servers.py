@@ -1,6 +1,13 @@
 """``make bench`` against existing servers (KAFKA_BOOTSTRAP_SERVERS + REDIS_URL): it runs on the
 session's broker and Redis next to someone else's data, and leaves that data exactly as it was and
-nothing of its own behind (topics, consumer groups, Redis keys)."""
+nothing of its own behind (topics, consumer groups, Redis keys).
+
+The same run is the smoke test of the ``e2e_latency``, ``broker_fetch`` and ``scaling`` scenarios
+at tiny sizes (:func:`check_e2e_fetch_and_scaling`): a real stack carries timed orders to SSE
+clients, every timed order's update arrives, the scaling grid is measured, and both are plotted
+into the report. It checks the harness, never the speed. (They had a run of their own on the
+bench's embedded servers, 22 s of the suite; the embedded servers are smoke-tested by the
+``faust_eos`` run in test_processor_bench.py.)"""
 
 from __future__ import annotations
 
@@ -82,6 +89,7 @@ def test_the_bench_on_existing_servers_touches_nobody_elses_data(
     assert results["backend"] == backend
     assert all(results["scenarios"][name]["backend"] == backend for name in SCENARIOS)
     assert f"Backend: {backend}." in (tmp_path / "report-quick.md").read_text()
+    check_e2e_fetch_and_scaling(results, tmp_path)
     # And nothing of the bench's is left: no topic, no consumer group, no key (checked before
     # this test's own reader below shows up as a group)
     assert topics_of(admin) == topics_before
@@ -103,6 +111,31 @@ def test_the_bench_on_existing_servers_touches_nobody_elses_data(
     assert group in groups(admin)
     committed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
     assert [tp.offset for tp in committed.result().topic_partitions] == [record.offset + 1]
+
+
+def check_e2e_fetch_and_scaling(results: dict, out: Path) -> None:
+    # Every timed order was accepted and its update reached the SSE client, at every rate
+    e2e = results["scenarios"]["e2e_latency"]["figures"]
+    assert e2e["errors"] == 0
+    for rate in e2e["rates"]:
+        assert e2e[f"r{rate}_timed_orders"] > 0
+        assert e2e[f"r{rate}_p50_ms"] <= e2e[f"r{rate}_p95_ms"] <= e2e[f"r{rate}_p99_ms"]
+    # The broker's own produce → consume delay was measured for both fetch waits
+    fetch = results["scenarios"]["broker_fetch"]["figures"]
+    assert fetch["wait500_received"] == fetch["wait100_received"] == fetch["messages"]
+    # The scaling grid counted the friends who bought (a tenth of them) at every point
+    scaling = results["scenarios"]["scaling"]["figures"]
+    for friends in scaling["friends_axis"]:
+        tag = f"f{friends}_b{scaling['buyers_for_friends_axis']}"
+        assert scaling[f"{tag}_count"] == max(1, friends // 10)
+        assert scaling[f"{tag}_p99_ms"] > 0
+    # The machine facts and both plots are in the report
+    assert results["machine"]["cpus"] and results["machine"]["memory_gb"]
+    report = (out / "report-quick.md").read_text()
+    for name in ("e2e_latency", "scaling"):
+        assert (out / f"{name}-quick.png").stat().st_size > 10_000
+        assert f"]({name}-quick.png)" in report
+    assert "load average" in report.lower()
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

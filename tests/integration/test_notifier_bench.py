@@ -3,8 +3,7 @@ and every final state reached every SSE client (a correctness check; speed is no
 
 They run on the session's broker and Redis, in the bench's existing-servers mode (topics under a
 prefix of their own, fresh Redis namespaces, all deleted afterwards): no broker is started per
-scenario. The bench's own embedded servers are smoke-tested by test_processor_bench.py and
-test_bench_e2e_scaling.py."""
+scenario. The bench's own embedded servers are smoke-tested by test_processor_bench.py."""
 
 from __future__ import annotations
 

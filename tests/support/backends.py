@@ -30,10 +30,10 @@ REDIS_IMAGE = "redis:7.2.5-alpine"
 # The brokers the suite starts (the session's, private ones, the bench's in its smoke runs: every
 # child inherits this) live seconds to minutes (the session's the whole run) under light load: on
 # the C1 compiler alone they start on less CPU and spend none on C2 compilations, which on 2 cores
-# the tests wait for. Measured: test_kafka_cluster.py 88 -> 75 s, test_bench_e2e_scaling.py
-# 30 -> 25 s, test_counters_e2e.py 13.3 -> 11.7 s (the session's setup), the private backend's
-# setup 4.5-5.4 -> 1.7-3.9 s. `make run` (the dev stack's tests too) and `make bench` keep the
-# default JIT.
+# the tests wait for. Measured: test_kafka_cluster.py 88 -> 75 s, the e2e bench smoke run (then
+# test_bench_e2e_scaling.py, on the bench's own broker) 30 -> 25 s, test_counters_e2e.py 13.3 ->
+# 11.7 s (the session's setup), the private backend's setup 4.5-5.4 -> 1.7-3.9 s. `make run` (the
+# dev stack's tests too) and `make bench` keep the default JIT.
 os.environ.setdefault("SOCIALPROOF_KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1")
 
 # Tests that SIGKILL a consumer want its group to notice within seconds: the broker's minimum

@@ -18,6 +18,7 @@ The test fixtures use the same process classes (:mod:`socialproof.processes`) on
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import sys
@@ -356,8 +357,10 @@ class Stack:
     def start_simulator(self, rate: float) -> ManagedProcess:
         """Demo traffic through the services' APIs (``socialproof simulate``); start it once the
         services answer. It never exits on errors, so ``check_alive`` watches it like the rest."""
+        from tools.simulate_experiments import demo_note
+
         proc = self._spawn("simulate", simulate_argv(rate))
-        self.note("simulate", f"started, {rate:g} events/s "
+        self.note("simulate", f"started, {rate:g} events/s{demo_note({**os.environ, **self.env})} "
                   f"(log: {self.shown(self.logs / 'simulate.log')})")
         return proc
 

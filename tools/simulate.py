@@ -22,6 +22,10 @@ promotions at the catalog, every share's answer gives a link token, and about a 
 purchases arrive through a friend's link (``referral``), so "bought through friends' shares"
 and sharers' progress move too.
 
+Badge experiments (issue #18, :mod:`tools.simulate_experiments`): beside ``--rate``, visitors of
+an A/B experiment on badges whose true effect is known (``--experiment-effects``), so the
+insights page shows it converging on the answer (the experiment's title states the truth).
+
 The world and the event sequence come from :mod:`tools.loadgen` (deterministic by seed;
 ``SOCIALPROOF_DEMO_SEED`` is also what the demo storefront uses to pick its viewers); each
 generated event is turned into the API call that makes the services emit it. It never stops on
@@ -50,6 +54,15 @@ import typer
 
 from contracts import events as ev
 from tools.loadgen import LoadConfig, LoadGenerator
+from tools.simulate_experiments import (
+    DemoExperiment,
+    ExperimentBaseRate,
+    ExperimentEffects,
+    ExperimentLost,
+    ExperimentRate,
+    ExperimentVisitors,
+    demo_traffic,
+)
 from tools.simulate_referrals import Referrals, promotion_bodies
 from tools.simulate_world import (
     DEFAULT_USERS,
@@ -88,6 +101,7 @@ class Targets:
     orders: str
     social: str
     token: str
+    notifier: str | None = None  # the badge experiment's visitors (beacons) go there
 
 
 class Simulator:
@@ -392,6 +406,7 @@ async def simulate_async(
     users: int,
     warmup: int,
     duration_s: float | None = None,
+    experiment: DemoExperiment | None = None,
 ) -> Simulator:
     simulator = Simulator(targets, demo_config(seed, users))
     try:
@@ -399,7 +414,8 @@ async def simulate_async(
         # Purchases need no friendships: the page has counts while the graph is still landing.
         await asyncio.gather(simulator.befriend(), simulator.warmup(warmup))
         if rate > 0:
-            await simulator.run(rate, duration_s)
+            await asyncio.gather(simulator.run(rate, duration_s), *demo_traffic(
+                experiment, targets.notifier, targets.orders, targets.token, seed, duration_s))
     finally:
         await simulator.close()
     return simulator
@@ -446,6 +462,14 @@ def simulate(
     ] = None,
     orders_url: Annotated[str | None, typer.Option(help="default: SOCIALPROOF_ORDERS_PORT")] = None,
     social_url: Annotated[str | None, typer.Option(help="default: SOCIALPROOF_SOCIAL_PORT")] = None,
+    notifier_url: Annotated[
+        str | None, typer.Option(help="default: SOCIALPROOF_NOTIFIER_PORT")
+    ] = None,
+    experiment_rate: ExperimentRate = DemoExperiment.rate,
+    experiment_effects: ExperimentEffects = DemoExperiment.effects,
+    experiment_base_rate: ExperimentBaseRate = DemoExperiment.base_rate,
+    experiment_lost: ExperimentLost = DemoExperiment.lost,
+    experiment_visitors: ExperimentVisitors = DemoExperiment.visitors,
     write_catalog: Annotated[
         Path | None,
         typer.Option(
@@ -455,10 +479,14 @@ def simulate(
     ] = None,
 ) -> None:
     """Simulate shop traffic (users, friendships, consents, purchases, refunds, reviews, shares,
-    promotions and purchases through friends' share links)."""
+    promotions and purchases through friends' share links), and visitors of a badge A/B
+    experiment whose true effect is known (--experiment-*)."""
     if write_catalog is not None:
         write_demo_catalog(write_catalog, seed=seed, users=users)
         return
+    experiment = DemoExperiment(experiment_rate, experiment_effects, experiment_base_rate,
+                                experiment_lost, experiment_visitors)
+    experiment.truth()  # a malformed --experiment-effects/--experiment-lost fails here
     from socialproof import logs
     from socialproof.settings import Settings
 
@@ -470,13 +498,15 @@ def simulate(
         orders=orders_url or _default_url("orders"),
         social=social_url or _default_url("social"),
         token=settings.require_service_token(),
+        notifier=notifier_url or _default_url("notifier"),
     )
     log.info("simulator starting", extra={"rate": rate, "seed": seed, "users": users})
     try:
         asyncio.run(
             _until_sigterm(
                 simulate_async(
-                    targets, rate=rate, seed=seed, users=users, warmup=warmup, duration_s=duration
+                    targets, rate=rate, seed=seed, users=users, warmup=warmup, duration_s=duration,
+                    experiment=experiment,
                 )
             )
         )

@@ -47,7 +47,7 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -94,14 +94,9 @@ class Design:
         return next(v for v in self.variants if v["name"] == variant).get("badge") != "none"
 
     def body(self) -> dict[str, Any]:
-        return {
-            "id": self.experiment_id,
-            "title": self.title,
-            "products": self.products,
-            "variants": self.variants,
-            "split": self.split,
-            "minimum_detectable_effect": self.minimum_detectable_effect,
-        }
+        return {"id": self.experiment_id, "title": self.title, "products": self.products,
+                "variants": self.variants, "split": self.split,
+                "minimum_detectable_effect": self.minimum_detectable_effect}
 
 
 @dataclass(frozen=True)
@@ -250,13 +245,13 @@ class ExperimentTraffic:
         seed: int,
         prices: Mapping[str, str] | None = None,
         salt: str = "",
-        concurrency: int = 48,
+        concurrency: int = 16,
         keep: bool = True,
     ) -> None:
         self.design, self.truth, self.seed = design, truth, seed
         self.notifier, self.orders = notifier.rstrip("/"), orders.rstrip("/")
         self.prices = dict(prices or {})
-        limits = httpx.Limits(max_connections=concurrency * 2)
+        limits = httpx.Limits(max_connections=concurrency)
         timeout = httpx.Timeout(10.0)
         #: the widget's calls carry no credentials (a bearer token on a beacon names a viewer)
         self.public = httpx.AsyncClient(timeout=timeout, limits=limits)
@@ -320,11 +315,6 @@ class ExperimentTraffic:
                                     json=self.design.body())
         if answer is None or answer.status_code >= 300:
             return None
-        log.info("badge experiment running", extra={
-            "experiment_id": self.design.experiment_id,
-            "truth": self.truth.describe(self.design),
-            "insights": f"{self.notifier}/insights",
-        })
         return answer.json()
 
     async def stop_others(self, prefix: str) -> list[str]:
@@ -480,8 +470,13 @@ class DemoExperiment:
     visitors: int | None = None
 
     def truth(self) -> Truth:
-        return Truth(base_rate=self.base_rate, effects=parse_shares(self.effects),
-                     lost=parse_shares(self.lost, "--experiment-lost"))
+        effects, lost = parse_shares(self.effects), parse_shares(self.lost, "--experiment-lost")
+        names = [v["name"] for v in VARIANTS]
+        for option, given in (("--experiment-effects", effects), ("--experiment-lost", lost)):
+            if unknown := sorted(set(given) - set(names)):
+                raise typer.BadParameter(f"no variant {unknown[0]} (the variants: {names})",
+                                         param_hint=option)
+        return Truth(base_rate=self.base_rate, effects=effects, lost=lost)
 
     def design(self) -> Design:
         """The demo experiment; its id names its truth, so another truth is another
@@ -498,27 +493,50 @@ class DemoExperiment:
 async def run_demo(
     demo: DemoExperiment, *, notifier: str, orders: str, token: str, seed: int,
     prices: Mapping[str, str], duration_s: float | None = None,
-) -> ExperimentTraffic:
+) -> ExperimentTraffic | None:
     """The demo experiment: define it (stopping the demo's earlier ones), then its visitors at
-    ``demo.rate`` per second. Visitor ids are new each run (a restart brings new visitors)."""
-    traffic = ExperimentTraffic(demo.design(), demo.truth(), notifier=notifier, orders=orders,
-                                token=token, seed=seed, prices=prices, salt=uuid.uuid4().hex,
-                                keep=False)
-    try:
-        if await traffic.start() is not None:
-            stopped = await traffic.stop_others(DEMO_PREFIX)
-            if stopped:
+    ``demo.rate`` per second. Visitor ids are new each run (a restart brings new visitors). When
+    someone stopped this truth's experiment, the next free ``-2``, ``-3``… id is started."""
+    first = demo.design()
+    for attempt in range(1, 1000):
+        design = first if attempt == 1 else replace(
+            first, experiment_id=f"{first.experiment_id}-{attempt}")
+        traffic = ExperimentTraffic(design, demo.truth(), notifier=notifier, orders=orders,
+                                    token=token, seed=seed, prices=prices, salt=uuid.uuid4().hex,
+                                    keep=False)
+        try:
+            started = await traffic.start()
+            if started is None:
+                return None  # the notifier refused it: logged by request()
+            if started.get("status") == "stopped":
+                continue
+            log.info("badge experiment running", extra={
+                "experiment_id": design.experiment_id, "truth": traffic.truth.describe(design),
+                "insights": f"{traffic.notifier}/insights"})
+            if stopped := await traffic.stop_others(DEMO_PREFIX):
                 log.info("earlier demo experiments stopped", extra={"stopped": stopped})
             await traffic.run(demo.rate, duration_s, demo.visitors)
-    finally:
-        await traffic.close()
-    return traffic
+            return traffic
+        finally:
+            await traffic.close()
+    return None
+
+
+def demo_note(env: Mapping[str, str]) -> str:
+    """What ``make run``'s console says about the demo experiment (its truth), for a simulator
+    started with ``env`` and the default options."""
+    demo = DemoExperiment()
+    if float(env.get("SOCIALPROOF_SIMULATE_EXPERIMENT_RATE", demo.rate)) <= 0:
+        return ""
+    design = demo.design()
+    return (f"; badge experiment {design.experiment_id}, truth: "
+            f"{demo.truth().describe(design)} (watch it converge on the insights page)")
 
 
 def demo_traffic(
     demo: DemoExperiment | None, notifier: str | None, orders: str, token: str, seed: int,
     duration_s: float | None,
-) -> list[Awaitable[ExperimentTraffic]]:
+) -> list[Awaitable[ExperimentTraffic | None]]:
     """What ``socialproof simulate`` runs beside its other traffic: the demo experiment, unless
     it is off (no options, rate 0, or no notifier to send beacons to)."""
     if demo is None or demo.rate <= 0 or notifier is None:

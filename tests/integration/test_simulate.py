@@ -1,5 +1,5 @@
 """``socialproof simulate`` against the real stack: the services accept what it sends and the
-storefront's counters move."""
+storefront's counters move, and the badge experiment's visitors reach its results."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from contracts.views import Keys
 from tests.support.waiting import wait_for_async
 from tools.devstack import Stack
 from tools.simulate import Targets, simulate_async
+from tools.simulate_experiments import DEMO_PREFIX, DemoExperiment
 
 
 async def test_the_simulator_drives_real_traffic_into_the_storefront(
@@ -20,9 +21,14 @@ async def test_the_simulator_drives_real_traffic_into_the_storefront(
         orders=stack.url("orders"),
         social=stack.url("social"),
         token=service_token,
+        notifier=stack.url("notifier"),
     )
-    # When the simulator sets up a small world, warms up and runs for a second
-    sim = await simulate_async(targets, rate=20, seed=3, users=40, warmup=60, duration_s=1.0)
+    # When the simulator sets up a small world, warms up and runs for a second, with visitors of
+    # the demo's badge experiment
+    demo = DemoExperiment(rate=20)
+    sim = await simulate_async(
+        targets, rate=20, seed=3, users=40, warmup=60, duration_s=1.0, experiment=demo
+    )
     # Then the services accepted everything it sent (the catalog may already hold the demo
     # products from an earlier run in this session)
     refused = {
@@ -48,3 +54,21 @@ async def test_the_simulator_drives_real_traffic_into_the_storefront(
     async with httpx.AsyncClient(base_url=stack.url("notifier")) as notifier:
         top = (await notifier.get("/v1/proof/products/p0")).json()
     assert top["bought"]["24h"] >= 1
+
+    # And the demo's badge experiment (the one active, its title stating the truth) counts
+    # visitors; stopped after, as it covers demo products other tests may show
+    auth = {"Authorization": f"Bearer {service_token}"}
+    async with httpx.AsyncClient(base_url=stack.url("notifier"), headers=auth) as shop:
+        listed = (await shop.get("/v1/experiments", params={"status": "active"})).json()
+        (experiment,) = [e for e in listed["items"] if e["id"].startswith(DEMO_PREFIX)]
+        try:
+            assert experiment["id"].startswith(demo.design().experiment_id)
+            assert experiment["title"].startswith("Simulated truth: control buys 20.0 %; friends")
+
+            async def seen() -> bool:
+                results = (await shop.get(f"/v1/experiments/{experiment['id']}/results")).json()
+                return sum(v["visitors"] for v in results["variants"]) > 0
+
+            await wait_for_async(seen, 10, "the demo experiment's visitors")
+        finally:
+            await shop.post(f"/v1/experiments/{experiment['id']}/stop")

@@ -22,6 +22,11 @@ answer (``make run``) and a test can check the reported intervals against the tr
   guest user with ``visitor_id``: the purchase happens after the impression, within the window.
   :attr:`ExperimentTraffic.outcomes` is the ledger of what the services accepted (a test's
   oracle); :meth:`~ExperimentTraffic.run` paces visitors for the demo.
+- :func:`run_demo` (``socialproof simulate``, so ``make run``): :class:`DemoExperiment`, 2
+  visitors/s over products p4-p7, control buying 20 %, friends +20 %, counts 0. Its id names its
+  truth (another truth is another experiment; the demo's earlier ones are stopped) and its title
+  states it, as does ``make run``'s console. Measured: the page says "keep collecting" until
+  ~2,000 visitors per variant (about 50 min), then names friends.
 
 Why the visitor id is chosen *for* the drawn variant: assignment is a hash of (experiment,
 visitor) (the contract: ``sha256("{experiment}|{visitor}")``'s first 8 bytes mod 10,000 against

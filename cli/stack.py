@@ -163,6 +163,7 @@ def _banner(stack, elapsed: float, token_file: Path | None, notifier_port: int) 
     table.add_row("[bold]demo storefront[/]", f"[bold]{stack.url('notifier')}/demo[/]")
     table.add_row("storefront read API", f"{stack.url('notifier')}/v1/proof/products/p1")
     table.add_row("live updates (SSE)", f"{stack.url('notifier')}/v1/proof/stream?products=p1")
+    table.add_row("merchant insights", f"{stack.url('notifier')}/insights (sign in with the token)")
     for name in ("catalog", "orders", "social", "notifier"):
         table.add_row(f"{name} API docs", f"{stack.url(name)}/docs")
     table.add_row("stream worker", f"{stack.worker_url}/readyz")

@@ -154,6 +154,7 @@ def start_worker(
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "REDIS_URL": settings.redis_url,
+        "SOCIALPROOF_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
         "SOCIALPROOF_REDIS_NAMESPACE": namespace,
         "SOCIALPROOF_WORKER_CONSUMER_GROUP": group,
         "SOCIALPROOF_WORKER_WEB_PORT": str(port),

@@ -154,7 +154,9 @@ def start_worker(
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "REDIS_URL": settings.redis_url,
-        "SOCIALPROOF_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        # a prefix of the settings' own (else the environment's: test_topic_prefix.py sets it)
+        **({"SOCIALPROOF_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix}
+           if settings.kafka_topic_prefix else {}),
         "SOCIALPROOF_REDIS_NAMESPACE": namespace,
         "SOCIALPROOF_WORKER_CONSUMER_GROUP": group,
         "SOCIALPROOF_WORKER_WEB_PORT": str(port),

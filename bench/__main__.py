@@ -4,7 +4,9 @@ Each scenario runs ``repeats`` times (its registered default, 1 with ``--quick``
 environment; every numeric figure reported is the median of the runs, and the JSON keeps each
 run's figures. Results: ``<out>/runs/<timestamp>.json`` (not in git), ``latest.json`` (newest
 result of every scenario, merged across partial runs), ``report.md`` and PNG plots
-(:mod:`bench.report`).
+(:mod:`bench.report`). At the end it prints, for every ingest figure of the run's scenarios, its
+fraction of the limit measured in the same run (``[bench-limit]`` lines; :mod:`bench.limit`
+runs first, so a full run always has one).
 
 Backend: a fresh embedded broker and redis-server per run, or, with ``KAFKA_BOOTSTRAP_SERVERS``
 and ``REDIS_URL`` both set, those existing servers (own topics, namespaces and groups, deleted
@@ -33,6 +35,7 @@ from bench import (
     e2e,
     faust_eos,
     friends_bought,
+    limit,
     read_api,
     scaling,
     sse_fanout,
@@ -40,6 +43,7 @@ from bench import (
 )
 from bench.env import BenchConfigError, bench_env, describe_backend, existing_servers
 from bench.registry import REGISTRY, Result, in_module_order
+from bench.report import limit_lines
 from bench.report import write as write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -47,6 +51,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: every scenario module (importing one registers its scenarios), in the order the runner runs,
 #: ``--list`` lists and the report shows their scenarios
 SCENARIO_MODULES = (
+    limit,
     throughput,
     attribution,
     burst_lag,
@@ -164,6 +169,10 @@ def run_scenario(
             notes=result.notes,
             repeats=count,
         )
+        if result.ingest:
+            entry["ingest"] = result.ingest
+        if result.limit:
+            entry["limit_figure"] = result.limit
         if count > 1:
             entry["runs"] = runs
     except Exception as exc:  # one failing scenario must not hide the others' figures
@@ -199,6 +208,9 @@ def run(
         )
         times = f"median of {entry['repeats']} runs, " if entry.get("repeats", 1) > 1 else ""
         print(f"[bench] {name}: {line} [{mark}] ({times}{entry['seconds']}s)", flush=True)
+    # every ingest figure as a fraction of the limit measured in this run
+    for line in limit_lines(report):
+        print(f"[bench-limit] {line}", flush=True)
     report["finished_at"] = datetime.now(UTC).isoformat()
     report["machine"]["load_average_after"] = load_average()
     report["machine"]["host_probe_ms_after"] = host_probe_ms()

@@ -29,12 +29,19 @@ def percentile(values: list[float], p: float) -> float:
 # --- processes, from /proc ---------------------------------------------------------------------
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int | str, field: str = "VmRSS") -> float:
+    """Resident memory of ``pid`` ("self": this process) in MB; ``field="VmHWM"``: its peak.
+    (Not ``getrusage``'s ru_maxrss: Linux carries that over an exec, so a subprocess of a big
+    bench process reports its parent's peak.)"""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def peak_rss_mb(pid: int | str) -> float:
+    return rss_mb(pid, "VmHWM")
 
 
 def cpu_seconds(pid: int) -> float:

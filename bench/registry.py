@@ -19,6 +19,13 @@ Figures are medians of repeated runs. By default the runner repeats a scenario `
 a function of the figures so it describes the medians. A scenario whose set-up is too costly to
 repeat whole (a seeded graph, a full stack) says ``repeats=1`` and repeats its measurement inside,
 reporting medians itself (its notes say how).
+
+Ingest figures are stated against the limit (:mod:`bench.limit`: what the machine can do at all
+on the same broker, Redis and data). A result names its ingest figures in ``ingest``
+({figure: who ingests}, e.g. ``{"batched_events_per_s": "our worker"}``); the runner prints each
+as a fraction of the limit measured in the same run, and the report tabulates them
+(:func:`bench.report.limit_fractions`). A scenario that measures the limit on its own backlog
+names that figure in ``limit``; the others are stated against the ``limit`` scenario's.
 """
 
 from __future__ import annotations
@@ -55,6 +62,10 @@ class Result:
     figures: dict[str, Any]
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: the ingest figures (events/s) to state as a fraction of the limit: {figure: who ingests}
+    ingest: dict[str, str] = field(default_factory=dict)
+    #: the figure holding the limit measured on this scenario's own backlog, if it has one
+    limit: str | None = None
 
     def verdicts(self, figures: dict[str, Any] | None = None) -> dict[str, bool | None]:
         figures = self.figures if figures is None else figures

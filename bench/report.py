@@ -12,7 +12,13 @@ every name of a quick run):
 - ``report.md`` and ``<scenario>.png`` (with ``latest.json`` and ``before-tansu.json``, what
   git keeps of ``bench/results/``);
 - ``before-tansu.json`` is read, never written: the last full run on the stand-in broker, shown
-  beside the current figures.
+  beside the current figures;
+- the profiles of the worker (:data:`PROFILES`, written by hand from py-spy and Redis
+  measurements) are read, never written: the report includes them under "Where the time goes".
+
+Every ingest figure a scenario flags (``Result.ingest``) is stated as a fraction of the limit
+measured in the same run (:func:`limit_fractions`): the runner prints those lines
+(:func:`limit_lines`) and the report tabulates them.
 """
 
 from __future__ import annotations
@@ -45,8 +51,80 @@ def write(report: dict, out: Path, quick: bool) -> list[Path]:
     from bench.plots import write_plots  # matplotlib is only needed here
 
     plots = write_plots(merged, out, suffix)
-    (out / f"report{suffix}.md").write_text(markdown(merged, plots, before_tansu(out)))
+    (out / f"report{suffix}.md").write_text(
+        markdown(merged, plots, before_tansu(out), profiles(out))
+    )
     return sorted(set(plots.values()))
+
+
+#: the profiles' notes the report includes, in this order, when present in the results folder
+PROFILES = ("PROFILES.md", "profile-worker-python.md", "profile-worker-redis.md")
+
+
+def profiles(out: Path) -> dict[str, str]:
+    """{file name: text} of the :data:`PROFILES` present in ``out``."""
+    return {name: (out / name).read_text() for name in PROFILES if (out / name).exists()}
+
+
+def limit_fractions(report: dict) -> list[dict[str, Any]]:
+    """Every flagged ingest figure (a scenario's ``ingest``) with the limit it is stated against
+    and its fraction of it (%). The limit is the scenario's own (``limit_figure``: measured on
+    its backlog), else the ``limit`` scenario's ``events_per_s`` when that ran in the same run
+    (same ``run_at``), else none: a limit from another run is never used."""
+    scenarios = report.get("scenarios", {})
+    reference = scenarios.get("limit") or {}
+    rows = []
+    for name, entry in scenarios.items():
+        figures = entry.get("figures") or {}
+        own = figures.get(entry.get("limit_figure") or "")
+        for figure, who in (entry.get("ingest") or {}).items():
+            rate = figures.get(figure)
+            limit, source = None, "no limit measured in the same run"
+            if own:
+                limit, source = own, "limit on the same backlog, this run"
+            elif reference.get("figures", {}).get("events_per_s") and reference.get(
+                "run_at"
+            ) == entry.get("run_at"):
+                limit, source = reference["figures"]["events_per_s"], "limit scenario, this run"
+            numeric = isinstance(rate, int | float) and not isinstance(rate, bool)
+            rows.append(
+                {
+                    "scenario": name,
+                    "figure": figure,
+                    "who": who,
+                    "events_per_s": rate if numeric else None,
+                    "limit_events_per_s": limit,
+                    "limit_source": source,
+                    "pct_of_limit": round(100 * rate / limit, 1) if numeric and limit else None,
+                }
+            )
+    return rows
+
+
+def limit_line(row: dict[str, Any]) -> str:
+    """One flagged ingest figure in words, e.g. ``throughput: our worker
+    (batched_events_per_s) 17,500 ev/s = 41 % of the limit (limit on the same backlog, this
+    run: 42,600 ev/s)``."""
+    head = f"{row['scenario']}: {row['who']} ({row['figure']})"
+    if row["events_per_s"] is None:
+        return f"{head} not measured"
+    if row["pct_of_limit"] is None:
+        return f"{head} {row['events_per_s']:,} ev/s; {row['limit_source']}"
+    return (
+        f"{head} {row['events_per_s']:,} ev/s = {row['pct_of_limit']:g} % of the limit "
+        f"({row['limit_source']}: {row['limit_events_per_s']:,} ev/s)"
+    )
+
+
+def limit_lines(report: dict) -> list[str]:
+    return [limit_line(row) for row in limit_fractions(report)]
+
+
+def _demoted(text: str, levels: int = 3) -> str:
+    """Markdown ``text`` with its headings ``levels`` deeper, to sit under a report section."""
+    return "\n".join(
+        "#" * levels + line if line.startswith("#") else line for line in text.splitlines()
+    )
 
 
 def before_tansu(out: Path) -> dict | None:
@@ -61,8 +139,12 @@ def _fmt(value: Any) -> str:
 
 
 def markdown(
-    report: dict, plots: dict[str, Path] | None = None, before: dict | None = None
+    report: dict,
+    plots: dict[str, Path] | None = None,
+    before: dict | None = None,
+    notes: dict[str, str] | None = None,
 ) -> str:
+    """The report; ``notes``: the profiles to include ({file name: markdown})."""
     plots = plots or {}
     m = report["machine"]
     lines = [
@@ -103,6 +185,44 @@ def markdown(
         lines.append(
             f"| {name} | {text} | {targets} | {runs} | {load} | {probe} | {entry['seconds']} s |"
         )
+    rows = limit_fractions(report)
+    if rows:
+        lines += [
+            "",
+            "## Ingest against the limit",
+            "",
+            "Every ingest figure as a fraction of the limit measured in the same run: what this "
+            "machine can do at all on the same broker, Redis and data (batch consume, "
+            "orjson, two pipelined Redis writes per event, commit; the `limit` scenario, or "
+            "the limit a scenario measured on its own backlog). Each scenario's own events "
+            "differ from the limit's (the throughput workload) where it has no limit of its "
+            "own.",
+            "",
+            "| scenario | who | figure | events/s | limit (events/s) | % of the limit |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in rows:
+            rate = f"{row['events_per_s']:,}" if row["events_per_s"] is not None else "—"
+            limit = (
+                f"{row['limit_events_per_s']:,} ({row['limit_source']})"
+                if row["limit_events_per_s"]
+                else row["limit_source"]
+            )
+            pct = f"{row['pct_of_limit']:g} %" if row["pct_of_limit"] is not None else "—"
+            lines.append(
+                f"| {row['scenario']} | {row['who']} | `{row['figure']}` | {rate} | {limit} "
+                f"| {pct} |"
+            )
+    if notes:
+        lines += [
+            "",
+            "## Where the time goes",
+            "",
+            "The worker's profiles (written from py-spy and Redis measurements; their own "
+            "dates and loads are in them): " + ", ".join(f"[{n}]({n})" for n in notes) + ".",
+        ]
+        for name, text in notes.items():
+            lines += ["", f"### {name}", "", _demoted(text.strip())]
     if before:
         lines += [
             "",

@@ -15,8 +15,8 @@ from tests.support.bench import run_quick
 
 #: the processor's scenarios (other scenarios in the registry have their own smoke tests);
 #: faust_eos (two designs, SIGKILLs and restarts, about a minute) runs on its own below
-SCENARIOS = ["throughput", "attribution", "burst_lag", "friends_bought", "faust_eos"]
-RUN_TOGETHER = SCENARIOS[:4]
+SCENARIOS = ["limit", "throughput", "attribution", "burst_lag", "friends_bought", "faust_eos"]
+RUN_TOGETHER = SCENARIOS[:5]
 
 
 def test_every_bench_scenario_runs_and_reports(settings: Settings, tmp_path: Path) -> None:
@@ -27,9 +27,17 @@ def test_every_bench_scenario_runs_and_reports(settings: Settings, tmp_path: Pat
         "REDIS_URL": settings.redis_url,
     }
     results = run_quick(RUN_TOGETHER, tmp_path, env=servers)["scenarios"]
+    # the limit pipeline read the whole backlog (Redis CPU is not reported on shared servers)
+    limit = results["limit"]["figures"]
+    assert limit["events_per_s"] > 0 and limit["cpu_us_per_event"] > 0
+    assert "redis_cpu_us_per_event" not in limit
     throughput = results["throughput"]["figures"]
     assert throughput["batched_processed"] == throughput["events_per_window"]
     assert throughput["baseline_events_per_s"] > 0 and throughput["ratio"] > 0
+    # on the same backlog, the limit too, and each ingest stated as a fraction of it (the peer
+    # is not run in a quick run: its own test runs it)
+    assert throughput["limit_events_per_s"] > 0 and throughput["batched_pct_of_limit"] > 0
+    assert "quick" in throughput["peer_unavailable"]
     assert results["friends_bought"]["figures"]["dense_count"] > 0
     # attribution measured both variants, with purchases through links and promotions
     attribution = results["attribution"]["figures"]
@@ -43,6 +51,7 @@ def test_every_bench_scenario_runs_and_reports(settings: Settings, tmp_path: Pat
     assert 0 < burst["worker_lag_gauge_peak_s"] < 60
     report = (tmp_path / "report-quick.md").read_text()
     assert all(f"## {name}" in report for name in RUN_TOGETHER)
+    assert "| throughput | our worker | `batched_events_per_s` |" in report
     # And the throughput and burst figures are drawn and embedded in the report
     for plot in ("throughput-quick.png", "burst_lag-quick.png"):
         assert (tmp_path / plot).stat().st_size > 10_000

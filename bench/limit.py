@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -101,16 +102,28 @@ def measure_limit(
         "timeout": timeout,
         "in_flight": in_flight,
     }
-    done = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bench.limit", json.dumps(args)],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout + 60,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"limit pipeline failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        out, err = proc.communicate(timeout=timeout + 60)
+    except BaseException:
+        # stopped (SIGTERM, Ctrl-C) or stuck: a SIGTERM lets it close its consumer, which leaves
+        # the group, so the environment's clean-up can delete the group (a killed member holds
+        # it until its session times out)
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"limit pipeline failed ({proc.returncode}): {err[-2000:]}")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def _subject(event: dict) -> str:
@@ -274,4 +287,6 @@ def limit(env: BenchEnv, quick: bool) -> Result:
 
 
 if __name__ == "__main__":
+    # a stop unwinds, so the consumer is closed and leaves its group
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(json.dumps(run_pipeline(json.loads(sys.argv[1]))), flush=True)

@@ -213,6 +213,9 @@ def _measure_peer(env: BenchEnv, topics: list[str], events: list, expected: int)
         "peer_events_per_s": round(got["events_per_s"]),
         "peer_cpu_us_per_event": got.get("cpu_us_per_event"),
         "peer_rss_mb": got.get("peak_rss_mb", got.get("rss_mb")),
+        # its answers are visible once committed (exactly-once): the rate to that instant
+        "peer_events_per_s_to_committed": got.get("events_per_s_to_committed"),
+        "peer_start_to_first_s": got.get("start_to_first_s"),
         "peer_products_checked": got.get("products_checked"),
         "peer_products_wrong": got.get("products_wrong"),
     }
@@ -244,6 +247,8 @@ def summarize(f: dict[str, Any]) -> str:
     cpu = f"; CPU µs/event worker {f.get('batched_cpu_us_per_event', '?')}"
     if "batched_redis_cpu_us_per_event" in f:
         cpu += f" + Redis {f['batched_redis_cpu_us_per_event']}"
+    if "peer_cpu_us_per_event" in f:
+        cpu += f", peer {f['peer_cpu_us_per_event']}"
     cpu += f", limit {f.get('limit_cpu_us_per_event', '?')}"
     if "limit_redis_cpu_us_per_event" in f:
         cpu += f" + Redis {f['limit_redis_cpu_us_per_event']}"

@@ -114,10 +114,11 @@ def test_the_throughput_summary_names_every_ingest_and_an_unavailable_peer() -> 
     assert text.startswith("limit 40,000 ev/s; our worker 26,000 (65 % of the limit); ")
     assert "peer unavailable (.venv-peer does not exist)" in text
     assert "worker = 26.0x the baseline; CPU µs/event worker 30.5 + Redis 20.0, limit 20.1" in text
-    figures.update(peer_events_per_s=13_000, peer_products_wrong=0)
+    figures.update(peer_events_per_s=13_000, peer_products_wrong=0, peer_cpu_us_per_event=90.0)
     figures.update(comparisons(figures))
     assert "Quix peer 13,000 (32.5 % of the limit), 0 products wrong" in summarize(figures)
     assert "worker = 2.0x the peer, 26.0x the baseline" in summarize(figures)
+    assert "Redis 20.0, peer 90.0, limit 20.1" in summarize(figures)
 
 
 def test_cpu_per_event_spans_the_timed_samples() -> None:
@@ -162,10 +163,12 @@ def test_an_unavailable_or_failing_peer_is_a_figure_saying_why(fake_peer) -> Non
     }
     fake_peer.measure_peer = lambda *_a, **_k: {
         "events_per_s": 9_876.4, "cpu_us_per_event": 95.0, "peak_rss_mb": 120.5,
+        "events_per_s_to_committed": 9_000.2, "start_to_first_s": 14.1,
         "products_checked": 1000, "products_wrong": 0, "first_differences": [],
     }
     assert _measure_peer(None, [], [], 0) == {  # type: ignore[arg-type]
         "peer_events_per_s": 9876, "peer_cpu_us_per_event": 95.0, "peer_rss_mb": 120.5,
+        "peer_events_per_s_to_committed": 9_000.2, "peer_start_to_first_s": 14.1,
         "peer_products_checked": 1000, "peer_products_wrong": 0,
     }
 

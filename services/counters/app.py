@@ -1,7 +1,8 @@
 """The social-proof stream processor: a Faust worker that turns contract events into counters.
 
-It consumes every event topic of the registry in batches, decodes each record with the contracts
-codec, sends records it cannot use to the dead-letter topic (original bytes, reason, source
+It consumes every event topic of the registry in batches, decodes each record (with the msgspec
+Structs of :mod:`contracts.fastcodec` where they prove the contracts' verdict, else with the
+contracts codec, whose verdict then counts), sends records it cannot use to the dead-letter topic (original bytes, reason, source
 topic/partition/offset) and applies the rest to Redis through :class:`CounterStore`. Offsets are
 committed only after a batch's Redis writes and dead letters are confirmed, so a crash replays the
 batch, which the idempotent store absorbs (effectively-once, no Kafka transactions needed).
@@ -60,11 +61,11 @@ from faust.app.base import BootStrategy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contracts import codec
-from contracts.events import Event
+from contracts.fastcodec import decode as fast_decode
 from contracts.topics import DEAD_LETTERS, PROCESSOR_TOPICS, DeadLetter
 from services.counters.relay import RewardRelay, owns_partition_zero
 from services.counters.settings import CountersSettings
-from services.counters.store import Changes, CounterStore
+from services.counters.store import Changes, CounterStore, operation
 from socialproof import logs
 from socialproof import redis as redis_client
 from socialproof.gctune import tune_gc
@@ -77,8 +78,8 @@ log = logging.getLogger("socialproof.processor")
 #: longest a stopping worker waits for its batch in flight (the pod's grace period is longer)
 STOP_GRACE_S = 20.0
 
-#: decoded events per store call within a batch (Redis applies one chunk while Python decodes
-#: the next)
+#: operations per store call within a batch (Redis applies one chunk while Python decodes the
+#: next)
 APPLY_CHUNK = 250
 
 #: fetched batches being handled at once besides the newest: Redis always has a batch's scripts
@@ -115,20 +116,28 @@ class BatchProcessor:
         # Resolved once per batch: after a switch the next batch goes to the new namespace; during
         # a rebuild's hand-over every batch also goes to the shadow (idempotent, so harmless).
         written = await self.store.targets()
-        chunk: list[Event] = []
+        chunk: list[list] = []
         applying: list[asyncio.Future] = []
         pending_dead: list[asyncio.Future] = []
         counts: Counter[tuple[str, str]] = Counter()
         for msg in records:
-            if msg.value is None:
+            value = msg.value
+            if value is None:
                 continue  # a compaction tombstone (product deleted): nothing to count
-            try:
-                event = codec.decode(msg.value)
-            except codec.EventDecodeError as exc:
-                pending_dead.append(asyncio.ensure_future(self._dead_letter(msg, exc)))
-                continue
-            chunk.append(event)
+            # The fast Structs where they prove pydantic's verdict (contracts.fastcodec); any
+            # record they do not accept gets pydantic's verdict, dead-letter reason included.
+            event = fast_decode(value)
+            if event is None:
+                try:
+                    event = codec.decode(value)
+                except codec.EventDecodeError as exc:
+                    pending_dead.append(asyncio.ensure_future(self._dead_letter(msg, exc)))
+                    continue
             counts[(msg.topic, event.event_type)] += 1
+            op = operation(event)
+            if op is None:
+                continue  # an event no counter depends on (a product deleted)
+            chunk.append(op)
             if len(chunk) >= APPLY_CHUNK:
                 applying += self._apply(chunk, written)
                 chunk = []
@@ -149,12 +158,14 @@ class BatchProcessor:
             EVENTS_PROCESSED.labels(topic, event_type).inc(n)
         BATCH_LATENCY.observe(time.perf_counter() - started)
 
-    def _apply(self, chunk: list[Event], written: tuple[str, ...]) -> list[asyncio.Future]:
+    def _apply(self, ops: list[list], written: tuple[str, ...]) -> list[asyncio.Future]:
         # Reward transitions go to the outbox from the writes to the namespace readers serve as
         # of this batch (written[0]), so a switch while batches are in flight cannot drop one.
         return [
             asyncio.ensure_future(
-                self.store.apply(chunk, ns, emit=self.store.follow_active and ns == written[0])
+                self.store.apply_operations(
+                    ops, ns, emit=self.store.follow_active and ns == written[0]
+                )
             )
             for ns in written
         ]

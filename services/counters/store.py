@@ -176,7 +176,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from contracts import events as ev
-from contracts import namespaces
+from contracts import fastcodec, namespaces
 from contracts.views import (
     DAY_MS,
     DEFAULT_ATTRIBUTION_WINDOW_H,
@@ -355,11 +355,17 @@ _OPERATIONS: dict[type, Callable[[Any], list]] = {
     ev.BadgeDismissed: _interaction("d"),
 }
 _OPERATIONS[ev.ReviewEdited] = _OPERATIONS[ev.ReviewPosted]
+# The worker decodes into contracts.fastcodec's Structs, which have the models' attribute names
+# (a UUID as its canonical text, which str() leaves as it is): the same builders read them, and
+# tests/unit/test_fastcodec.py checks both give the same operation.
+_OPERATIONS.update(
+    {struct: _OPERATIONS[cls] for cls, struct in fastcodec.STRUCTS.items() if cls in _OPERATIONS}
+)
 
 
-def operation(event: ev.Event) -> list | None:
-    """The script operation for one event, or None for events that feed no counter (product
-    deletions)."""
+def operation(event: ev.Event | Any) -> list | None:
+    """The script operation for one event (a model or its fast Struct), or None for events that
+    feed no counter (product deletions)."""
     build = _OPERATIONS.get(type(event))
     return build(event) if build is not None else None
 
@@ -431,7 +437,7 @@ class CounterStore:
         return self.follow_active and namespace == self._live
 
     async def apply(
-        self, events: list[ev.Event], namespace: str | None = None, emit: bool | None = None
+        self, events: list[ev.Event | Any], namespace: str | None = None, emit: bool | None = None
     ) -> Changes:
         """Apply a batch in one pipelined round trip; returns what changed (to announce).
         ``emit``: append reward transitions to the outbox (None: :meth:`emits`)."""

@@ -92,19 +92,26 @@ def _follow(
     env: BenchEnv, worker: Worker, target: int, timeout: float, redis: Any | None
 ) -> list[tuple[float, int, float, float]]:
     """Poll the worker until it applied ``target`` events (or ``timeout``): samples of
-    (monotonic, events applied, its process CPU seconds, Redis CPU seconds or 0)."""
+    (monotonic, events applied, its process CPU seconds, Redis CPU seconds or 0). The CPU
+    counters are read only where :func:`_costs` needs them, before the work starts and at the
+    last sample (elsewhere NaN), so the polling adds nothing to the timed span but the count."""
     assert worker.proc.proc is not None
     pid = worker.proc.proc.pid
+    nan = float("nan")
     samples: list[tuple[float, int, float, float]] = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         worker.proc.ensure_alive()
         count = env.processed(worker)
-        samples.append((time.monotonic(), count, cpu_seconds(pid), _redis_cpu_s(redis)))
-        if count >= target:
-            break
+        started = bool(samples) and samples[-1][1] > 0
+        ending = count >= target or time.monotonic() >= deadline
+        if started and not ending:
+            samples.append((time.monotonic(), count, nan, nan))
+        else:
+            samples.append((time.monotonic(), count, cpu_seconds(pid), _redis_cpu_s(redis)))
+        if ending:
+            return samples
         time.sleep(0.05)
-    return samples
 
 
 def _redis_cpu_s(redis: Any | None) -> float:

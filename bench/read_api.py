@@ -2,10 +2,12 @@
 
 ``GET /v1/proof/products/{id}`` with a viewer token (public counters plus ``friends_bought``) from
 64 concurrent keep-alive connections, closed loop; latency percentiles as the client sees them,
-and the throughput that gives. ``read_api_2p``: the same with the notifier running 2 processes on
-its port (``SOCIALPROOF_NOTIFIER_PROCESSES=2``). The client is ``wrk`` (C; the Debian package
-``make bench`` installs): a Python client burnt a whole core of the 2-core machine by itself, more
-than the server it measured. Any error or non-2xx answer fails the scenario.
+and the throughput that gives. ``read_api_2p``: the same with the notifier running 2 worker
+processes on its port (``SOCIALPROOF_NOTIFIER_PROCESSES=2``). The notifier is served as deployed
+(``socialproof serve notifier``: granian, one worker process under granian's supervising process;
+see :mod:`socialproof.serve`). The client is ``wrk`` (C; the Debian package ``make bench``
+installs): a Python client burnt a whole core of the 2-core machine by itself, more than the
+server it measured. Any error or non-2xx answer fails the scenario.
 Run: ``python -m bench --only read_api,read_api_2p``.
 """
 
@@ -58,7 +60,7 @@ def read_api(env: BenchEnv, quick: bool) -> Result:
     return _read_scenario(env, quick, processes=1)
 
 
-@scenario("read_api_2p", "as read_api, the notifier with 2 processes on the port (SO_REUSEPORT)")
+@scenario("read_api_2p", "as read_api, the notifier with 2 worker processes on the port")
 def read_api_2p(env: BenchEnv, quick: bool) -> Result:
     """``SOCIALPROOF_NOTIFIER_PROCESSES=2``: one Python process is one core at most."""
     return _read_scenario(env, quick, processes=2)
@@ -109,7 +111,8 @@ def _read_scenario(env: BenchEnv, quick: bool, processes: int) -> Result:
             "load generator: wrk (C, one thread) on the same 2 cores as the notifier and Redis; "
             "requests spread over 100 products, all with the same viewer token; a 2 s run at "
             "the same concurrency fills the caches first (cold start is not measured)",
-            "notifier CPU: all its processes, in cores",
+            "notifier CPU: all its processes, in cores (granian's HTTP runs on a thread of its "
+            "own beside the Python one)",
         ],
     )
 

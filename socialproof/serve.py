@@ -1,34 +1,49 @@
-"""Runs one HTTP service under uvicorn with the shared logging set-up.
+"""Runs one HTTP service with the shared logging set-up: the notifier under granian, the others
+under uvicorn.
 
 Used by ``socialproof serve <service>``; the app is built by the service's ``create_app`` factory
-so that nothing is constructed at import time. Runs on uvloop with httptools (both installed by
-``uvicorn[standard]``; named explicitly so a missing one fails at start instead of silently
-serving slower). An app can name its own HTTP protocol class in ``app.state.http_protocol``.
+so that nothing is constructed at import time.
 
-``processes > 1`` (the notifier's ``SOCIALPROOF_NOTIFIER_PROCESSES``) runs that many server
-processes on the one port, each with its own ``SO_REUSEPORT`` socket (the kernel spreads
-connections over them) and its own app: one Python process is one core, and the read API's fast
-path is CPU-bound. This process then only supervises: it forwards SIGTERM/SIGINT as SIGTERM, and
-stops the others and exits non-zero if one of them exits by itself (Kubernetes restarts the pod).
-Prometheus metrics are then kept per process in a shared directory (prometheus_client's
-multiprocess mode) and ``/metrics`` of any of them reports the sum.
+uvicorn (catalog, orders, social) runs on uvloop with httptools (both installed by
+``uvicorn[standard]``; named explicitly so a missing one fails at start instead of silently
+serving slower).
+
+granian (the notifier, :data:`GRANIAN`): its HTTP server is Rust (hyper, on a thread of its own),
+and Python only runs the ASGI app, so one process answers the read API's cache hits through the
+public ASGI interface at 1.2-1.8x the rate uvicorn reached only with a subclass of its private
+HTTP protocol, and about 2x uvicorn with the same ASGI app (figures in
+:mod:`services.notifier.fastpath`). An app may name the ASGI app to serve in front of itself in
+``app.state.asgi_app`` (:func:`outermost`; the notifier's read API fast path). granian
+runs a main process that supervises ``processes`` worker processes (the notifier's
+``SOCIALPROOF_NOTIFIER_PROCESSES``) on one listening socket, each with its own app: one Python
+process is one core, and the read API's fast path is CPU-bound. The main process forwards
+SIGTERM/SIGINT to the workers, and exits non-zero if one of them exits by itself (Kubernetes
+restarts the pod). With several workers, Prometheus metrics are kept per process in a shared
+directory (prometheus_client's multiprocess mode) and ``/metrics`` of any of them reports the sum.
+
+Stopping: connections that never end by themselves (SSE, WebSocket) must be ended first, or
+every stop takes the whole graceful timeout; apps append callables to
+``app.state.on_exit_signal`` for that, called as soon as the stop signal arrives (granian
+itself would only run the lifespan shutdown once every connection has ended: see
+:class:`_Stopping`). Requests in flight then get up to :data:`GRACEFUL_S` to finish before the
+app's lifespan shutdown runs. Measured: a notifier with 2 SSE streams open stops in 0.6-0.8 s
+(30 s, granian's kill timeout, without :class:`_Stopping`).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import functools
 import logging
 import multiprocessing
-import multiprocessing.connection
 import os
 import signal
-import socket
-import sys
 import tempfile
 from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from socialproof import logs
 from socialproof.settings import Settings
@@ -37,24 +52,37 @@ log = logging.getLogger(__name__)
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling the app as soon as a shutdown signal arrives.
+    """uvicorn's server, calling the app's ``on_exit_signal`` callbacks as soon as a shutdown
+    signal arrives (uvicorn waits for open connections before it runs the lifespan shutdown)."""
 
-    uvicorn waits for open connections before it runs the lifespan shutdown; connections that
-    never end by themselves (SSE, WebSocket) must be ended first, or every stop takes the whole
-    graceful timeout. Apps append callables to ``app.state.on_exit_signal`` for that.
-    """
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.fastapi_app = app
 
     def handle_exit(self, sig: int, frame: object) -> None:
         super().handle_exit(sig, frame)  # type: ignore[arg-type]
-        app = self.config.app
-        for callback in getattr(app.state, "on_exit_signal", []):
+        for callback in getattr(self.fastapi_app.state, "on_exit_signal", []):
             self._loop.call_soon_threadsafe(callback)
 
     async def serve(self, sockets: list | None = None) -> None:
-        import asyncio
-
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+
+def outermost(app: FastAPI) -> ASGIApp:
+    """What a server serves: ``app.state.asgi_app`` if the app put an ASGI app in front of itself
+    there (the notifier's read API fast path), else the app."""
+    return getattr(app.state, "asgi_app", app)
+
+
+#: services served by granian (the read API's p99 target needs it); the others by uvicorn
+GRANIAN = frozenset({"notifier"})
+#: seconds requests in flight get to finish after SIGTERM (Kubernetes gives 30 s by default)
+GRACEFUL_S = 20
+#: requests one granian worker hands to Python at once (granian's backpressure, by default
+#: backlog/workers = 1,024): every open SSE or WebSocket connection is one, and one notifier
+#: process holds thousands (bench/sse_fanout.py: 5,000)
+MAX_CONCURRENT_REQUESTS = 100_000
 
 
 def serve(
@@ -66,96 +94,134 @@ def serve(
 ) -> None:
     logs.configure(service, settings.log_level, settings.log_format)
     settings.require_service_token()  # refuse to start with write APIs left open
-    if processes > 1:
-        sys.exit(_supervise(service, create_app, settings, port, processes))
-    _run(create_app, settings, port)
+    if service in GRANIAN:
+        _run_granian(service, create_app, settings, port, processes)
+    elif processes > 1:
+        raise ValueError(f"{service}: several processes are served by granian only")
+    else:
+        _run(create_app, settings, port)
 
 
-def _run(
-    create_app: Callable[[Settings], FastAPI],
-    settings: Settings,
-    port: int,
-    sockets: list[socket.socket] | None = None,
-) -> None:
+def _run(create_app: Callable[[Settings], FastAPI], settings: Settings, port: int) -> None:
     app = create_app(settings)
     config = uvicorn.Config(
-        app,
+        outermost(app),
         host=settings.host,
         port=port,
         log_config=None,
         access_log=settings.log_level == "DEBUG",
-        # Let in-flight requests finish on SIGTERM (Kubernetes gives 30 s by default).
-        timeout_graceful_shutdown=20,
+        # Let in-flight requests finish on SIGTERM.
+        timeout_graceful_shutdown=GRACEFUL_S,
         lifespan="on",
-        # uvloop + httptools (uvicorn[standard]); an app may bring its own httptools protocol
-        # subclass (the notifier's read API fast path)
         loop="uvloop",
-        http=getattr(app.state, "http_protocol", "httptools"),
+        http="httptools",
     )
-    _Server(config).run(sockets)
+    _Server(config, app).run()
 
 
-def _supervise(
+# --- granian ------------------------------------------------------------------------------------
+
+
+def _run_granian(
     service: str,
     create_app: Callable[[Settings], FastAPI],
     settings: Settings,
     port: int,
     processes: int,
-) -> int:
-    with tempfile.TemporaryDirectory(prefix=f"socialproof-{service}-metrics-") as metrics:
-        # read by prometheus_client when the (freshly spawned) children import it
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
-        spawn = multiprocessing.get_context("spawn")
-        children = [
-            spawn.Process(
-                target=_child,
-                args=(service, create_app, settings, port),
-                name=f"{service}-{n}",
-            )
-            for n in range(processes)
-        ]
-        stopping = False
-
-        def stop(signum: int, _frame: object) -> None:
-            nonlocal stopping
-            stopping = True
-            for child in children:
-                if child.pid is not None and child.is_alive():
-                    # SIGTERM either way: a second SIGINT would make uvicorn skip its graceful stop
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(child.pid, signal.SIGTERM)
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        for child in children:
-            child.start()
-        log.info(
-            "serving with several processes", extra={"service": service, "processes": processes}
-        )
-        multiprocessing.connection.wait([child.sentinel for child in children])
-        if not stopping:
-            gone = [c.name for c in children if c.exitcode is not None]
-            log.error("a server process exited; stopping the others", extra={"exited": gone})
-            stop(signal.SIGTERM, None)
-        for child in children:
-            child.join()
-        failed = [c.exitcode for c in children if c.exitcode not in (0, -signal.SIGTERM)]
-        return 1 if failed or not stopping else 0
-
-
-def _child(
-    service: str, create_app: Callable[[Settings], FastAPI], settings: Settings, port: int
 ) -> None:
-    """One of several server processes: its own socket on the shared port, its own app."""
-    # Own process group (a terminal's Ctrl-C reaches the supervisor only, which forwards
-    # SIGTERM), and SIGTERM when the supervisor dies, however it dies.
-    from socialproof.processes import die_with_parent
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
 
-    die_with_parent()
-    logs.configure(service, settings.log_level, settings.log_format)
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((settings.host, port))
-    sock.set_inheritable(True)
-    _run(create_app, settings, port, [sock])
+    loader = functools.partial(_granian_app, service, create_app, settings)
+    with tempfile.TemporaryDirectory(prefix=f"socialproof-{service}-metrics-") as metrics:
+        if processes > 1:
+            # read by prometheus_client when the workers import it: they must be fresh
+            # interpreters (spawned), not forks of this one, which imported it already
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
+            multiprocessing.set_start_method("spawn", force=True)
+        Granian(
+            f"{create_app.__module__}:{create_app.__name__}",  # named in granian's logs only
+            address=settings.host,
+            port=port,
+            interface=Interfaces.ASGI,  # with lifespan
+            workers=processes,
+            loop=Loops.uvloop,
+            backpressure=MAX_CONCURRENT_REQUESTS,
+            log_level=LogLevels(settings.log_level.lower()),
+            # granian's loggers go through ours (socialproof.logs), as uvicorn's do
+            log_dictconfig={
+                "loggers": {
+                    name: {"handlers": [], "propagate": True}
+                    for name in ("_granian", "granian.access")
+                }
+            },
+            log_access=settings.log_level == "DEBUG",
+            # a worker that has not stopped by then (requests in flight get GRACEFUL_S, then
+            # the lifespan shutdown runs) is killed
+            workers_kill_timeout=GRACEFUL_S + 10,
+        ).serve(target_loader=loader)  # exits non-zero if a worker exited by itself
+
+
+def _granian_app(
+    service: str, create_app: Callable[[Settings], FastAPI], settings: Settings, _target: str
+) -> ASGIApp:
+    """In each granian worker: the app, behind :class:`_Stopping`."""
+    logs.configure(service, settings.log_level, settings.log_format)  # a spawned worker is new
+    return _Stopping(create_app(settings), GRACEFUL_S)
+
+
+class _Stopping:
+    """The app under granian, told when a stop begins, with in-flight requests bounded in time.
+
+    A granian worker stops on SIGTERM or SIGINT: it stops accepting, lets every request in flight
+    finish, and only then runs the ASGI lifespan shutdown. So an SSE stream, which never ends by
+    itself, would hold the stop until granian kills the worker. On SIGTERM this calls the app's
+    ``on_exit_signal`` callbacks (which end the live streams; clients reconnect elsewhere) and
+    then has granian stop as it does on SIGINT (asyncio keeps one handler per signal: the one
+    installed here, during the lifespan startup, which granian's worker runs after installing
+    its own, replaces granian's for SIGTERM). Requests still in flight ``grace_s`` later are
+    cancelled, so that the lifespan shutdown runs, as under uvicorn's graceful timeout."""
+
+    def __init__(self, app: FastAPI, grace_s: float) -> None:
+        self.fastapi_app, self.app, self.grace_s = app, outermost(app), grace_s
+        self.in_flight: set[asyncio.Task] = set()
+        self.stopping = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, functools.partial(self._lifespan, receive), send)
+            return
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - granian runs every request as an asyncio task
+            await self.app(scope, receive, send)
+            return
+        self.in_flight.add(task)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight.discard(task)
+
+    async def _lifespan(self, receive: Receive) -> Message:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._exit_signal)
+        return message
+
+    def _exit_signal(self) -> None:
+        if self.stopping:  # granian's main process forwards the signal the group got too
+            return
+        self.stopping = True
+        log.info("stopping", extra={"in_flight": len(self.in_flight)})
+        for callback in getattr(self.fastapi_app.state, "on_exit_signal", []):
+            callback()
+        asyncio.get_running_loop().call_later(self.grace_s, self._cancel_in_flight)
+        os.kill(os.getpid(), signal.SIGINT)  # granian's own stop
+
+    def _cancel_in_flight(self) -> None:
+        if self.in_flight:
+            log.warning(
+                "cancelling requests still in flight", extra={"in_flight": len(self.in_flight)}
+            )
+        for task in list(self.in_flight):
+            task.cancel()

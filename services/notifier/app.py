@@ -26,8 +26,8 @@ verified-purchase reviews only (the ``verified_*`` figures are always in the ans
 
 Caching (see :mod:`services.notifier.cache` and :mod:`services.notifier.fastpath`): answers are
 kept per ``(product, viewer)``, rendered once, invalidated by the processor's change channel and
-at most ``SOCIALPROOF_PROOF_CACHE_MAX_AGE_S`` old; under ``socialproof serve`` cache hits of the
-single-product read are answered before the ASGI stack.
+at most ``SOCIALPROOF_PROOF_CACHE_MAX_AGE_S`` old; cache hits of the single-product read are
+answered in front of the app (``app.state.asgi_app``, what ``socialproof serve`` serves).
 
 Experiments and interactions (issue #18): the widget reports badge impressions, clicks and
 dismissals with ``POST /v1/beacons`` (public, rate limited per visitor, ``text/plain`` JSON from
@@ -46,7 +46,8 @@ true (``make run`` sets it), the demo storefront at ``/demo`` (with its product 
 orders services with the service token: dev only).
 
 Layout: this module builds the app and its state (``app.state``: the reader, the cache, the hub,
-tokens, the rate limiters, the fast path, the event publisher, the experiments); the routes are in
+tokens, the rate limiters, the event publisher, the experiments; ``asgi_app``: the app behind its
+fast path); the routes are in
 :mod:`services.notifier.api` (``proof`` the read API, ``tokens`` viewer tokens, ``live`` SSE and
 WebSocket, ``me`` the viewer's own notifications, ``beacons`` and ``experiments``, ``insights``,
 ``storefront`` the widget and the demo), the HTTP bodies in :mod:`services.notifier.schemas` (and
@@ -85,7 +86,7 @@ from services.notifier.api import (
 )
 from services.notifier.cache import CachedProofs, ProofCache
 from services.notifier.experiments import ExperimentRegistry
-from services.notifier.fastpath import Cors, FastPath, protocol_class
+from services.notifier.fastpath import Cors, FastPath, FastPathApp
 from services.notifier.hub import Hub
 from services.notifier.promotions import PromotionReader
 from services.notifier.proof import ProofReader
@@ -203,7 +204,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         app.state.broker = BrokerProbe(settings)
         app.state.tokens = viewer_tokens(settings)
         app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
-        app.state.fast_path = FastPath(cache, app.state.tokens, app.state.limiter, cors, SERVICE)
+        front.fast = FastPath(cache, app.state.tokens, app.state.limiter, cors, SERVICE)
         # issue #18: beacons and experiments write events; every process reads the experiments
         app.state.beacon_limiter = RateLimiter(settings.beacon_rate_per_s, settings.beacon_burst)
         app.state.publisher = EventPublisher(settings, client_id=SERVICE)
@@ -219,7 +220,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.fast_path = None
+            front.fast = None
             follower.cancel()
             proofs.close()
             await hub.stop()
@@ -252,9 +253,8 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         expose_headers=list(cors.expose_headers),
         max_age=600,
     )
-    # uvicorn's HTTP protocol with the read API's fast path (socialproof.serve uses it)
-    app.state.fast_path = None
-    app.state.http_protocol = protocol_class(app)
+    # what servers serve (socialproof.serve): the app behind the read API's fast path
+    front = app.state.asgi_app = FastPathApp(app)
 
     # the widget (and the demo's pages), read once; the demo's routes exist only when it is on
     app.state.storefront = storefront.assets(settings)

@@ -69,10 +69,10 @@ class Rendered:
     cache_control: str
     #: when the read that produced it started (``time.monotonic``): its age counts from there
     read_at: float
-    #: pre-encoded header lines (etag, cache-control; content-length, content-type) for the
-    #: fast path, in the order the FastAPI route sends them
-    head: bytes
-    length: bytes
+    #: the route's headers, encoded once for the fast path, in the order the FastAPI route sends
+    #: them: (etag, cache-control), then (content-length, content-type) of a 200
+    head: tuple[tuple[bytes, bytes], ...]
+    length: tuple[tuple[bytes, bytes], ...]
 
 
 def etag_of(body: Any) -> str:
@@ -97,8 +97,8 @@ def render(state: dict, *, private: bool, max_age: int, read_at: float) -> Rende
         etag=etag,
         cache_control=control,
         read_at=read_at,
-        head=b"etag: %s\r\ncache-control: %s\r\n" % (etag.encode(), control.encode()),
-        length=b"content-length: %d\r\ncontent-type: application/json\r\n" % len(body),
+        head=((b"etag", etag.encode()), (b"cache-control", control.encode())),
+        length=((b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")),
     )
 
 

@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
-import pytest
 import redis as redis_sync
-import uvicorn
 
 from contracts.views import HOUR_MS, Keys
-from services.notifier.app import create_app
-from services.notifier.fastpath import FastPath
-from services.notifier.settings import NotifierSettings
 from socialproof.processes import ManagedProcess, free_port, service_argv
 from socialproof.settings import Settings
 from tests.support.storefront import (
@@ -131,41 +123,7 @@ def test_a_window_that_expires_without_any_event_shows_within_the_max_age(
         assert after["bought"] == {"1h": 0, "24h": 1, "7d": 1}
 
 
-# --- the fast path, in-process (to see which path answered) ---------------------------------
-
-
-@contextmanager
-def notifier_in_process(settings: Settings, namespace: str) -> Iterator[int]:
-    """The notifier app under uvicorn with its fast-path protocol, in a thread; yields the port."""
-    notifier_settings = NotifierSettings(
-        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
-        redis_url=settings.redis_url,
-        redis_namespace=namespace,
-        service_token=settings.service_token,
-        cors_origins="https://shop.example",
-    )
-    app = create_app(notifier_settings)
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http=app.state.http_protocol,
-        lifespan="on",
-        log_config=None,
-        access_log=False,  # as socialproof.serve runs it (an access log turns the fast path off)
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, 15, "the in-process notifier to start")
-        wait_for(lambda: app.state.hub.connected.is_set(), 10, "its change subscription")
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(15)
+# --- the fast path, in the notifier as served (granian) --------------------------------------
 
 
 def raw_get(port: int, path: str, *headers: str) -> bytes:
@@ -194,31 +152,47 @@ def without_date(response: bytes) -> bytes:
     return b"\r\n".join(line for line in response.split(b"\r\n") if not line.startswith(b"date: "))
 
 
+def fast_answers(url: str) -> int:
+    """How many reads the notifier's fast path answered (its Prometheus counter)."""
+    return int(
+        next(
+            float(line.rsplit(" ", 1)[1])
+            for line in httpx.get(f"{url}/metrics").text.splitlines()
+            if line.startswith("socialproof_notifier_fast_path_answers_total ")
+        )
+    )
+
+
 def test_the_fast_path_answers_exactly_what_fastapi_answers(
+    stack: Stack,
     settings: Settings,
     namespace: str,
     redis_client: redis_sync.Redis,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     keys = Keys(namespace)
     now_ms = int(time.time() * 1000)
-    for item in ("p1", "p2", "p3", "p4", "p5"):
+    for item in ("p0", "p1", "p2", "p3", "p4", "p5"):
         redis_client.zadd(keys.buyers(item), {"u1": now_ms, "u2": now_ms - 1000})
         redis_client.sadd(keys.consenting_buyers(item), "u1")
     redis_client.sadd(keys.friends("ana"), "u1")
     redis_client.hset(keys.name("u1"), "n", "Ben")
-    answered: list[bool] = []  # per request: did the fast path answer it?
-    fast_answer = FastPath.answer
+    with extra_notifier(
+        stack,
+        SOCIALPROOF_REDIS_NAMESPACE=namespace,
+        SOCIALPROOF_CORS_ORIGINS="https://shop.example",
+    ) as url:
+        port = int(url.rsplit(":", 1)[1])
 
-    def spy(self: FastPath, *args: object) -> bytes | None:
-        response = fast_answer(self, *args)  # type: ignore[arg-type]
-        answered.append(response is not None)
-        return response
+        def get(path: str, *headers: str) -> tuple[bytes, bool]:
+            """The response, and whether the fast path answered it."""
+            before = fast_answers(url)
+            response = raw_get(port, path, *headers)
+            return response, fast_answers(url) == before + 1
 
-    monkeypatch.setattr(FastPath, "answer", spy)
-    with notifier_in_process(settings, namespace) as port:
+        # the cache is used once the notifier's change subscription stands
+        wait_for(lambda: get("/v1/proof/products/p0")[1], 10, "the fast path to answer")
         issued = httpx.post(
-            f"http://127.0.0.1:{port}/v1/viewer-tokens",
+            f"{url}/v1/viewer-tokens",
             json={"viewer_id": "ana"},
             headers={"Authorization": f"Bearer {settings.require_service_token()}"},
         )
@@ -229,13 +203,12 @@ def test_the_fast_path_answers_exactly_what_fastapi_answers(
             ("/v1/proof/products/p3", [bearer, "Origin: https://shop.example"]),
             ("/v1/proof/products/p4", ["Origin: https://other.example"]),
         ]:
-            answered.clear()
-            first, second = raw_get(port, path, *headers), raw_get(port, path, *headers)
+            (first, fast_first), (second, fast_second) = get(path, *headers), get(path, *headers)
             # FastAPI answered the first (a miss, which filled the cache), the fast path the next
-            assert answered == [False, True], (path, headers)
+            assert (fast_first, fast_second) == (False, True), (path, headers)
             assert without_date(first) == without_date(second), (path, headers)
             assert first.startswith(b"HTTP/1.1 200 OK\r\n")
-        mine = raw_get(port, "/v1/proof/products/p1", bearer)
+        mine, _ = get("/v1/proof/products/p1", bearer)
         assert b'"friends_bought":{"count":1,"names":["Ben"]}' in mine
         assert b"access-control-allow-origin: https://shop.example" in raw_get(
             port, "/v1/proof/products/p3", bearer, "Origin: https://shop.example"
@@ -248,23 +221,20 @@ def test_the_fast_path_answers_exactly_what_fastapi_answers(
             if line.startswith(b"etag: ")
         )
         conditional = ("/v1/proof/products/p5", bearer, f"If-None-Match: {etag}")
-        answered.clear()
-        from_fast_path = raw_get(port, *conditional)
-        assert answered == [True]
+        from_fast_path, answered = get(*conditional)
+        assert answered
         redis_client.publish(keys.changes_channel, '["p5"]')  # no real change, but announced
 
         def from_fastapi() -> bytes | None:
-            answered.clear()
-            response = raw_get(port, *conditional)
-            return response if answered == [False] else None
+            response, fast = get(*conditional)
+            return None if fast else response
 
         again = wait_for(from_fastapi, 5, "FastAPI to answer once p5 was announced")
         assert from_fast_path.startswith(b"HTTP/1.1 304 Not Modified\r\n")
         assert without_date(from_fast_path) == without_date(again)
         # a refused token is FastAPI's 401 every time
-        answered.clear()
-        refused = raw_get(port, "/v1/proof/products/p1", "Authorization: Bearer vt1.x.y")
-        assert refused.startswith(b"HTTP/1.1 401") and answered == [False]
+        refused, answered = get("/v1/proof/products/p1", "Authorization: Bearer vt1.x.y")
+        assert refused.startswith(b"HTTP/1.1 401") and not answered
 
 
 def test_several_processes_share_the_port_count_together_and_stop_together(

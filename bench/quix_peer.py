@@ -332,25 +332,36 @@ def _empty() -> dict[str, dict]:
     }
 
 
-def products_of(events: list[ev.Event]) -> set[str]:
-    products: set[str] = set()
+def per_product(events: list[ev.Event]) -> dict[str, list[ev.Event]]:
+    """Each product's share of the events: every event of the orders with a purchase line of it
+    (purchases, refunds, cancellations), its reviews and its shares. The oracle's answers for a
+    product depend on nothing else (erasure aside), so an oracle per product answers as one
+    over everything, in time linear in the events instead of products x events (measured: one
+    oracle's ``shares`` and ``reviews`` for 1,000 products over 300,000 events took minutes)."""
+    by_order: dict[str, list[ev.Event]] = {}
+    lines: dict[str, set[str]] = {}
+    out: dict[str, list[ev.Event]] = {}
     for e in events:
-        if isinstance(e, ev.PurchaseCompleted):
-            products |= {line.product_id for line in e.payload.lines}
+        if isinstance(e, ev.PurchaseCompleted | ev.OrderRefunded | ev.OrderCancelled):
+            by_order.setdefault(e.payload.order_id, []).append(e)
+            if isinstance(e, ev.PurchaseCompleted):
+                for line in e.payload.lines:
+                    lines.setdefault(line.product_id, set()).add(e.payload.order_id)
         elif isinstance(e, ev.ReviewPosted | ev.ReviewEdited | ev.ReviewDeleted | ev.ProductShared):
-            products.add(e.payload.product_id)
-    return products
+            out.setdefault(e.payload.product_id, []).append(e)
+    for product, orders in lines.items():
+        out.setdefault(product, []).extend(e for o in sorted(orders) for e in by_order[o])
+    return out
 
 
-def expected(events: list[ev.Event], now_ms: int, products: set[str] | None = None
-             ) -> dict[str, dict[str, dict]]:
+def expected(events: list[ev.Event], now_ms: int) -> dict[str, dict[str, dict]]:
     """The oracle's answers, in the peer's shape: bought windows, reviews (count, average,
     histogram) and shares (windows, total, channels) per product."""
     if any(isinstance(e, ev.UserErased) for e in events):
         raise ValueError("the peer does not model erasure: check it on events without any")
-    oracle = Oracle(events)
     out = {}
-    for product in sorted(products_of(events) if products is None else products):
+    for product, mine in sorted(per_product(events).items()):
+        oracle = Oracle(mine)
         reviews = oracle.reviews(product)
         out[product] = {
             "bought": oracle.bought(product, now_ms),

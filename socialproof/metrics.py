@@ -55,3 +55,19 @@ LIVE_CONNECTIONS = Gauge(
     "Live update connections (SSE and WebSocket) the notifier holds open",
     multiprocess_mode="livesum",  # several server processes: the sum of the living ones
 )
+#: where an event's time goes between its Kafka record and a live client, one histogram per
+#: stage (``make bench``'s e2e_latency reads it for its breakdown). The stream worker observes
+#: ``fetch_wait`` (the oldest record of a fetch: its Kafka timestamp → fetched), ``batch`` (fetched
+#: → its apply started: waiting behind the batches in flight), ``redis`` (the batch's scripts) and
+#: ``announce`` (the change channel's publish); the notifier ``hub_read`` (an announcement heard →
+#: its states read and offered to the connections) and ``push`` (offered → handed to the
+#: connection: pacing, coalescing and the wake-up of its sender). Buckets from 0.25 ms: a tail of
+#: 100 ms must show in the stage it comes from.
+PIPELINE_STAGE = Histogram(
+    "socialproof_pipeline_stage_seconds",
+    "Time spent in one stage between an event's Kafka record and a live client (see the stage "
+    "label)",
+    ["stage"],
+    buckets=(0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1)
+    + (0.15, 0.25, 0.5, 1, 2.5),
+)

@@ -32,7 +32,11 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.notifier.cache import ProofCache
-from socialproof.metrics import LIVE_CONNECTIONS
+from socialproof.metrics import LIVE_CONNECTIONS, PIPELINE_STAGE
+
+#: the notifier's stages of ``socialproof_pipeline_stage_seconds`` (children made once)
+HUB_READ = PIPELINE_STAGE.labels("hub_read")
+PUSH = PIPELINE_STAGE.labels("push")
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +44,31 @@ log = logging.getLogger(__name__)
 class Mailbox:
     """Latest pending state per product for one connection, paced per product."""
 
-    __slots__ = ("products", "min_interval", "pending", "last_sent", "ready", "closed")
+    __slots__ = (
+        "products",
+        "min_interval",
+        "pending",
+        "offered_at",
+        "last_sent",
+        "ready",
+        "closed",
+    )
 
     def __init__(self, products: frozenset[str], min_interval_s: float = 0.0) -> None:
         self.products = products
         self.min_interval = min_interval_s
         self.pending: dict[str, dict] = {}
+        #: when the oldest unsent change of each pending product was offered (loop time)
+        self.offered_at: dict[str, float] = {}
         self.last_sent: dict[str, float] = {}
         self.ready = asyncio.Event()
         self.closed = False
 
-    def offer(self, product_id: str, state: dict) -> None:
+    def offer(self, product_id: str, state: dict, at: float | None = None) -> None:
+        """``at``: the loop time of the offer (the hub reads the clock once per announcement)."""
         self.pending[product_id] = state  # replaces anything unsent: coalesce to the latest
+        if product_id not in self.offered_at:
+            self.offered_at[product_id] = asyncio.get_running_loop().time() if at is None else at
         self.ready.set()
 
     def mark_sent(self, product_ids: list[str] | frozenset[str]) -> None:
@@ -60,6 +77,7 @@ class Mailbox:
         for product_id in product_ids:
             self.last_sent[product_id] = now
             self.pending.pop(product_id, None)
+            self.offered_at.pop(product_id, None)
 
     def close(self) -> None:
         """The connection is gone: wake up its sender so it can finish."""
@@ -86,6 +104,7 @@ class Mailbox:
                 for product_id in due:
                     del self.pending[product_id]
                     self.last_sent[product_id] = now
+                    PUSH.observe(now - self.offered_at.pop(product_id, now))
                 return due
             wait = deadline - now
             if wait <= 0:
@@ -251,10 +270,12 @@ class Hub:
                             elif message["type"] == "subscribe":
                                 self.ring_all()  # announcements may have been missed
                         elif message["type"] == "message":
+                            heard = asyncio.get_running_loop().time()
                             products = orjson.loads(message["data"])
                             if self.cache is not None:
                                 self.cache.invalidate(products)
-                            await self.dispatch(products)
+                            if await self.dispatch(products):
+                                HUB_READ.observe(asyncio.get_running_loop().time() - heard)
                         elif message["type"] == "subscribe":
                             # Confirmed: from here on no change is missed. Changes may have
                             # happened while we were not subscribed: refresh everyone.
@@ -276,15 +297,20 @@ class Hub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def dispatch(self, products: list[str]) -> None:
+    async def dispatch(self, products: list[str]) -> bool:
+        """Offer the current state of the watched ``products`` to their watchers; whether any
+        was watched."""
         watched = [p for p in dict.fromkeys(products) if p in self.watchers]
         if not watched:
-            return
+            return False
         # each state comes encoded once (by the cache) for every watcher
-        for offered in await self.read_encoded(watched):
+        states = await self.read_encoded(watched)
+        now = asyncio.get_running_loop().time()
+        for offered in states:
             product_id = offered[0]["product_id"]
             for box in list(self.watchers.get(product_id, ())):
-                box.offer(product_id, offered)
+                box.offer(product_id, offered, now)
+        return True
 
 
 def _user_ids(data: str | bytes) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.notifier.hub import Hub, Mailbox
 from services.notifier.ratelimit import RateLimiter
@@ -87,6 +88,26 @@ async def test_a_mailbox_paces_each_product_and_coalesces() -> None:
     assert await box.take(timeout=1) == {"p2": {"n": 1}}
     assert await box.take(timeout=1) == {"p1": {"n": 3}}
     assert loop.time() - sent_at >= 0.19
+
+
+async def test_a_mailbox_times_each_change_from_its_first_offer_to_its_send() -> None:
+    # the push stage of socialproof_pipeline_stage_seconds: from the oldest unsent offer of a
+    # product (coalesced ones keep that time) to the send, so pacing shows where it happens
+    def pushed() -> tuple[float, float]:
+        labels = {"stage": "push"}
+        count = REGISTRY.get_sample_value("socialproof_pipeline_stage_seconds_count", labels)
+        total = REGISTRY.get_sample_value("socialproof_pipeline_stage_seconds_sum", labels)
+        return count or 0.0, total or 0.0
+
+    box = Mailbox(frozenset({"p1"}), min_interval_s=0.2)
+    box.mark_sent(["p1"])  # the initial state: the pace starts here
+    count_0, sum_0 = pushed()
+    box.offer("p1", {"n": 1})
+    box.offer("p1", {"n": 2})
+    assert await box.take(timeout=1) == {"p1": {"n": 2}}
+    count_1, sum_1 = pushed()
+    assert count_1 == count_0 + 1  # one send, one observation
+    assert 0.19 <= sum_1 - sum_0 < 1  # it waited for the pace, from the first offer on
 
 
 async def test_closing_a_mailbox_wakes_its_reader() -> None:

@@ -60,7 +60,8 @@ bench: $(BENCH_STAMP) $(PEER_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
 # The Quix Streams peer (bench/peer/): a virtualenv of its own, since quixstreams 3.28.1 needs
-# confluent-kafka < 2.13 and the project pins 2.16. Measured: ~25 s with an empty pip cache.
+# confluent-kafka < 2.13 and the project pins 2.16. Building it measured 24-51 s with an empty
+# pip cache, 15-25 s with a warm one (load 1-6.7 on 2 cores); a no-op once its stamp is newer.
 $(PEER_STAMP): bench/peer/requirements.txt
 	@test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/peer/requirements.txt

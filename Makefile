@@ -80,7 +80,7 @@ check-schemas: $(STAMP)
 	$(VENV)/bin/socialproof contracts check
 
 clean:
-	rm -rf $(VENV) .devstack .pytest_cache test-artifacts
+	rm -rf $(VENV) $(PEER_VENV) .devstack .pytest_cache test-artifacts
 
 # Kubernetes manifests: kustomize builds of every overlay, offline schema validation (pinned
 # Kubernetes version; Strimzi's CRD schemas generated once from Maven Central's jars with Java,

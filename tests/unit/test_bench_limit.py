@@ -142,6 +142,11 @@ def fake_peer(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     module = types.ModuleType("bench.quix_peer")
     module.PeerUnavailable = PeerUnavailable  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "bench.quix_peer", module)
+    # `from bench import quix_peer` takes the package's attribute once the real module was
+    # imported (by an earlier test in the same session), not sys.modules' entry
+    import bench
+
+    monkeypatch.setattr(bench, "quix_peer", module, raising=False)
     return module
 
 

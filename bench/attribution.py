@@ -211,6 +211,10 @@ def attribution(env: BenchEnv, quick: bool) -> Result:
         100 * (1 - figures["referred_events_per_s"] / max(1, figures["plain_events_per_s"])), 1
     )
     return Result(
+        ingest={
+            "plain_events_per_s": "worker apply path without attribution (no Kafka fetch)",
+            "referred_events_per_s": "worker apply path with attribution (no Kafka fetch)",
+        },
         summary=lambda f: (
             f"with attribution {f['referred_events_per_s']:,} ev/s vs without "
             f"{f['plain_events_per_s']:,} ev/s: costs {f['cost_pct']} % of throughput; Redis "

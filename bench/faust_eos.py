@@ -696,6 +696,10 @@ def faust_eos(env: BenchEnv, quick: bool) -> Result:
         if figures["faust_recovery_s"] and figures["worker_recovery_s"] else None
     )
     return Result(
+        ingest={
+            "worker_events_per_s": "our worker (faust_eos purchases)",
+            "faust_events_per_s": "Faust exactly_once",
+        },
         summary=lambda f: (
             f"worker {f['worker_events_per_s']:,} ev/s vs Faust exactly_once "
             f"{f['faust_events_per_s']:,} ev/s = {f['throughput_ratio']}x; after "

@@ -4,8 +4,8 @@ the contracts' own validation schemas, trusted only where they prove pydantic's 
 Why: a profile of the worker draining the throughput backlog (318 B per event) put 48 % of its
 Python time in ``codec.decode`` (pydantic's ``model_validate`` 34 %, orjson and the codec 13 %)
 and 14 % in building store operations from the models (bench/results/profile-worker-python.md).
-On the same events (one core, same run) ``codec.decode`` took 6.1 us and :func:`decode` 2.9 us
-(purchases 7.5 vs 3.6 us); with it the worker's CPU per event went from 19.0 to 8.9 us.
+On the same events (one core, same run) ``codec.decode`` took 5.9 us and :func:`decode` 2.7 us
+(purchases 7.0 vs 3.2 us); with it the worker's CPU per event went from 17.7 to 8.3 us.
 
 The rule, proven by ``tests/unit/test_fastcodec.py`` (hypothesis: valid events built from the
 models' schemas, the same with values changed to near misses, edges and other JSON types, fields
@@ -98,10 +98,11 @@ class _Context:
 # msgspec against 0.2 us for a compiled pattern's search.
 @dataclass(frozen=True)
 class Fix:
-    #: "match": ``function`` is a compiled pattern's search, the value stays; "convert": the
-    #: value becomes ``function(value)``, which raises ValueError for an invalid one
-    kind: Literal["match", "convert"]
-    function: Callable[[Any], Any]
+    #: a compiled pattern's search the text must match, if any
+    search: Callable[[str], Any] | None = None
+    #: then the value becomes ``convert(value)`` (raising ValueError for an invalid one), if any
+    convert: Callable[[Any], Any] | None = None
+    #: null is allowed (and left as it is)
     nullable: bool = False
 
 
@@ -111,7 +112,7 @@ def _translate_pattern(pattern: str) -> Fix:
         raise Unsupported(f"pattern {pattern!r}")
     if "$" in pattern[:-1] or "^" in pattern[1:].replace("[^", ""):
         raise Unsupported(f"pattern {pattern!r}")
-    return Fix("match", re.compile(pattern[:-1] + r"\Z").search)
+    return Fix(search=re.compile(pattern[:-1] + r"\Z").search)
 
 
 def _checked(search: Callable[[str], Any], value: str) -> str:
@@ -131,14 +132,12 @@ def _meta(tp: Any, schema: dict, keys: tuple[str, ...], **more: Any) -> Any:
     return Annotated[tp, msgspec.Meta(**meta)] if meta else tp
 
 
-_UUID_MATCH = Fix("match", re.compile(_UUID).search)
+_UUID_MATCH = Fix(search=re.compile(_UUID).search)
 _RFC3339_SEARCH = re.compile(_RFC3339).search
 
 
 def _datetime_fix(utc: bool) -> Fix:
     def convert(text: str) -> datetime:
-        if _RFC3339_SEARCH(text) is None:
-            raise ValueError("not RFC 3339 with at most 6 fractional digits")
         moment = datetime.fromisoformat(text)
         if not utc or text[-1] == "Z":  # fromisoformat's Z is datetime.UTC already
             return moment
@@ -147,7 +146,8 @@ def _datetime_fix(utc: bool) -> Fix:
         except OverflowError:
             raise ValueError("out of range once converted to UTC") from None
 
-    return Fix("convert", convert)
+    # RFC 3339 text only, at most 6 fractional digits (fromisoformat also reads other forms)
+    return Fix(search=_RFC3339_SEARCH, convert=convert)
 
 
 def _decimal_fix(schema: dict) -> Fix:
@@ -158,7 +158,7 @@ def _decimal_fix(schema: dict) -> Fix:
     search = re.compile(
         rf"^(0|[1-9][0-9]{{0,{digits - places - 1}}})(\.[0-9]{{1,{places}}})?\Z"
     ).search
-    return Fix("convert", lambda text: Decimal(_checked(search, text)))
+    return Fix(search=search, convert=Decimal)
 
 
 def _field_type(schema: dict, ctx: _Context) -> tuple[Any, Fix]:
@@ -234,10 +234,16 @@ def _datetime(schema: dict, utc: bool) -> tuple[Any, Fix]:
 
 def _each(fix: Fix) -> Fix:
     if fix.nullable:
-        raise Unsupported("list of nullable converted items")
-    if fix.kind == "match":
-        return Fix("convert", lambda values: [_checked(fix.function, v) for v in values])
-    return Fix("convert", lambda values: [fix.function(v) for v in values])
+        raise Unsupported("list of nullable items with checks")
+    search, convert = fix.search, fix.convert or (lambda value: value)
+
+    def each(values: list) -> list:
+        if search is not None:
+            for value in values:
+                _checked(search, value)
+        return [convert(v) for v in values]
+
+    return Fix(convert=each)
 
 
 def _model_fields(schema: dict, ctx: _Context) -> tuple[list, list]:
@@ -272,23 +278,27 @@ def _model_fields(schema: dict, ctx: _Context) -> tuple[list, list]:
 
 
 def _post_init(fixes: list[tuple[str, Fix]]) -> Callable[[Any], None]:
-    """The Struct's __post_init__, as straight-line code (a loop over the fixes with getattr and
-    setattr cost twice as much): for a ``match`` fix ``if search(self.f) is None: raise``, for
-    a ``convert`` fix ``self.f = convert(self.f)``, each guarded by ``is not None`` when null
-    is allowed. msgspec turns the ValueError into a ValidationError."""
+    """The Struct's __post_init__, as straight-line code (a loop over the fixes with getattr,
+    setattr and a call per check cost about twice as much): per field
+    ``if search(v) is None: raise ValueError`` and ``self.f = convert(v)``, under
+    ``if v is not None:`` where null is allowed. msgspec turns the ValueError into a
+    ValidationError."""
     lines, functions = ["def __post_init__(self):"], {}
     for i, (name, fix) in enumerate(fixes):
         if not name.isidentifier():
             raise Unsupported(f"field name {name!r}")
-        functions[f"f{i}"] = fix.function
         lines.append(f"    v = self.{name}")
-        guard = "v is not None and " if fix.nullable else ""
-        if fix.kind == "match":
-            lines.append(f"    if {guard}f{i}(v) is None:")
-            lines.append(f"        raise ValueError({name!r})")
-        else:
-            lines.append(f"    if {guard}True:" if fix.nullable else "    if True:")
-            lines.append(f"        self.{name} = f{i}(v)")
+        indent = "    "
+        if fix.nullable:
+            lines.append("    if v is not None:")
+            indent = "        "
+        if fix.search is not None:
+            functions[f"s{i}"] = fix.search
+            lines.append(f"{indent}if s{i}(v) is None:")
+            lines.append(f"{indent}    raise ValueError({name!r})")
+        if fix.convert is not None:
+            functions[f"c{i}"] = fix.convert
+            lines.append(f"{indent}self.{name} = c{i}(v)")
     exec("\n".join(lines), functions)  # noqa: S102 — code built above from field names only
     return functions["__post_init__"]
 

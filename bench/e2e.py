@@ -52,7 +52,7 @@ import redis.asyncio as aioredis
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.env import TOKEN, Background, BenchEnv, Worker, encode_all, new_namespace
-from bench.measure import THROUGHPUT_MIX, cpu_seconds, percentile, raise_fd_limit
+from bench.measure import THROUGHPUT_MIX, cpu_seconds, open_sse, percentile, raise_fd_limit
 from bench.registry import Result, Target, scenario
 from contracts.topics import ORDERS
 from contracts.views import Keys
@@ -182,20 +182,6 @@ class RecordTimes:
         self.consumer.close()
 
 
-async def _open_sse(host: str, port: int, path: str) -> tuple:
-    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
-    writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode()
-    )
-    await writer.drain()
-    status = await reader.readline()
-    if b" 200 " not in status:
-        raise RuntimeError(f"SSE answered {status!r}")
-    while (await reader.readline()) not in (b"\r\n", b""):
-        pass
-    return reader, writer
-
-
 async def _read_states(reader: asyncio.StreamReader, on_state) -> None:
     """Each event is one chunk (uvicorn sends one per message), so lines stay whole; chunk-size
     lines and comments (heartbeats) are skipped. Times are taken as each line is read."""
@@ -244,7 +230,7 @@ async def _timed_run(
 
     listener = asyncio.create_task(listen())
     conns = {
-        p: await _open_sse("127.0.0.1", port, f"/v1/proof/stream?products={p}") for p in products
+        p: await open_sse("127.0.0.1", port, f"/v1/proof/stream?products={p}") for p in products
     }
     arrived: dict[str, asyncio.Event] = {p: asyncio.Event() for p in products}
     arrived_at: dict[str, float] = {}
@@ -259,7 +245,7 @@ async def _timed_run(
             arrived_at[product] = now
             arrived[product].set()
 
-    readers = [asyncio.create_task(_read_states(reader, on_state)) for reader, _ in conns.values()]
+    readers = [asyncio.create_task(_read_states(conn.reader, on_state)) for conn in conns.values()]
     orders: list[TimedOrder] = []
     errors = 0
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -325,8 +311,8 @@ async def _timed_run(
     for task in (*readers, listener):
         task.cancel()
     await asyncio.gather(*readers, listener, return_exceptions=True)
-    for _, writer in conns.values():
-        writer.close()
+    for conn in conns.values():
+        conn.writer.close()
     await pubsub.aclose()
     await redis.aclose()
     for order in orders:

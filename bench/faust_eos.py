@@ -72,17 +72,10 @@ from typing import Any
 import httpx
 import orjson
 import redis.asyncio as aioredis
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
 from confluent_kafka.admin import AdminClient
 
 from bench.env import ROOT, Background, BenchEnv, encode_all, group_for, new_namespace
+from bench.measure import committed_offsets, read_committed
 from bench.registry import Result, Target, scenario
 from contracts import events as ev
 from contracts.topics import ORDERS
@@ -166,56 +159,6 @@ def compare(got: dict[str, int], want: dict[str, int]) -> dict[str, int]:
         "over": sum(max(0, got.get(p, 0) - want.get(p, 0)) for p in wrong),
         "under": sum(max(0, want.get(p, 0) - got.get(p, 0)) for p in wrong),
     }
-
-
-# --- Kafka: committed offsets, reading committed records to the end ------------------------------
-
-
-def committed_offsets(admin: AdminClient, group: str) -> dict[tuple[str, int], int]:
-    futures = admin.list_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(group)], request_timeout=10
-    )
-    listed = futures[group].result().topic_partitions or []
-    return {(tp.topic, tp.partition): tp.offset for tp in listed if tp.offset >= 0}
-
-
-def read_committed(
-    bootstrap: str, topic: str, partitions: int, start: dict[int, int] | None = None,
-    timeout: float = 30.0,
-) -> list[tuple[bytes | None, bytes | None]]:
-    """(key, value) of the committed records of ``topic`` from ``start`` (per partition; default
-    the beginning) to the end of every partition (its end-of-partition event, not the watermark),
-    the way a ``read_committed`` consumer such as Faust's table recovery sees them."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"bench-eos-reader-{uuid.uuid4().hex[:8]}",  # assign only: never joins
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "isolation.level": "read_committed",
-        "fetch.wait.max.ms": 100,
-    })
-    try:
-        start = start or {}
-        consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING))
-                         for p in range(partitions)])
-        pending = set(range(partitions))
-        records: list[tuple[bytes | None, bytes | None]] = []
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    pending.discard(msg.partition())
-                    continue
-                raise KafkaException(msg.error())
-            records.append((msg.key(), msg.value()))
-        if pending:
-            raise RuntimeError(f"no end of {topic} partitions {sorted(pending)} in {timeout}s")
-        return records
-    finally:
-        consumer.close()
 
 
 # --- the two designs ------------------------------------------------------------------------------

@@ -11,10 +11,20 @@ import asyncio
 import os
 import resource
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import orjson
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 #: the activity mix of the worker scenarios (throughput, burst_lag, e2e_latency): purchases,
 #: shares, reviews, refunds and consent changes, as fractions of the events
@@ -112,3 +122,55 @@ async def read_events(conn: SseConn, on_state: Callable[[Any, float], None]) -> 
             return
         if line.startswith(b"data: "):
             on_state(orjson.loads(line[6:]), time.monotonic())
+
+
+def committed_offsets(admin: AdminClient, group: str) -> dict[tuple[str, int], int]:
+    """A consumer group's committed offsets, {(topic, partition): offset}, unset ones left out."""
+    futures = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)], request_timeout=10
+    )
+    listed = futures[group].result().topic_partitions or []
+    return {(tp.topic, tp.partition): tp.offset for tp in listed if tp.offset >= 0}
+
+
+def read_committed(
+    bootstrap: str, topic: str, partitions: int | None = None,
+    start: dict[int, int] | None = None, timeout: float = 30.0,
+) -> list[tuple[bytes | None, bytes | None]]:
+    """(key, value) of the committed records of ``topic`` from ``start`` (per partition; default
+    the beginning) to the end of every partition (its end-of-partition event, past the last
+    commit marker, not the watermark), in each partition's order: what a ``read_committed``
+    consumer such as Faust's table recovery or a Quix app's reader sees. ``partitions`` defaults
+    to the topic's partition count on the broker."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"bench-reader-{uuid.uuid4().hex[:8]}",  # assign only: never joins
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "isolation.level": "read_committed",
+        "fetch.wait.max.ms": 100,
+    })
+    try:
+        if partitions is None:
+            numbers = list(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
+        else:
+            numbers = list(range(partitions))
+        start = start or {}
+        consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING))
+                         for p in numbers])
+        pending = set(numbers)
+        records: list[tuple[bytes | None, bytes | None]] = []
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(10_000, 0.2):
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        pending.discard(msg.partition())
+                        continue
+                    raise KafkaException(msg.error())
+                records.append((msg.key(), msg.value()))
+        if pending:
+            raise RuntimeError(f"no end of {topic} partitions {sorted(pending)} in {timeout}s")
+        return records
+    finally:
+        consumer.close()

@@ -31,23 +31,19 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    KafkaError,
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import NewTopic, OffsetSpec
 
 from bench.env import ROOT, BenchEnv, group_for, new_namespace
+from bench.measure import committed_offsets, read_committed
 from contracts import events as ev
 from contracts.topics import ORDERS, REVIEWS, SHARES
 from contracts.views import BOUGHT_WINDOWS_MS, SHARE_WINDOWS_MS
@@ -101,46 +97,6 @@ class PeerRun:
 
 
 # --- Kafka: a group's committed offsets, a topic read committed -------------------------------
-
-
-def committed_offsets(admin: AdminClient, group: str) -> dict[tuple[str, int], int]:
-    futures = admin.list_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(group)], request_timeout=10
-    )
-    listed = futures[group].result().topic_partitions or []
-    return {(tp.topic, tp.partition): tp.offset for tp in listed if tp.offset >= 0}
-
-
-def read_committed(bootstrap: str, topic: str, timeout: float = 60.0
-                   ) -> list[tuple[bytes | None, bytes | None]]:
-    """(key, value) of every committed record of ``topic``, to the end of each partition (its
-    end-of-partition event: past the last commit marker), in each partition's order."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"bench-peer-reader-{uuid.uuid4().hex[:8]}",  # assign only: never joins
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "isolation.level": "read_committed",
-    })
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        pending = set(partitions)
-        records: list[tuple[bytes | None, bytes | None]] = []
-        deadline = time.monotonic() + timeout
-        while pending:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no end of {topic} partitions {sorted(pending)} in {timeout}s")
-            for msg in consumer.consume(10_000, 0.2):
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition())
-                        continue
-                    raise KafkaException(msg.error())
-                records.append((msg.key(), msg.value()))
-        return records
-    finally:
-        consumer.close()
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -282,7 +238,7 @@ def run_peer(
         peak_rss = _peak_rss_mb(proc.proc.pid)
         proc.stop()
         report = json.loads(progress.read_text())
-        records = read_committed(env.settings.kafka_bootstrap_servers, results)
+        records = read_committed(env.settings.kafka_bootstrap_servers, results, timeout=60.0)
     finally:
         proc.stop()
         if env.existing:

@@ -70,10 +70,16 @@ from socialproof import logs
 from socialproof import redis as redis_client
 from socialproof.gctune import tune_gc
 from socialproof.kafka import BrokerProbe, EventPublisher, topic_name
-from socialproof.metrics import BATCH_LATENCY, EVENTS_PROCESSED, PROCESSOR_LAG
+from socialproof.metrics import BATCH_LATENCY, EVENTS_PROCESSED, PIPELINE_STAGE, PROCESSOR_LAG
 from socialproof.metrics import DEAD_LETTERS as DEAD_LETTER_COUNT
 
 log = logging.getLogger("socialproof.processor")
+
+#: the worker's stages of ``socialproof_pipeline_stage_seconds`` (see socialproof.metrics)
+FETCH_WAIT = PIPELINE_STAGE.labels("fetch_wait")
+BATCH_WAIT = PIPELINE_STAGE.labels("batch")
+REDIS_APPLY = PIPELINE_STAGE.labels("redis")
+ANNOUNCE = PIPELINE_STAGE.labels("announce")
 
 #: longest a stopping worker waits for its batch in flight (the pod's grace period is longer)
 STOP_GRACE_S = 20.0
@@ -103,7 +109,7 @@ class BatchProcessor:
         self.consumer = consumer
         self.dead_letter_topic = dead_letter_topic  # its name on the broker (topic_name)
 
-    async def handle(self, records: list[Any]) -> None:
+    async def handle(self, records: list[Any], fetched_at: float | None = None) -> None:
         """``records`` are Kafka records with topic, partition, offset, key and value.
 
         Decoding (Python) and applying (Redis, another core) overlap: each chunk of decoded events
@@ -113,6 +119,8 @@ class BatchProcessor:
         confirmed; a failure fails the whole batch, which is retried (idempotently).
         """
         started = time.perf_counter()
+        if fetched_at is not None:  # time.time() when the consumer got the records
+            BATCH_WAIT.observe(max(0.0, time.time() - fetched_at))
         # Resolved once per batch: after a switch the next batch goes to the new namespace; during
         # a rebuild's hand-over every batch also goes to the shadow (idempotent, so harmless).
         written = await self.store.targets()
@@ -146,6 +154,8 @@ class BatchProcessor:
             applying += self._apply(chunk, written)
         # Offsets move on only once every write and dead letter is confirmed: nothing is lost.
         outcomes = await asyncio.gather(*applying, *pending_dead, return_exceptions=True)
+        applied = time.perf_counter()
+        REDIS_APPLY.observe(applied - started)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         if failures:
             raise failures[0]
@@ -154,6 +164,7 @@ class BatchProcessor:
             changed |= outcome
         if self.store.follow_active:  # a rebuild's replay worker has no readers to tell
             await self.store.announce(changed)
+            ANNOUNCE.observe(time.perf_counter() - applied)
         for (topic, event_type), n in counts.items():
             EVENTS_PROCESSED.labels(topic, event_type).inc(n)
         BATCH_LATENCY.observe(time.perf_counter() - started)
@@ -270,9 +281,15 @@ class BatchConsumer:
                     timeout_ms=int(s.worker_batch_within_s * 1000),
                     max_records=s.worker_batch_size,
                 )
+                fetched_at = time.time()
                 records = [record for batch in fetched.values() for record in batch]
                 if records:
-                    task = asyncio.ensure_future(_with_retry(self.processor.handle, records))
+                    oldest = min(batch[0].timestamp for batch in fetched.values() if batch)
+                    if oldest > 0:  # -1: no timestamp (pre-0.10 message format)
+                        FETCH_WAIT.observe(max(0.0, fetched_at - oldest / 1000))
+                    task = asyncio.ensure_future(
+                        _with_retry(self.processor.handle, records, fetched_at)
+                    )
                     offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
                     pending.append((task, offsets, _newest_timestamp_ms(fetched)))
                 # keep IN_FLIGHT batches going while busy; settle everything when idle
@@ -464,13 +481,13 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
     return app
 
 
-async def _with_retry(handle: Any, batch: list[Any]) -> None:
+async def _with_retry(handle: Any, batch: list[Any], *args: Any) -> None:
     """Retry a batch until it succeeds: a Redis or broker outage pauses consumption, it never
     skips events (skipping would commit offsets of events that were not applied)."""
     delay = 0.2
     while True:
         try:
-            await handle(batch)
+            await handle(batch, *args)
             return
         except Exception as exc:
             log.error(

@@ -60,7 +60,7 @@ class Processor:
     def __init__(self) -> None:
         self.handled: list[list] = []
 
-    async def handle(self, records: list) -> None:
+    async def handle(self, records: list, fetched_at: float | None = None) -> None:
         self.handled.append(records)
 
 

@@ -52,7 +52,7 @@ import redis.asyncio as aioredis
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.env import TOKEN, Background, BenchEnv, Worker, encode_all, new_namespace
-from bench.measure import THROUGHPUT_MIX, cpu_seconds, open_sse, percentile, raise_fd_limit
+from bench.measure import THROUGHPUT_MIX, open_sse, percentile, raise_fd_limit, tree_cpu_seconds
 from bench.registry import Result, Target, scenario
 from contracts.topics import ORDERS
 from contracts.views import Keys
@@ -434,13 +434,13 @@ def measure_e2e(
                     before = _processed(env, stack.worker_url)
                     scraped = {n: _stage_buckets(env.http, u) for n, u in metrics_urls.items()}
                     pids = {p.name: p.proc.pid for p in stack.processes if p.proc is not None}
-                    cpu_0 = {n: cpu_seconds(pid) for n, pid in pids.items()}
+                    cpu_0 = {n: tree_cpu_seconds(pid) for n, pid in pids.items()}
                     wall_0 = time.monotonic()
                     timed = run(rate, f"r{repeat}-{rate}-{lead:g}", seconds, lead)
                     wall = time.monotonic() - wall_0
                     # how much of a core each process used: on 2 cores, who was short of CPU
                     timed["cpu"] = {
-                        n: (cpu_seconds(pid) - cpu_0[n]) / wall for n, pid in pids.items()
+                        n: (tree_cpu_seconds(pid) - cpu_0[n]) / wall for n, pid in pids.items()
                     }
                     timed["histograms"] = {
                         n: (scraped[n], _stage_buckets(env.http, u))

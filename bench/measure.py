@@ -60,18 +60,45 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process and its children (a notifier with several processes)."""
-    total = cpu_seconds(pid)
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants: a server with worker processes (granian's notifier: an idle
+    supervisor whose workers do the serving) is measured as the whole tree."""
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                total += cpu_seconds(int(entry))
+            children.setdefault(int(fields[1]), []).append(int(entry))
         except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        queue.extend(children.get(current, ()))
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its descendants (a notifier with several processes)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += cpu_seconds(member)
+        except OSError:
+            continue  # gone meanwhile
+    return total
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants, in MB (what their container holds)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += rss_mb(member)
+        except (OSError, RuntimeError):
             continue  # gone meanwhile
     return total
 
@@ -134,30 +161,34 @@ def committed_offsets(admin: AdminClient, group: str) -> dict[tuple[str, int], i
 
 
 def read_committed(
-    bootstrap: str, topic: str, partitions: int | None = None,
-    start: dict[int, int] | None = None, timeout: float = 30.0,
+    bootstrap: str,
+    topic: str,
+    partitions: int | None = None,
+    start: dict[int, int] | None = None,
+    timeout: float = 30.0,
 ) -> list[tuple[bytes | None, bytes | None]]:
     """(key, value) of the committed records of ``topic`` from ``start`` (per partition; default
     the beginning) to the end of every partition (its end-of-partition event, past the last
     commit marker, not the watermark), in each partition's order: what a ``read_committed``
     consumer such as Faust's table recovery or a Quix app's reader sees. ``partitions`` defaults
     to the topic's partition count on the broker."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"bench-reader-{uuid.uuid4().hex[:8]}",  # assign only: never joins
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "isolation.level": "read_committed",
-        "fetch.wait.max.ms": 100,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-reader-{uuid.uuid4().hex[:8]}",  # assign only: never joins
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 100,
+        }
+    )
     try:
         if partitions is None:
             numbers = list(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
         else:
             numbers = list(range(partitions))
         start = start or {}
-        consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING))
-                         for p in numbers])
+        consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING)) for p in numbers])
         pending = set(numbers)
         records: list[tuple[bytes | None, bytes | None]] = []
         deadline = time.monotonic() + timeout

@@ -1,9 +1,10 @@
 """Bench scenarios ``sse_fanout`` and ``sse_fanout_x5``: the notifier's SSE fan-out.
 
 One notifier process holds 5,000 SSE connections (1 per product over 5,000 products; ``_x5``: 5
-per product over 1,000); its RSS is read from ``/proc``. Then 2,000 counter changes/s are made
-the way the stream processor makes them (write the serving store, announce the changed ids on the
-pub/sub channel, every 10 ms) and every client notes when each state arrives: the latency is from
+per product over 1,000); its RSS and CPU are read from ``/proc`` for the whole process tree
+(granian's supervisor and its worker). Then 2,000 counter changes/s are made the way the stream
+processor makes them (write the serving store, announce the changed ids on the pub/sub channel,
+every 10 ms) and every client notes when each state arrives: the latency is from
 the write to the client having the new state. Products change round-robin, each at most twice a
 second, so the 4-updates/s pacing never holds a state back (pacing has its own tests): what is
 measured is the pipeline, not the deliberate delay.
@@ -24,13 +25,13 @@ import redis as redis_sync
 from bench.env import BenchEnv, new_namespace, notifier
 from bench.measure import (
     SseConn,
-    cpu_seconds,
     open_sse,
     own_cpu_seconds,
     percentile,
     raise_fd_limit,
     read_events,
-    rss_mb,
+    tree_cpu_seconds,
+    tree_rss_mb,
 )
 from bench.registry import Result, Target, scenario
 from contracts.views import Keys
@@ -61,7 +62,7 @@ def _fanout_scenario(env: BenchEnv, quick: bool, watchers_per_product: int) -> R
     keys = Keys(namespace)
     ids = [f"bp{i}" for i in range(products)]
     with notifier(env, namespace, SOCIALPROOF_SSE_HEARTBEAT_S="15") as (host, port, pid):
-        rss_idle = rss_mb(pid)
+        rss_idle = tree_rss_mb(pid)
         figures = asyncio.run(
             _fanout(env, host, port, pid, keys, ids, connections, rate, seconds, settle_s)
         )
@@ -133,10 +134,14 @@ async def _fanout(
     deadline = time.monotonic() + 60
     while len(delivered) < connections and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    rss_connected = rss_mb(pid)
+    rss_connected = tree_rss_mb(pid)
     await asyncio.sleep(settle_s)  # let the server settle after the ramp-up (its GC included)
 
-    cpu_notifier_0, cpu_client_0, wall_0 = cpu_seconds(pid), own_cpu_seconds(), time.monotonic()
+    cpu_notifier_0, cpu_client_0, wall_0 = (
+        tree_cpu_seconds(pid),
+        own_cpu_seconds(),
+        time.monotonic(),
+    )
     counts = dict.fromkeys(ids, 0)
     tick = 0.01
     per_tick = max(1, int(rate * tick))
@@ -166,11 +171,11 @@ async def _fanout(
             changed_at[(product, counts[product])] = at
         redis.publish(keys.changes_channel, orjson.dumps(batch))
         if made % (rate // 2 or 1) < per_tick:
-            rss_peak = max(rss_peak, rss_mb(pid))
+            rss_peak = max(rss_peak, tree_rss_mb(pid))
         await asyncio.sleep(0)  # let the readers run between ticks
     elapsed = time.monotonic() - started
     wall = time.monotonic() - wall_0
-    notifier_cpu = (cpu_seconds(pid) - cpu_notifier_0) / wall
+    notifier_cpu = (tree_cpu_seconds(pid) - cpu_notifier_0) / wall
     client_cpu = (own_cpu_seconds() - cpu_client_0) / wall
     # let the last states arrive, then count what never did
     final = {(n, ids[n % len(ids)]): counts[ids[n % len(ids)]] for n in range(len(conns))}
@@ -180,7 +185,7 @@ async def _fanout(
             break
         await asyncio.sleep(0.05)
     missed = sum(1 for k, v in final.items() if delivered.get(k, -1) < v)
-    rss_peak = max(rss_peak, rss_mb(pid))
+    rss_peak = max(rss_peak, tree_rss_mb(pid))
     for task in readers:
         task.cancel()
     for conn in conns:

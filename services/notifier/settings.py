@@ -14,8 +14,9 @@ class NotifierSettings(PrivacyDefaults):
         default=1,
         ge=1,
         le=64,
-        description="notifier processes sharing the port (SO_REUSEPORT), each with its own cache "
-        "and live connections; in Kubernetes keep 1 and scale replicas",
+        description="notifier processes sharing the port (granian workers on one listening "
+        "socket), each with its own cache and live connections; in Kubernetes keep 1 and scale "
+        "replicas",
     )
     sse_heartbeat_s: float = Field(default=15, gt=0, le=300, description="SSE keep-alive period")
     viewer_token_secret: SecretStr | None = Field(

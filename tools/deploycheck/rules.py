@@ -3,7 +3,7 @@
 checkov (``scanner.py``) covers the generic pod-security, resources, probes and image policies.
 What stays here is specific to socialproof: every setting a process reads is set (secrets by
 reference), the stream processor never outnumbers its partitions, production Kafka session
-timeouts, the probes hit our /readyz and /healthz, graceful termination fits uvicorn's drain and
+timeouts, the probes hit our /readyz and /healthz, graceful termination fits the HTTP server's drain and
 the worker's batch, disruption budgets, autoscalers, a default-deny network policy, each pod on its
 own ServiceAccount, no hostPath volume (checkov only knows the Docker socket), and the invariants
 of the Kafka and Redis components. Each rule takes every object of one build and returns its
@@ -32,7 +32,8 @@ from tools.deploycheck.manifests import (
 )
 
 SCANNER = "socialproof"
-#: seconds uvicorn waits for in-flight requests after SIGTERM (socialproof/serve.py)
+#: seconds the HTTP server (uvicorn; granian for the notifier) waits for in-flight requests after
+#: SIGTERM (socialproof/serve.py GRACEFUL_S)
 HTTP_GRACEFUL_SHUTDOWN_S = 20
 #: shortest consumer-group session timeout allowed in a deployment (only the tests that SIGKILL
 #: consumers go lower, to the broker's minimum of 6 s)
@@ -179,7 +180,7 @@ def _host_path(objects: list[Obj]) -> list[Problem]:
 
 @rule(
     "graceful-termination",
-    "HTTP pods drain (preStop, then uvicorn's graceful shutdown) and the stream processor has "
+    "HTTP pods drain (preStop, then the HTTP server's graceful shutdown) and the stream processor has "
     "time to finish its batch and leave the consumer group",
 )
 def _graceful(objects: list[Obj]) -> list[Problem]:

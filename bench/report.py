@@ -66,13 +66,25 @@ def profiles(out: Path) -> dict[str, str]:
     return {name: (out / name).read_text() for name in PROFILES if (out / name).exists()}
 
 
+#: the comparisons each ingest figure is stated against besides the limit: row key -> the
+#: ``throughput`` figure
+PEER_FIGURES = {"x_peer": "peer_events_per_s", "x_baseline": "baseline_events_per_s"}
+
+
 def limit_fractions(report: dict) -> list[dict[str, Any]]:
     """Every flagged ingest figure (a scenario's ``ingest``) with the limit it is stated against
     and its fraction of it (%). The limit is the scenario's own (``limit_figure``: measured on
     its backlog), else the ``limit`` scenario's ``events_per_s`` when that ran in the same run
-    (same ``run_at``), else none: a limit from another run is never used."""
+    (same ``run_at``), else none: a limit from another run is never used. Each row also has its
+    ratio to the Quix Streams peer and to the Faust per-event baseline, measured by
+    ``throughput`` on its backlog in the same run (``x_peer``, ``x_baseline``; None for the peer
+    and the baseline themselves, or when ``throughput`` did not run in the same run)."""
     scenarios = report.get("scenarios", {})
     reference = scenarios.get("limit") or {}
+    throughput = scenarios.get("throughput") or {}
+    peers = {
+        key: (throughput.get("figures") or {}).get(figure) for key, figure in PEER_FIGURES.items()
+    }
     rows = []
     for name, entry in scenarios.items():
         figures = entry.get("figures") or {}
@@ -87,6 +99,15 @@ def limit_fractions(report: dict) -> list[dict[str, Any]]:
             ) == entry.get("run_at"):
                 limit, source = reference["figures"]["events_per_s"], "limit scenario, this run"
             numeric = isinstance(rate, int | float) and not isinstance(rate, bool)
+            ratios = {
+                key: round(rate / other, 2)
+                if numeric
+                and other
+                and throughput.get("run_at") == entry.get("run_at")
+                and not (name == "throughput" and figure == PEER_FIGURES[key])
+                else None
+                for key, other in peers.items()
+            }
             rows.append(
                 {
                     "scenario": name,
@@ -96,6 +117,7 @@ def limit_fractions(report: dict) -> list[dict[str, Any]]:
                     "limit_events_per_s": limit,
                     "limit_source": source,
                     "pct_of_limit": round(100 * rate / limit, 1) if numeric and limit else None,
+                    **ratios,
                 }
             )
     return rows
@@ -112,7 +134,21 @@ def limit_line(row: dict[str, Any]) -> str:
         return f"{head} {row['events_per_s']:,} ev/s; {row['limit_source']}"
     return (
         f"{head} {row['events_per_s']:,} ev/s = {row['pct_of_limit']:g} % of the limit "
-        f"({row['limit_source']}: {row['limit_events_per_s']:,} ev/s)"
+        f"({row['limit_source']}: {row['limit_events_per_s']:,} ev/s){_versus(row)}"
+    )
+
+
+def _versus(row: dict[str, Any]) -> str:
+    """``; 2.21x the Quix peer, 19.7x the per-event baseline (throughput, this run)``, or ''."""
+    parts = [
+        f"{row[key]:g}x the {label}"
+        for key, label in (("x_peer", "Quix peer"), ("x_baseline", "per-event baseline"))
+        if row.get(key) is not None
+    ]
+    return (
+        f"; {', '.join(parts)} (the peer and the baseline on throughput's backlog, this run)"
+        if parts
+        else ""
     )
 
 
@@ -198,8 +234,9 @@ def markdown(
             "differ from the limit's (the throughput workload) where it has no limit of its "
             "own.",
             "",
-            "| scenario | who | figure | events/s | limit (events/s) | % of the limit |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| scenario | who | figure | events/s | limit (events/s) | % of the limit "
+            "| x the Quix peer | x the per-event baseline |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for row in rows:
             rate = f"{row['events_per_s']:,}" if row["events_per_s"] is not None else "—"
@@ -209,9 +246,12 @@ def markdown(
                 else row["limit_source"]
             )
             pct = f"{row['pct_of_limit']:g} %" if row["pct_of_limit"] is not None else "—"
+            versus = " | ".join(
+                f"{row[key]:g}x" if row.get(key) is not None else "—" for key in PEER_FIGURES
+            )
             lines.append(
                 f"| {row['scenario']} | {row['who']} | `{row['figure']}` | {rate} | {limit} "
-                f"| {pct} |"
+                f"| {pct} | {versus} |"
             )
     if notes:
         lines += [

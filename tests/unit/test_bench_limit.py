@@ -68,8 +68,43 @@ def test_each_ingest_figure_is_a_fraction_of_the_limit_of_the_same_run() -> None
     assert "## Ingest against the limit" in text
     assert (
         "| attribution | worker without attribution | `plain_events_per_s` | 10,000 | "
-        "40,000 (limit scenario, this run) | 25 % |" in text
+        "40,000 (limit scenario, this run) | 25 % | — | — |" in text
     )
+
+
+def test_each_ingest_figure_has_its_ratio_to_the_peer_and_the_baseline_of_the_same_run() -> None:
+    # Given a run whose throughput measured our worker, the Quix peer and the per-event baseline
+    figures = {"limit_events_per_s": 40_000, "batched_events_per_s": 20_000,
+               "peer_events_per_s": 8_000, "baseline_events_per_s": 1_000}
+    ingest = {"batched_events_per_s": "our worker", "peer_events_per_s": "Quix peer",
+              "baseline_events_per_s": "baseline"}
+    report = report_of({
+        "limit": entry({"events_per_s": 50_000}),
+        "throughput": entry(figures, ingest=ingest, limit_figure="limit_events_per_s"),
+        "faust_eos": entry({"worker_events_per_s": 24_000},
+                           ingest={"worker_events_per_s": "our worker"}),
+        # a figure of another run (latest.json merges runs) is not compared with this run's peer
+        "attribution": entry({"plain_events_per_s": 10_000}, run_at="2025-12-31T00:00:00+00:00",
+                             ingest={"plain_events_per_s": "worker"}),
+    })
+    # When the fractions are computed
+    rows = {(r["scenario"], r["figure"]): r for r in limit_fractions(report)}
+    # Then every figure of the same run has both ratios, but none against itself
+    assert (rows[("throughput", "batched_events_per_s")]["x_peer"],
+            rows[("throughput", "batched_events_per_s")]["x_baseline"]) == (2.5, 20.0)
+    assert rows[("throughput", "peer_events_per_s")]["x_peer"] is None
+    assert rows[("throughput", "peer_events_per_s")]["x_baseline"] == 8.0
+    assert rows[("throughput", "baseline_events_per_s")]["x_baseline"] is None
+    assert (rows[("faust_eos", "worker_events_per_s")]["x_peer"],
+            rows[("faust_eos", "worker_events_per_s")]["x_baseline"]) == (3.0, 24.0)
+    assert rows[("attribution", "plain_events_per_s")]["x_peer"] is None
+    assert (
+        "throughput: our worker (batched_events_per_s) 20,000 ev/s = 50 % of the limit (limit on "
+        "the same backlog, this run: 40,000 ev/s); 2.5x the Quix peer, 20x the per-event "
+        "baseline (the peer and the baseline on throughput's backlog, this run)"
+        in limit_lines(report)
+    )
+    assert "| 48 % | 3x | 24x |" in markdown(report)  # faust_eos: 24,000 of the limit's 50,000
 
 
 def test_a_report_without_ingest_figures_has_no_limit_section() -> None:

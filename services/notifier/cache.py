@@ -76,8 +76,13 @@ class Rendered:
 
 
 def etag_of(body: Any) -> str:
-    """A weak ETag over the content, ``as_of`` excluded (it changes with every read)."""
-    fingerprint = orjson.dumps(_without_as_of(body), option=orjson.OPT_SORT_KEYS)
+    """A weak ETag over the content, ``as_of`` excluded (it changes with every read). ``as_of``
+    is a top-level field of a proof (services/notifier/proof.py); nothing nested carries one, so
+    only the top level is copied: walking the whole answer in Python took 13 % of the notifier's
+    Python time at 10,000 SSE sends/s (bench sse_fanout_x5, py-spy)."""
+    if isinstance(body, dict) and "as_of" in body:
+        body = {k: v for k, v in body.items() if k != "as_of"}
+    fingerprint = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     return 'W/"' + hashlib.blake2b(fingerprint, digest_size=12).hexdigest() + '"'
 
 
@@ -100,14 +105,6 @@ def render(state: dict, *, private: bool, max_age: int, read_at: float) -> Rende
         head=((b"etag", etag.encode()), (b"cache-control", control.encode())),
         length=((b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")),
     )
-
-
-def _without_as_of(body: Any) -> Any:
-    if isinstance(body, dict):
-        return {k: _without_as_of(v) for k, v in body.items() if k != "as_of"}
-    if isinstance(body, list):
-        return [_without_as_of(v) for v in body]
-    return body
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from services.notifier.cache import CachedProofs, ProofCache, Rendered, render
+from services.notifier.cache import CachedProofs, ProofCache, Rendered, etag_of, render
 from services.notifier.fastpath import Answer, Cors, FastPath
 from services.notifier.proof import Proof
 from services.notifier.ratelimit import RateLimiter
@@ -416,3 +416,18 @@ def test_a_non_ascii_signature_is_refused_not_an_error() -> None:
     fill(cache, "p1", 7, viewer="ana")
     forged = (token[:-2] + "éé").encode("latin-1")
     assert ask(fast, "/v1/proof/products/p1", (b"authorization", b"Bearer " + forged)) is None
+
+
+def test_the_etag_ignores_as_of_and_sees_every_nested_change() -> None:
+    # Given a proof answer and the same content read a second later
+    state = {"product_id": "p1", "as_of": "2026-12-04T20:00:00Z",
+             "bought": {"1h": 2, "24h": 5}, "reviews": {"histogram": {"5": 1, "4": 0}}}
+    later = {**state, "as_of": "2026-12-04T20:00:01Z"}
+    # When their ETags are taken, and those of answers differing deep inside
+    deeper = {**state, "reviews": {"histogram": {"5": 1, "4": 1}}}
+    reordered = dict(reversed(list(state.items())))
+    # Then as_of and key order do not change it, a nested count does
+    assert etag_of(state) == etag_of(later) == etag_of(reordered)
+    assert etag_of(deeper) != etag_of(state)
+    assert etag_of([state]) != etag_of([deeper])
+    assert state["as_of"] == "2026-12-04T20:00:00Z"  # the answer itself is left whole

@@ -1,17 +1,44 @@
 """The Redis client every service uses for the serving store (asyncio, pooled, with timeouts).
 
 Redis holds derived views only: everything in it can be rebuilt from the Kafka topics.
+
+:func:`connect` is the client every service uses today: one Redis node. Issue #16 moves the
+store onto Redis Cluster; :func:`connect_store` is the first piece of that: it asks the node the
+URL names whether it is a cluster node (:func:`is_cluster`, one ``INFO cluster`` round trip) and
+returns redis-py's public cluster client for a cluster, the plain client otherwise. No service
+uses it yet: the stream processor's Lua script touches the keys of many products and users at
+once, which a cluster refuses (CROSSSLOT), and the notifier's reads are not cluster-aware yet;
+both are the open part of #16.
+
+The cluster client retries on its own, through redis-py's options: MOVED and ASK redirects and
+TRYAGAIN are followed within one attempt (up to 16 redirects), and a connection error, a timeout
+or CLUSTERDOWN (a master died and its replica is not promoted yet) makes it refresh the slot map
+and try again, spaced by an exponential backoff (50 ms doubling, at most 500 ms), for as many
+attempts as fit in ``failover_deadline`` seconds (default 10: a replica takes over 2-5 s after its
+master dies with a 2 s ``cluster-node-timeout``, measured in tests/integration/
+test_redis_cluster.py). After that the command raises the last error; it never hangs and never
+succeeds silently without having been applied.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from socialproof.settings import Settings
 
+#: the first and the longest pause between two attempts of a cluster command that failed
+CLUSTER_RETRY_BASE_S = 0.05
+CLUSTER_RETRY_CAP_S = 0.5
+#: how long a cluster command keeps retrying through a failover before it raises
+DEFAULT_FAILOVER_DEADLINE_S = 10.0
 
-def connect(settings: Settings, **overrides: object) -> aioredis.Redis:
-    """A pooled asyncio client. Timeouts are short so an outage becomes a 503, not a hang."""
+
+def _client_options(**overrides: object) -> dict[str, object]:
     options: dict[str, object] = {
         "socket_timeout": 2.0,
         "socket_connect_timeout": 2.0,
@@ -20,4 +47,57 @@ def connect(settings: Settings, **overrides: object) -> aioredis.Redis:
         "max_connections": 256,
     }
     options.update(overrides)
-    return aioredis.Redis.from_url(settings.redis_url, **options)
+    return options
+
+
+def connect(settings: Settings, **overrides: object) -> aioredis.Redis:
+    """A pooled asyncio client. Timeouts are short so an outage becomes a 503, not a hang."""
+    return aioredis.Redis.from_url(settings.redis_url, **_client_options(**overrides))
+
+
+async def is_cluster(url: str) -> bool:
+    """Whether the node ``url`` names runs with ``cluster-enabled yes`` (``INFO cluster`` says
+    ``cluster_enabled:1``). Raises redis-py's ConnectionError when nothing answers there."""
+    client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        info = await client.info("cluster")
+    finally:
+        await client.aclose()
+    return str(info.get("cluster_enabled", 0)) == "1"
+
+
+def cluster_retry(failover_deadline: float = DEFAULT_FAILOVER_DEADLINE_S) -> Retry:
+    """redis-py's retry policy for the cluster client: exponential backoff from
+    :data:`CLUSTER_RETRY_BASE_S` to :data:`CLUSTER_RETRY_CAP_S`, with as many attempts as make
+    the pauses add up to at least ``failover_deadline`` seconds."""
+    backoff = ExponentialBackoff(cap=CLUSTER_RETRY_CAP_S, base=CLUSTER_RETRY_BASE_S)
+    attempts, waited = 0, 0.0
+    while waited < failover_deadline:
+        attempts += 1
+        waited += backoff.compute(attempts)
+    return Retry(backoff, retries=attempts)
+
+
+async def connect_store(
+    settings: Settings,
+    failover_deadline: float = DEFAULT_FAILOVER_DEADLINE_S,
+    **overrides: object,
+) -> aioredis.Redis | AsyncRedisCluster:
+    """The serving store's client for ``settings.redis_url``: redis-py's asyncio
+    ``RedisCluster`` when that node is a cluster node, else the same client as :func:`connect`.
+
+    Both have the same timeouts and ``decode_responses`` as :func:`connect`; ``overrides`` go to
+    either. The cluster client is not connected yet: its first command discovers the nodes.
+    """
+    url = settings.redis_url
+    if not await is_cluster(url):
+        return connect(settings, **overrides)
+    database = urlsplit(url).path.strip("/") or "0"
+    if database != "0":
+        raise ValueError(
+            f"REDIS_URL={url} names database {database}, but a Redis Cluster has database 0 "
+            "only: end the URL with /0 (or nothing)"
+        )
+    options = _client_options(**overrides)
+    options.setdefault("retry", cluster_retry(failover_deadline))
+    return AsyncRedisCluster.from_url(url, **options)

@@ -13,11 +13,14 @@ both are the open part of #16.
 The cluster client retries on its own, through redis-py's options: MOVED and ASK redirects and
 TRYAGAIN are followed within one attempt (up to 16 redirects), and a connection error, a timeout
 or CLUSTERDOWN (a master died and its replica is not promoted yet) makes it refresh the slot map
-and try again, spaced by an exponential backoff (50 ms doubling, at most 500 ms), for as many
-attempts as fit in ``failover_deadline`` seconds (default 10: a replica takes over 2-5 s after its
-master dies with a 2 s ``cluster-node-timeout``, measured in tests/integration/
-test_redis_cluster.py). After that the command raises the last error; it never hangs and never
-succeeds silently without having been applied.
+and try again, spaced by an exponential backoff (100 ms doubling to at most 500 ms), with enough
+attempts that the pauses add up to ``failover_deadline`` seconds (default 10 s: 22 retries; a
+replica takes over 3.6-4.9 s after its master's SIGKILL with a 2 s ``cluster-node-timeout``, and
+a write sent at the kill was done 4.2 s after it, measured in tests/integration/
+test_redis_cluster.py). After that the command raises the last error, which names the node it
+could not reach (with a 0.5 s deadline: ConnectionError after 0.7 s, the write not applied).
+A command retried after a *timeout* may have been applied by the first attempt: the per-slot
+processor of #16 must keep its writes idempotent, as the counter store's are today.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from redis.backoff import ExponentialBackoff
 
 from socialproof.settings import Settings
 
-#: the first and the longest pause between two attempts of a cluster command that failed
+#: redis-py's ExponentialBackoff pauses min(cap, base * 2**failures): 0.1, 0.2, 0.4, 0.5, 0.5 ... s
 CLUSTER_RETRY_BASE_S = 0.05
 CLUSTER_RETRY_CAP_S = 0.5
 #: how long a cluster command keeps retrying through a failover before it raises
@@ -58,6 +61,10 @@ def connect(settings: Settings, **overrides: object) -> aioredis.Redis:
 async def is_cluster(url: str) -> bool:
     """Whether the node ``url`` names runs with ``cluster-enabled yes`` (``INFO cluster`` says
     ``cluster_enabled:1``). Raises redis-py's ConnectionError when nothing answers there."""
+    parts = urlsplit(url)
+    if parts.scheme in ("redis", "rediss"):
+        # asked of database 0: a cluster node refuses to SELECT another, and INFO is server-wide
+        url = parts._replace(path="/0").geturl()
     client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
     try:
         info = await client.info("cluster")

@@ -93,6 +93,17 @@ async def test_is_cluster_tells_a_cluster_node_from_the_single_node(
         await plain.aclose()
 
 
+async def test_connect_store_refuses_a_cluster_url_naming_another_database(
+    redis_cluster: ClusterUnderTest,  # noqa: F811
+) -> None:
+    # Given a cluster node's URL ending in /3 (a cluster has database 0 only)
+    url = redis_cluster.url.rsplit("/", 1)[0] + "/3"
+    # When the store client is asked for
+    # Then it refuses at once, saying how to fix the URL
+    with pytest.raises(ValueError, match="end the URL with /0"):
+        await connect_store(Settings(redis_url=url))
+
+
 async def test_connect_store_writes_and_reads_keys_on_every_master(
     store: AsyncRedisCluster,
 ) -> None:

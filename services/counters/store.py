@@ -209,10 +209,18 @@ _CONSTANTS = (
     f"local DAY, NOTECAP_TTL = {DAY_MS}, {NOTECAP_TTL_S}\n"
     f"local XMAXW = {ev.MAX_ATTRIBUTION_WINDOW_H * HOUR_MS}\n"
 )
-APPLY_LUA = _CONSTANTS + "".join(
-    Path(__file__).with_name(name).read_text(encoding="utf-8")
-    for name in ("promotions.lua", "referrals.lua", "experiments.lua", "counters.lua")
-)
+#: the .lua files of the one script, in order: counters.lua calls the hooks the others define
+SCRIPT_FILES = ("promotions.lua", "referrals.lua", "experiments.lua", "counters.lua")
+
+
+def script_source(directory: Path | None = None) -> str:
+    """The store's one script: its constants, then :data:`SCRIPT_FILES` read from ``directory``
+    (default: beside this module; ``bench.profile_redis`` compares another copy with it)."""
+    where = directory or Path(__file__).parent
+    return _CONSTANTS + "".join((where / name).read_text(encoding="utf-8") for name in SCRIPT_FILES)
+
+
+APPLY_LUA = script_source()
 
 
 def _merge_lines(lines: Iterable[ev.OrderLine | ev.RefundLine]) -> list[str | int]:
@@ -395,6 +403,7 @@ class CounterStore:
         follow_active: bool = False,
         fanout_at: int = FRIENDS_FANOUT_AT,
         coupon_secret: str | None = None,
+        script: str = APPLY_LUA,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
@@ -402,7 +411,7 @@ class CounterStore:
         #: during a hand-over (contracts.namespaces); a rebuild's replay worker writes its own only
         self.follow_active = follow_active
         self._pointer = namespaces.pointer_key(namespace)
-        self._apply = redis.register_script(APPLY_LUA)
+        self._apply = redis.register_script(script)
         #: consent of users who never chose (SOCIALPROOF_DEFAULT_SHARE_PURCHASES); privacy by
         #: default. Changing it later applies to purchases recorded from then on.
         self._default_share = "1" if default_share_purchases else "0"

@@ -32,6 +32,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.notifier.cache import ProofCache
+from services.notifier.clock import CoarseClock
 from socialproof.metrics import LIVE_CONNECTIONS, PIPELINE_STAGE
 
 #: the notifier's stages of ``socialproof_pipeline_stage_seconds`` (children made once)
@@ -52,10 +53,18 @@ class Mailbox:
         "last_sent",
         "ready",
         "closed",
+        "clock",
     )
 
-    def __init__(self, products: frozenset[str], min_interval_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        products: frozenset[str],
+        min_interval_s: float = 0.0,
+        clock: CoarseClock | None = None,
+    ) -> None:
         self.products = products
+        #: the hub's clock for long waits (None: each wait gets its own timer)
+        self.clock = clock
         self.min_interval = min_interval_s
         self.pending: dict[str, dict] = {}
         #: when the oldest unsent change of each pending product was offered (loop time)
@@ -113,6 +122,9 @@ class Mailbox:
                 next_due = min(self.last_sent[p] for p in self.pending) + self.min_interval
                 wait = min(wait, next_due - now)
             self.ready.clear()
+            if self.clock is not None:
+                await self.clock.wait(self.ready, wait)
+                continue
             try:
                 async with asyncio.timeout(wait):
                     await self.ready.wait()
@@ -172,9 +184,11 @@ class Hub:
         self.bells: set[Doorbell] = set()
         self._task: asyncio.Task | None = None
         self.connected = asyncio.Event()
+        #: the connections' heartbeat waits and send deadlines (services.notifier.clock)
+        self.clock = CoarseClock()
 
     def subscribe(self, products: frozenset[str], min_interval_s: float = 0.0) -> Mailbox:
-        box = Mailbox(products, min_interval_s)
+        box = Mailbox(products, min_interval_s, self.clock)
         for product in products:
             self.watchers[product].add(box)
         self.boxes.add(box)
@@ -237,6 +251,7 @@ class Hub:
         return len(self.boxes) + len(self.bells)
 
     def start(self) -> None:
+        self.clock.start()
         self._task = asyncio.create_task(self._listen(), name="notifier-hub")
 
     async def stop(self) -> None:
@@ -252,6 +267,7 @@ class Hub:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        await self.clock.stop()
 
     async def _listen(self) -> None:
         """Subscribe and dispatch forever; on a Redis outage, resubscribe with backoff."""

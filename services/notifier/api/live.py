@@ -159,7 +159,7 @@ async def proof_stream(
     feed = Feed(
         state.hub, reader, state.read_encoded, ids, viewer, _min_interval(settings), first_id
     )
-    return SseResponse(ProofSse(feed), settings.sse_heartbeat_s)
+    return SseResponse(ProofSse(feed), settings.sse_heartbeat_s, clock=state.hub.clock)
 
 
 @router.websocket("/v1/proof/ws")
@@ -203,7 +203,7 @@ async def proof_ws(
         feed.box.close()
 
     async def send(text: bytes) -> None:
-        async with asyncio.timeout(SEND_TIMEOUT_S):
+        async with feed.hub.clock.deadline(SEND_TIMEOUT_S):
             await websocket.send_text(text.decode())
 
     receiver = asyncio.create_task(drain())

@@ -226,4 +226,4 @@ async def my_stream(
         request.headers.get("last-event-id") or last_event_id,
         ProgressFollower(state.promotions, claims.viewer_id, followed) if followed else None,
     )
-    return SseResponse(feed, settings.sse_heartbeat_s, claims.expires_at)
+    return SseResponse(feed, settings.sse_heartbeat_s, claims.expires_at, clock=state.hub.clock)

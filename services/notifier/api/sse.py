@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from services.notifier.clock import CoarseClock
 from socialproof.http import RETRY_AFTER_S, error_response
 
 SEND_TIMEOUT_S = 30
@@ -50,8 +51,16 @@ def store_unavailable(exc: Exception) -> Response:
 class SseResponse(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, feed: SseFeed, heartbeat_s: float, expires_at: float = math.inf) -> None:
+    def __init__(
+        self,
+        feed: SseFeed,
+        heartbeat_s: float,
+        expires_at: float = math.inf,
+        clock: CoarseClock | None = None,
+    ) -> None:
         self.feed, self.heartbeat, self.expires_at = feed, heartbeat_s, expires_at
+        #: checks the send deadline of each write (None: each write gets its own timer)
+        self.clock = clock
         self.status_code = 200
         self.background = None
         self.raw_headers = [
@@ -68,8 +77,11 @@ class SseResponse(Response):
                 pass
             feed.interrupt()
 
+        clock = self.clock
+
         async def write(body: bytes) -> None:
-            async with asyncio.timeout(SEND_TIMEOUT_S):
+            deadline = clock.deadline(SEND_TIMEOUT_S) if clock else asyncio.timeout(SEND_TIMEOUT_S)
+            async with deadline:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
 
         try:

@@ -7,7 +7,15 @@ check there.
 
 from __future__ import annotations
 
-from tools.deploycheck.manifests import Obj, Problem, containers, image_repository, ref, workloads
+from tools.deploycheck.manifests import (
+    LONG_RUNNING,
+    Obj,
+    Problem,
+    containers,
+    image_repository,
+    ref,
+    workloads,
+)
 
 KAFKA_CLUSTER = (
     "Kafka component: topics only from KafkaTopic resources of a Kafka in the manifests, "
@@ -15,7 +23,7 @@ KAFKA_CLUSTER = (
 )
 REDIS_STORE = (
     "Redis component: one replica (one store behind one Service), append-only file, noeviction, "
-    "its data directory on a persistent volume"
+    "its data directory on a persistent volume (a Redis Cluster's nodes: rule redis-cluster)"
 )
 
 #: Apache Kafka's defaults for the broker settings the rule reads
@@ -124,12 +132,14 @@ def redis_store(objects: list[Obj]) -> list[Problem]:
         for c in containers(spec):
             if image_repository(c.get("image", "")) != "redis":
                 continue
+            config = _redis_config(spec, c, objects)
+            if obj["kind"] not in LONG_RUNNING or config.get("cluster-enabled") == "yes":
+                continue  # a cluster's nodes, or a Job using redis-cli: rule redis-cluster
             where = ref(obj)
             replicas = obj["spec"].get("replicas", 1)
             if replicas != 1:
                 message = f"{replicas} replicas are {replicas} separate stores behind one Service"
                 out.append(problem("redis-store", where, message))
-            config = _redis_config(spec, c, objects)
             for key, wanted in (("appendonly", "yes"), ("maxmemory-policy", "noeviction")):
                 if config.get(key) != wanted:
                     message = f"redis.conf {key} is {config.get(key)!r}, not {wanted!r}"

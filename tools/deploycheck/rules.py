@@ -6,8 +6,9 @@ reference), the stream processor never outnumbers its partitions, production Kaf
 timeouts, the probes hit our /readyz and /healthz, graceful termination fits the HTTP server's drain and
 the worker's batch, disruption budgets, autoscalers, a default-deny network policy, each pod on its
 own ServiceAccount, no hostPath volume (checkov only knows the Docker socket), and the invariants
-of the Kafka and Redis components. Each rule takes every object of one build and returns its
-:class:`Problem` s, none for a pass; each has a test that breaks a manifest and sees it fail.
+of the Kafka, Redis and Redis Cluster components (``components.py``, ``redis_cluster.py``). Each
+rule takes every object of one build and returns its :class:`Problem` s, none for a pass; each
+has a test that breaks a manifest and sees it fail.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from contracts.topics import PROCESSOR_TOPICS
-from tools.deploycheck import components
+from tools.deploycheck import components, redis_cluster
 from tools.deploycheck.manifests import (
     LONG_RUNNING,
     Obj,
@@ -402,3 +403,4 @@ def _network(objects: list[Obj]) -> list[Problem]:
 
 rule("kafka-cluster", components.KAFKA_CLUSTER)(components.kafka_cluster)
 rule("redis-store", components.REDIS_STORE)(components.redis_store)
+rule(redis_cluster.RULE_ID, redis_cluster.REDIS_CLUSTER)(redis_cluster.redis_cluster)

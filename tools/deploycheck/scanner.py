@@ -81,7 +81,7 @@ SKIPS: tuple[Skip, ...] = (
         "CKV_K8S_40",
         "high UID: the redis image runs as its own user 999, which owns the data directory on "
         "the volume; it never runs as root (CKV_K8S_23 still holds)",
-        only=frozenset({"StatefulSet/redis"}),
+        only=frozenset({"StatefulSet/redis", "StatefulSet/redis-cluster"}),
     ),
 )
 

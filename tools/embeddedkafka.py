@@ -41,14 +41,19 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from socialproof.processes import ManagedProcess, ProcessError, free_port, wait_until
+from socialproof.processes import (
+    ManagedProcess,
+    ProcessError,
+    free_port,
+    stop_together,
+    wait_until,
+)
 from tools.devstack import StackError
 
 POM = Path(__file__).with_name("kafka_jars") / "pom.xml"
@@ -455,12 +460,7 @@ class KafkaCluster:
         one, the last node waits for a controller quorum that is gone: 39 s, ended by SIGKILL
         after 30; all at once, about 6 s.)"""
         procs = [n.proc for n in self.nodes if n.proc is not None]
-        for proc in procs:
-            proc.signal(signal.SIGCONT)
-            proc.signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in procs:
-            proc.stop(timeout=max(0.1, deadline - time.monotonic()))
+        stop_together(procs, timeout)
 
     def discard(self) -> None:
         """SIGKILL every node: for a throwaway cluster whose logs nobody reads again (a fault

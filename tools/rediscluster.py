@@ -47,7 +47,13 @@ from types import TracebackType
 
 import redis
 
-from socialproof.processes import ManagedProcess, ProcessError, free_port, wait_until
+from socialproof.processes import (
+    ManagedProcess,
+    ProcessError,
+    free_port,
+    stop_together,
+    wait_until,
+)
 from tools.devstack import StackError, redis_binary
 
 SLOTS = 16384
@@ -326,12 +332,7 @@ class RedisCluster:
         then SIGKILL whatever is left after ``timeout``."""
         procs = [n.proc for n in self.nodes if n.proc is not None]
         self._down.update(n.port for n in self.nodes)
-        for proc in procs:
-            proc.signal(signal.SIGCONT)
-            proc.signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in procs:
-            proc.stop(timeout=max(0.1, deadline - time.monotonic()))
+        stop_together(procs, timeout)
 
     def __enter__(self) -> RedisCluster:
         return self.start()

@@ -52,7 +52,14 @@ import redis.asyncio as aioredis
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.env import TOKEN, Background, BenchEnv, Worker, encode_all, new_namespace
-from bench.measure import THROUGHPUT_MIX, open_sse, percentile, raise_fd_limit, tree_cpu_seconds
+from bench.measure import (
+    THROUGHPUT_MIX,
+    open_sse,
+    percentile,
+    raise_fd_limit,
+    read_events,
+    tree_cpu_seconds,
+)
 from bench.registry import Result, Target, scenario
 from contracts.topics import ORDERS
 from contracts.views import Keys
@@ -182,17 +189,6 @@ class RecordTimes:
         self.consumer.close()
 
 
-async def _read_states(reader: asyncio.StreamReader, on_state) -> None:
-    """Each event is one chunk (uvicorn sends one per message), so lines stay whole; chunk-size
-    lines and comments (heartbeats) are skipped. Times are taken as each line is read."""
-    while True:
-        line = await reader.readline()
-        if not line:
-            return
-        if line.startswith(b"data: "):
-            on_state(orjson.loads(line[6:]), time.time())
-
-
 async def _timed_run(
     stack: Stack,
     channel: str,
@@ -245,7 +241,9 @@ async def _timed_run(
             arrived_at[product] = now
             arrived[product].set()
 
-    readers = [asyncio.create_task(_read_states(conn.reader, on_state)) for conn in conns.values()]
+    readers = [
+        asyncio.create_task(read_events(conn, on_state, clock=time.time)) for conn in conns.values()
+    ]
     orders: list[TimedOrder] = []
     errors = 0
     headers = {"Authorization": f"Bearer {TOKEN}"}

@@ -83,21 +83,19 @@ def process_tree(pid: int) -> list[int]:
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of a process and its descendants (a notifier with several processes)."""
-    total = 0.0
-    for member in process_tree(pid):
-        try:
-            total += cpu_seconds(member)
-        except OSError:
-            continue  # gone meanwhile
-    return total
+    return _tree_sum(pid, cpu_seconds)
 
 
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of a process and its descendants, in MB (what their container holds)."""
+    return _tree_sum(pid, rss_mb)
+
+
+def _tree_sum(pid: int, read: Callable[[int], float]) -> float:
     total = 0.0
     for member in process_tree(pid):
         try:
-            total += rss_mb(member)
+            total += read(member)
         except (OSError, RuntimeError):
             continue  # gone meanwhile
     return total
@@ -139,16 +137,22 @@ async def open_sse(host: str, port: int, path: str) -> SseConn:
     return SseConn(reader, writer)
 
 
-async def read_events(conn: SseConn, on_state: Callable[[Any, float], None]) -> None:
-    """Each event is one chunk (uvicorn sends one per message), so lines stay whole; chunk-size
-    lines and comments (heartbeats) are skipped."""
+async def read_events(
+    conn: SseConn,
+    on_state: Callable[[Any, float], None],
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Each event is one chunk (the server sends one per message), so lines stay whole;
+    chunk-size lines and comments (heartbeats) are skipped. ``on_state`` gets each state with
+    ``clock()`` taken as its line is read (``time.time`` to compare with other processes'
+    clocks, as e2e_latency does)."""
     reader = conn.reader
     while True:
         line = await reader.readline()
         if not line:
             return
         if line.startswith(b"data: "):
-            on_state(orjson.loads(line[6:]), time.monotonic())
+            on_state(orjson.loads(line[6:]), clock())
 
 
 def committed_offsets(admin: AdminClient, group: str) -> dict[tuple[str, int], int]:

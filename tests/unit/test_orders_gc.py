@@ -10,16 +10,22 @@ from types import SimpleNamespace
 from services.orders.app import tuning_gc_once_caught_up
 
 
-async def test_the_collector_is_tuned_once_the_view_caught_up() -> None:
+def replaying_service() -> tuple[SimpleNamespace, SimpleNamespace, object]:
+    """(its view, still replaying; the app; a lifespan that puts the view on the app)."""
     view = SimpleNamespace(caught_up=False)
     app = SimpleNamespace(state=SimpleNamespace())
-    tuned: list[float] = []
 
     @asynccontextmanager
     async def lifespan(app):
         app.state.view = view
         yield
 
+    return view, app, lifespan
+
+
+async def test_the_collector_is_tuned_once_the_view_caught_up() -> None:
+    view, app, lifespan = replaying_service()
+    tuned: list[float] = []
     loop = asyncio.get_running_loop()
     wrapped = tuning_gc_once_caught_up(
         lifespan, tune=lambda: tuned.append(loop.time()), poll_s=0.01
@@ -37,15 +43,8 @@ async def test_the_collector_is_tuned_once_the_view_caught_up() -> None:
 
 
 async def test_a_service_stopped_while_replaying_never_tunes() -> None:
-    view = SimpleNamespace(caught_up=False)
-    app = SimpleNamespace(state=SimpleNamespace())
+    view, app, lifespan = replaying_service()
     tuned: list[bool] = []
-
-    @asynccontextmanager
-    async def lifespan(app):
-        app.state.view = view
-        yield
-
     async with tuning_gc_once_caught_up(lifespan, tune=lambda: tuned.append(True), poll_s=0.01)(
         app  # type: ignore[arg-type]
     ):

@@ -15,7 +15,9 @@ from tests.support.bench import run_quick
 SCENARIOS = ["sse_fanout", "sse_fanout_x5", "read_api", "read_api_2p"]
 
 
-def test_the_notifier_bench_scenarios_run_and_report(settings: Settings, tmp_path: Path) -> None:
+def test_the_notifier_bench_scenarios_run_and_report(
+    settings: Settings, topics: None, tmp_path: Path
+) -> None:
     servers = {
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "REDIS_URL": settings.redis_url,

@@ -174,9 +174,17 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from contracts import events as ev
 from contracts import fastcodec, namespaces
+from contracts.layout import (
+    StoreLayout,
+    default_shards,
+    layout_field,
+    outbox_prefix,
+    parse_shards,
+)
 from contracts.views import (
     DAY_MS,
     DEFAULT_ATTRIBUTION_WINDOW_H,
@@ -378,6 +386,59 @@ def operation(event: ev.Event | Any) -> list | None:
     return build(event) if build is not None else None
 
 
+# Where each operation goes in a sharded layout (contracts/layout.py): the index of its product
+# in the operation, for operations about one product.
+_PRODUCT_AT = {"V": 2, "S": 3, "Q": 2, "A": 3, "H": 3, "K": 3, "M": 4, "I": 6}
+#: user facts and cancellations: every shard (a cancellation names an order, not its products)
+_EVERY_SHARD = frozenset("FXNEC")
+#: promotion definitions and ends, product categories: the referrals shard only
+_REFERRALS_ONLY = frozenset("DTU")
+
+
+def route(ops: list[list], layout: StoreLayout) -> dict[str, list[list]]:
+    """The operations of a batch by the prefix of the shard that applies them
+    (contracts/layout.py says why each goes where). One shard: all of them, unchanged."""
+    if not layout.sharded:
+        return {layout.namespace: ops}
+    by_shard: dict[str, list[list]] = defaultdict(list)
+    referrals = layout.referrals_prefix
+    every = layout.prefixes
+    for op in ops:
+        kind = op[0]
+        if kind == "P" or kind == "R":
+            lines = op[4]
+            split: dict[str, list] = defaultdict(list)
+            for i in range(0, len(lines), 2):
+                split[layout.product_prefix(lines[i])] += lines[i : i + 2]
+            if kind == "P":
+                # product shards: the lines of theirs, without link and coupon (and so without
+                # referral work); the visitor id stays (badge experiments are per product)
+                visitor = op[8] if len(op) > 8 else None
+                head = op[:4]
+                for prefix, own in split.items():
+                    by_shard[prefix].append(
+                        [*head, own, op[5], "", "", visitor] if visitor else [*head, own, op[5]]
+                    )
+                if len(op) > 6 and (op[6] or op[7]):  # a referral or coupon: the whole order
+                    by_shard[referrals].append(op[:8])
+            else:
+                for prefix, own in split.items():
+                    by_shard[prefix].append([*op[:4], own, *op[5:]])
+                by_shard[referrals].append(op)  # whether the order was referred is known there
+        elif kind in _EVERY_SHARD:
+            for prefix in every:
+                by_shard[prefix].append(op)
+        elif kind in _REFERRALS_ONLY:
+            by_shard[referrals].append(op)
+        elif kind == "S":
+            by_shard[layout.product_prefix(op[3])].append(op[:7])
+            if len(op) > 7:  # a share with a link: attribution happens in the referrals shard
+                by_shard[referrals].append(op)
+        else:
+            by_shard[layout.product_prefix(op[_PRODUCT_AT[kind]])].append(op)
+    return by_shard
+
+
 @dataclass
 class Changes:
     """What applying events changed: the products whose public views changed (announced on
@@ -412,6 +473,9 @@ class CounterStore:
         self.follow_active = follow_active
         self._pointer = namespaces.pointer_key(namespace)
         self._apply = redis.register_script(script)
+        #: a Redis Cluster: every namespace is sharded (contracts/layout.py)
+        self._cluster = isinstance(redis, AsyncRedisCluster)
+        self._shards: dict[str, int] = {}
         #: consent of users who never chose (SOCIALPROOF_DEFAULT_SHARE_PURCHASES); privacy by
         #: default. Changing it later applies to purchases recorded from then on.
         self._default_share = "1" if default_share_purchases else "0"
@@ -427,17 +491,35 @@ class CounterStore:
         self._coupon_secret = coupon_secret
         #: reward transitions go to the base namespace's outbox (the same across rebuilds), and
         #: only from calls that write the live namespace: targets()[0] of a live worker
-        self._outbox = self.keys.rewards_outbox
-        self._emissions = f"{self.keys.ns}:rewards:seq"
+        outbox = Keys(outbox_prefix(namespace, self._cluster))
+        self._outbox = outbox.rewards_outbox
+        self._emissions = f"{outbox.ns}:rewards:seq"
         self._live = self.keys.ns
 
     async def targets(self) -> tuple[str, ...]:
         """The namespaces this batch must be written to (first: the one readers serve)."""
         if not self.follow_active:
             return (self.keys.ns,)
-        written = namespaces.parse(await self.redis.hgetall(self._pointer), self.keys.ns).written
+        pointer = await self.redis.hgetall(self._pointer)
+        written = namespaces.parse(pointer, self.keys.ns).written
+        for ns in written:
+            if (shards := parse_shards(pointer, ns)) is not None:
+                self._shards[ns] = shards
         self._live = written[0]
         return written
+
+    async def layout(self, namespace: str | None = None) -> StoreLayout:
+        """The shards of ``namespace`` (default: this store's): as recorded beside the pointer,
+        else recorded now as the default for this store (1 on one Redis, several on a
+        cluster; contracts/layout.py). Every writer and reader reads the same record."""
+        ns = namespace or self.keys.ns
+        shards = self._shards.get(ns)
+        if shards is None:
+            field_ = layout_field(ns)
+            await self.redis.hsetnx(self._pointer, field_, default_shards(self._cluster))
+            shards = int(await self.redis.hget(self._pointer, field_))
+            self._shards[ns] = shards
+        return StoreLayout(ns, shards)
 
     def emits(self, namespace: str) -> bool:
         """Whether applying to ``namespace`` appends reward transitions to the outbox: only a live
@@ -461,22 +543,29 @@ class CounterStore:
         ns = namespace or self.keys.ns
         if emit is None:
             emit = self.emits(ns)
+        layout = await self.layout(ns)
+        referrals = layout.referrals_prefix
         # EVALSHA straight away (the script is loaded on first NOSCRIPT): a redis-py pipeline would
         # add a SCRIPT EXISTS round trip to every call. Chunks run concurrently; facts commute.
+        # Each call names one key of its shard (KEYS[1], unused by the script), which is how a
+        # cluster client routes it to the master of that shard's slot. Only the referrals shard
+        # decides rewards, so only its calls get the outbox (in its slot on a cluster).
         results = await asyncio.gather(
             *(
                 self._apply(
+                    keys=[f"{prefix}:erased"],
                     args=[
-                        ns,
-                        orjson.dumps(ops[start : start + CHUNK]),
+                        prefix,
+                        orjson.dumps(shard_ops[start : start + CHUNK]),
                         self._default_share,
                         self._fanout_at,
                         self._coupon_secret,
-                        self._outbox if emit else "",
+                        self._outbox if emit and prefix == referrals else "",
                         self._emissions,
-                    ]
+                    ],
                 )
-                for start in range(0, len(ops), CHUNK)
+                for prefix, shard_ops in route(ops, layout).items()
+                for start in range(0, len(shard_ops), CHUNK)
             )
         )
         changed = Changes()

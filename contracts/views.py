@@ -2,7 +2,12 @@
 
 This is a contract between two services like the topics are, so it lives here and neither side
 imports the other. Every key starts with the namespace (``SOCIALPROOF_REDIS_NAMESPACE``, default
-``sp``) so that a rebuild can fill a fresh namespace beside the live one. Ids may contain ``:``
+``sp``) so that a rebuild can fill a fresh namespace beside the live one. On a Redis Cluster (and
+in any namespace with more than one shard) "the namespace" below is a *shard's prefix*
+``{ns}:{<tag>}``: :mod:`contracts.layout` says which shard holds which key (product facts in
+their product's shard, user facts copied into every shard, referrals and promotions in their
+own shard) and how readers assemble across shards. With one shard, the default on a single
+Redis, the keys are exactly as written here. Ids may contain ``:``
 (see ``contracts.events.Identifier``), so a key that carries two ids joins them with ``|``, a
 character ids never contain.
 

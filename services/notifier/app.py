@@ -67,9 +67,10 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from contracts import namespaces
-from contracts.views import Keys
+from contracts.layout import StoreLayout, resolve_shards
 from services.notifier.api import (
     beacons,
     demoqa,
@@ -136,6 +137,7 @@ async def follow_active_namespace(
     settings: NotifierSettings,
     interval_s: float = 1.0,
 ) -> None:
+    cluster = isinstance(redis, AsyncRedisCluster)
     """Serve the namespace ``replay rebuild --switch`` made active (contracts.namespaces).
 
     The switch is one HSET; this sees it within ``interval_s``. Each read uses one namespace
@@ -144,13 +146,19 @@ async def follow_active_namespace(
     pointer = namespaces.pointer_key(settings.redis_namespace)
     while True:
         try:
-            active = namespaces.parse(await redis.hgetall(pointer), settings.redis_namespace).active
-            if active != reader.keys.ns:
+            raw = await redis.hgetall(pointer)
+            active = namespaces.parse(raw, settings.redis_namespace).active
+            served = StoreLayout(active, resolve_shards(raw, active, cluster))
+            if served != reader.layout:
                 log.info(
                     "serving a new namespace",
-                    extra={"namespace": active, "previous": reader.keys.ns},
+                    extra={
+                        "namespace": active,
+                        "shards": served.shards,
+                        "previous": reader.layout.namespace,
+                    },
                 )
-                reader.keys = Keys(active)
+                reader.layout = served
                 if hub.cache is not None:
                     hub.cache.flush()  # after the switch: reads in flight are refused too
                 await hub.dispatch(list(hub.watchers))

@@ -41,6 +41,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from contracts.layout import StoreLayout
 from contracts.views import (
     BOUGHT_WINDOWS_MS,
     FEED_KEEP,
@@ -149,7 +150,6 @@ class Note(BaseModel):
         return round(self.at.timestamp() * 1000), self.question_id
 
 
-
 def _lua(name: str) -> str:
     """A read script from ``lua/`` (Lua in its own files, loaded once at import)."""
     return (Path(__file__).parent / "lua" / f"{name}.lua").read_text(encoding="utf-8")
@@ -232,9 +232,12 @@ class ProofReader:
         namespace: str,
         default_show_in_activity_feed: bool = False,
         reviews_verified_only: bool = False,
+        shards: int = 1,
     ) -> None:
         self.redis = redis
-        self.keys = Keys(namespace)
+        #: the served namespace's shards (contracts.layout); the app replaces it when
+        #: ``replay rebuild --switch`` makes another namespace active
+        self.layout = StoreLayout(namespace, shards)
         #: SOCIALPROOF_REVIEWS_VERIFIED_ONLY: review count/average/histogram are verified ones
         self.reviews_verified_only = reviews_verified_only
         #: feed consent of users who never chose (SOCIALPROOF_DEFAULT_SHOW_IN_ACTIVITY_FEED)
@@ -243,6 +246,21 @@ class ProofReader:
         self._trending = redis.register_script(TRENDING_LUA)
         self._activity = redis.register_script(ACTIVITY_LUA)
         self._notes = redis.register_script(NOTES_LUA)
+
+    @property
+    def layout(self) -> StoreLayout:
+        return self._layout
+
+    @layout.setter
+    def layout(self, layout: StoreLayout) -> None:
+        self._layout = layout
+        self._keys = Keys(layout.namespace)
+
+    @property
+    def keys(self) -> Keys:
+        """Keys of the served namespace's base prefix (the namespace itself): with one shard
+        every key, sharded only the channels and the namespace's name (``keys.ns``)."""
+        return self._keys
 
     async def read_many(self, product_ids: list[str], now_ms: int | None = None) -> list[Proof]:
         """One pipelined round trip for any number of products."""

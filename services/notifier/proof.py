@@ -30,7 +30,9 @@ expire by themselves without any event arriving. Every method takes an optional 
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -44,8 +46,11 @@ from redis.exceptions import NoScriptError
 from contracts.layout import StoreLayout
 from contracts.views import (
     BOUGHT_WINDOWS_MS,
+    DAY_MS,
     FEED_KEEP,
     HOUR_MS,
+    NOTES_KEEP,
+    QUESTION_NOTES_PER_DAY,
     SHARE_WINDOWS_MS,
     TRENDING_HOURS,
     Keys,
@@ -160,8 +165,12 @@ _KINDS = {"b": "bought", "r": "reviewed", "s": "shared"}
 #: notes read per viewer at most (the processor keeps the newest NOTES_KEEP, 50)
 NOTES_READ = 100
 
-# ARGV: ns, viewer, limit. Returns {question id, ms, product, ...}, newest first: nothing unless
-# the viewer allows question notifications and is not erased; hidden or gone questions skipped.
+# The read scripts run in one shard each: KEYS[1] is a key of that shard (what a cluster client
+# routes by, see _route), ARGV[1] the shard's prefix that every key they touch is built from.
+
+# ARGV: prefix, viewer, limit. Returns {allowed, question id, ms, product, ...}, newest first:
+# allowed is '1' when the viewer allows question notifications and is not erased (else nothing
+# more); product is '' for a question hidden or gone.
 NOTES_LUA = _lua("notes")
 
 # ARGV: ns, viewer, product, max names. Returns {count, name, name, ...}.
@@ -253,14 +262,23 @@ class ProofReader:
 
     @layout.setter
     def layout(self, layout: StoreLayout) -> None:
+        # one assignment replaces everything a read derives from the layout, so a read that
+        # started on the old namespace ends on it (it holds its own references)
         self._layout = layout
         self._keys = Keys(layout.namespace)
+        self._shards = tuple(Keys(prefix) for prefix in layout.product_prefixes)
+        self._referrals = Keys(layout.referrals_prefix)
 
     @property
     def keys(self) -> Keys:
         """Keys of the served namespace's base prefix (the namespace itself): with one shard
         every key, sharded only the channels and the namespace's name (``keys.ns``)."""
         return self._keys
+
+    def _product_keys(self, product_id: str) -> Keys:
+        """Keys of the product's shard (the namespace itself with one shard)."""
+        shards = self._shards
+        return shards[0] if len(shards) == 1 else shards[self._layout.shard_of(product_id)]
 
     async def read_many(self, product_ids: list[str], now_ms: int | None = None) -> list[Proof]:
         """One pipelined round trip for any number of products."""
@@ -282,8 +300,15 @@ class ProofReader:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     self._queue_counters(pipe, [product_id], now_ms)
                     # EVALSHA itself: a pipeline running a Script object first asks SCRIPT EXISTS
+                    shard = self._product_keys(product_id)
                     pipe.evalsha(
-                        self._friends.sha, 0, self.keys.ns, viewer_id, product_id, MAX_FRIEND_NAMES
+                        self._friends.sha,
+                        1,
+                        _route(shard),
+                        shard.ns,
+                        viewer_id,
+                        product_id,
+                        MAX_FRIEND_NAMES,
                     )
                     replies = await pipe.execute()
                 break
@@ -296,19 +321,22 @@ class ProofReader:
         return proof, (int(friends[0]), [str(n) for n in friends[1:]])
 
     def _queue_counters(self, pipe: Pipeline, product_ids: list[str], now_ms: int) -> None:
+        referrals = self._referrals
         for product_id in product_ids:
-            buyers = self.keys.buyers(product_id)
+            keys = self._product_keys(product_id)
+            buyers = keys.buyers(product_id)
             for window_ms in BOUGHT_WINDOWS_MS.values():
                 pipe.zcount(buyers, now_ms - window_ms, "+inf")
-            via = self.keys.bought_via_shares(product_id)
+            # referral figures live in the referrals shard (the product's own with one shard)
+            via = referrals.bought_via_shares(product_id)
             for window_ms in VIA_WINDOWS_MS.values():
                 pipe.zcount(via, now_ms - window_ms, "+inf")
-            share_times = self.keys.share_times(product_id)
+            share_times = keys.share_times(product_id)
             for window_ms in SHARE_WINDOWS_MS.values():
                 pipe.zcount(share_times, now_ms - window_ms, "+inf")
-            pipe.hgetall(self.keys.reviews(product_id))
-            pipe.hgetall(self.keys.shares(product_id))
-            pipe.hgetall(qa_key(self.keys, product_id))
+            pipe.hgetall(keys.reviews(product_id))
+            pipe.hgetall(keys.shares(product_id))
+            pipe.hgetall(qa_key(keys, product_id))
 
     def _proofs(self, product_ids: list[str], replies: list, now_ms: int) -> list[Proof]:
         as_of = datetime.fromtimestamp(now_ms / 1000, UTC)
@@ -347,7 +375,10 @@ class ProofReader:
     async def friends_bought(self, viewer_id: str, product_id: str) -> tuple[int, list[str]]:
         """How many of the viewer's friends bought the product (kept, consenting), and up to
         three of their first names. One script call: one SINTER + at most a few name lookups."""
-        reply = await self._friends(args=[self.keys.ns, viewer_id, product_id, MAX_FRIEND_NAMES])
+        shard = self._product_keys(product_id)
+        reply = await self._friends(
+            keys=[_route(shard)], args=[shard.ns, viewer_id, product_id, MAX_FRIEND_NAMES]
+        )
         return int(reply[0]), [str(n) for n in reply[1:]]
 
     async def trending(self, limit: int = 50, now_ms: int | None = None) -> list[TrendingProduct]:
@@ -356,9 +387,19 @@ class ProofReader:
         if limit <= 0:
             return []
         now_hour = _now_ms(now_ms) // HOUR_MS
-        reply = await self._trending(args=[self.keys.ns, now_hour, TRENDING_HOURS, limit])
+        # each shard answers for its own products (a product lives in one shard), at least its
+        # limit best with ties: the best ``limit`` of all are among them, so the merge is exact
+        replies = await asyncio.gather(
+            *(
+                self._trending(
+                    keys=[_route(shard)], args=[shard.ns, now_hour, TRENDING_HOURS, limit]
+                )
+                for shard in self._shards
+            )
+        )
         ranked = [
             TrendingProduct(product_id=reply[i], score=round(float(reply[i + 1])))
+            for reply in replies
             for i in range(0, len(reply), 2)
         ]
         ranked.sort(key=lambda t: (-t.score, t.product_id))
@@ -368,8 +409,9 @@ class ProofReader:
         """The newest activities of users who allow the feed (first names only), newest first."""
         if limit <= 0:
             return []
+        shard = self._product_keys(product_id)
         reply = await self._activity(
-            args=[self.keys.ns, product_id, limit, FEED_KEEP, self._default_feed]
+            keys=[_route(shard)], args=[shard.ns, product_id, limit, FEED_KEEP, self._default_feed]
         )
         return [
             Activity(
@@ -382,15 +424,54 @@ class ProofReader:
 
     async def notes(self, viewer_id: str, limit: int = NOTES_READ) -> list[Note]:
         """The viewer's question notifications, newest first (see the module docstring)."""
-        reply = await self._notes(args=[self.keys.ns, viewer_id, limit])
+        if limit <= 0:
+            return []
+        replies = await asyncio.gather(
+            *(
+                self._notes(keys=[_route(shard)], args=[shard.ns, viewer_id, NOTES_READ])
+                for shard in self._shards
+            )
+        )
+        # consent and erasure are replicated: every shard must allow (one that has not applied
+        # a withdrawal or an erasure yet never shows notes another shard already hides)
+        if not all(reply and reply[0] == "1" for reply in replies):
+            return []
+        entries = [
+            (int(float(reply[i + 1])), reply[i], reply[i + 2])
+            for reply in replies
+            for i in range(1, len(reply), 3)
+        ]
+        if len(replies) > 1:
+            entries = merge_notes(entries)
         return [
             Note(
-                question_id=reply[i],
-                product_id=reply[i + 2],
-                at=datetime.fromtimestamp(int(float(reply[i + 1])) / 1000, UTC),
+                question_id=question_id,
+                product_id=product_id,
+                at=datetime.fromtimestamp(ms / 1000, UTC),
             )
-            for i in range(0, len(reply), 3)
-        ]
+            for ms, question_id, product_id in entries
+            if product_id  # hidden or gone since it was noted
+        ][:limit]
+
+
+def _route(keys: Keys) -> str:
+    """A key of a shard, given as a read script's KEYS[1] (unused by it): what a cluster client
+    routes the call by. Every key the script touches is built from the same prefix (its
+    ARGV[1]), so all are in that shard's slot."""
+    return keys.erased
+
+
+def merge_notes(entries: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+    """A viewer's notes of every product shard, ``(ask ms, question id, product)``, merged as
+    the processor caps one shard's (contracts.views ``notes``): of each UTC day the first
+    ``QUESTION_NOTES_PER_DAY`` by (ask time, question id), of those the newest ``NOTES_KEEP``,
+    newest first. Each shard already keeps at least those of its products, so the union holds
+    them all; with one shard this changes nothing."""
+    per_day: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
+    for entry in set(entries):
+        per_day[entry[0] // DAY_MS].append(entry)
+    capped = [e for day in per_day.values() for e in sorted(day)[:QUESTION_NOTES_PER_DAY]]
+    return sorted(capped, key=lambda e: (e[0], e[1]), reverse=True)[:NOTES_KEEP]
 
 
 def to_json(proof: Proof) -> dict:

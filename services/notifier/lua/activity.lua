@@ -1,4 +1,6 @@
 -- A read script of the notifier (services/notifier/proof.py: ACTIVITY_LUA).
+-- Runs in one shard: ARGV[1] is the shard's prefix (the namespace with one shard); KEYS[1], unused,
+-- is a key of that shard, which routes the call on a Redis Cluster.
 -- ARGV: ns, product, limit, scan limit. Returns {kind, first name, ms, ...}, newest first,
 -- only users not erased who allow the feed and have a first name.
 local ns, product, limit, scan = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])

@@ -1,4 +1,6 @@
 -- A read script of the notifier (services/notifier/proof.py: FRIENDS_LUA).
+-- Runs in one shard: ARGV[1] is the shard's prefix (the namespace with one shard); KEYS[1], unused,
+-- is a key of that shard, which routes the call on a Redis Cluster.
 -- ARGV: ns, viewer, product, max names. Returns {count, name, name, ...}.
 local ns, viewer, product, want = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out = {0}

@@ -1,4 +1,6 @@
 -- A read script of the notifier (services/notifier/proof.py: TRENDING_LUA).
+-- Runs in one shard: ARGV[1] is the shard's prefix (the namespace with one shard); KEYS[1], unused,
+-- is a key of that shard, which routes the call on a Redis Cluster.
 -- ARGV: ns, now hour, hours, limit. Returns {product, score, ...} for every product whose score
 -- is at least the limit-th best (ties included, so the caller's tie-break is exact).
 local ns, now_hour, hours, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])

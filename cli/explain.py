@@ -1,7 +1,8 @@
 """``socialproof explain PRODUCT FIGURE``: the events that make up a figure the notifier serves,
 read from a Redis namespace (the one readers serve unless ``--namespace``), every page at one
 instant. The same computation as ``GET /v1/proof/products/{id}/explain``
-(:mod:`services.notifier.explain`), with the same user refs for the same settings."""
+(:mod:`services.notifier.explain`), with the same user refs for the same settings, on one Redis or
+a Redis Cluster (``REDIS_URL`` naming any node of one), over the namespace's recorded shards."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import json
 from typing import Annotated
 
 import typer
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from rich.table import Table
 
 from cli.common import AsJson, err, fail, load, out
 from contracts import namespaces
+from contracts.layout import resolve_shards
 from services.notifier.explain import (
     FIGURES_HELP,
     Explainer,
@@ -33,14 +36,16 @@ async def _explain(
     settings: NotifierSettings, product: str, figure: str, viewer: str | None,
     namespace: str | None, with_excluded: bool,
 ) -> tuple[str, Explanation]:
-    redis = redis_client.connect(settings)
+    redis = await redis_client.connect_store(settings)
     try:
-        ns = namespace or namespaces.parse(
-            await redis.hgetall(namespaces.pointer_key(settings.redis_namespace)),
-            settings.redis_namespace,
-        ).active
+        pointer = await redis.hgetall(namespaces.pointer_key(settings.redis_namespace))
+        ns = namespace or namespaces.parse(pointer, settings.redis_namespace).active
+        # its shards as recorded beside the pointer (contracts/layout.py), as the notifier reads
+        cluster = isinstance(redis, AsyncRedisCluster)
+        shards = resolve_shards(pointer, ns, cluster)
         reader = ProofReader(
-            redis, ns, settings.default_show_in_activity_feed, settings.reviews_verified_only
+            redis, ns, settings.default_show_in_activity_feed, settings.reviews_verified_only,
+            shards=shards,
         )
         refs = UserRefs(ref_key(settings.viewer_token_secret, settings.service_token))
         explainer = Explainer(reader, refs)

@@ -80,7 +80,7 @@ import orjson
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
-from contracts.views import BOUGHT_WINDOWS_MS, SHARE_CHANNELS, SHARE_WINDOWS_MS
+from contracts.views import BOUGHT_WINDOWS_MS, SHARE_CHANNELS, SHARE_WINDOWS_MS, Keys
 from services.notifier.explain_facts import (  # noqa: F401 (facts re-exported for callers)
     BuyerFacts,
     Entry,
@@ -100,7 +100,11 @@ from services.notifier.explain_facts import (  # noqa: F401 (facts re-exported f
     explain_shares,
     iso,
 )
-from services.notifier.explain_referrals import OTHER_BUYERS, read_bought_via_shares
+from services.notifier.explain_referrals import (
+    OTHER_BUYERS,
+    BuyersPage,
+    read_bought_via_shares,
+)
 from services.notifier.proof import VIA_WINDOWS_MS, ProofReader
 
 T = TypeVar("T")
@@ -308,9 +312,16 @@ EXPLAIN_LUA = (Path(__file__).parent / "lua" / "explain.lua").read_text(encoding
 
 
 class Explainer:
-    """Reads a figure's facts and explains them; the namespace is the reader's (it follows a
-    rebuild's switch), and ``reviews.count`` follows ``SOCIALPROOF_REVIEWS_VERIFIED_ONLY`` as the
-    proof answer does."""
+    """Reads a figure's facts and explains them; the namespace and its shards are the reader's
+    (``reader.layout``: it follows a rebuild's switch), and ``reviews.count`` follows
+    ``SOCIALPROOF_REVIEWS_VERIFIED_ONLY`` as the proof answer does.
+
+    Where (issue #16, :mod:`contracts.layout`): every figure but ``bought_via_shares`` is read in
+    the product's shard (its facts are there, and the user facts friends_bought needs are
+    replicated into it), one script per page as on one Redis; ``bought_via_shares`` in the
+    referrals shard, its second phase walking the product shard's buyers
+    (:mod:`services.notifier.explain_referrals`). Each call gets a key of its shard, so a Redis
+    Cluster client routes it there."""
 
     def __init__(self, reader: ProofReader, refs: Refs) -> None:
         self.reader = reader
@@ -318,8 +329,22 @@ class Explainer:
         self.refs = refs
         self._script = self.redis.register_script(EXPLAIN_LUA)
 
-    async def _read(self, *args: object) -> dict:
-        return orjson.loads(await self._script(args=list(args)))
+    async def _read(self, kind: str, ns: str, product_id: str, *args: object) -> dict:
+        """``explain.lua`` in the shard of prefix ``ns`` (the key routes it on a cluster)."""
+        route = Keys(ns).buyers(product_id)
+        reply = await self._script(keys=[route], args=[kind, ns, product_id, *args])
+        return orjson.loads(reply)
+
+    def _buyers_page(self, ns: str, product_id: str) -> BuyersPage:
+        """The product's ``buyers:{p}`` in the shard of prefix ``ns``, a page at a time."""
+        key = Keys(ns).buyers(product_id)
+
+        async def page(start: str, skip: int, count: int) -> list[tuple[str, str]]:
+            return await self.redis.zrevrangebyscore(
+                key, start, "-inf", start=skip, num=count, withscores=True, score_cast_func=str
+            )
+
+        return page
 
     async def explain(
         self,
@@ -349,7 +374,7 @@ class Explainer:
             start = (first.score, first.skip, first.phase)
         at = int(time.time() * 1000) if now_ms is None else now_ms
         limit = max(1, min(limit, MAX_LIMIT))
-        ns = self.reader.keys.ns
+        layout = self.reader.layout
         read = {
             "bought": self._bought,
             "shares": self._shares,
@@ -359,7 +384,7 @@ class Explainer:
             "via": self._via,
         }[figure.kind]
         value, events, excluded, after = await read(
-            ns, product_id, figure, at, start, limit, with_excluded, viewer_id
+            layout, product_id, figure, at, start, limit, with_excluded, viewer_id
         )
         if not with_excluded:
             excluded = []
@@ -403,14 +428,15 @@ class Explainer:
                     raise
         raise AssertionError("unreachable")
 
-    # --- per kind: (value, events, excluded, next position) ---
+    # --- per kind: (value, events, excluded, next position); each reads the shard of its facts ---
 
     @staticmethod
     def _walk_args(start: tuple[str, int, int] | None, limit: int, low: str) -> list[object]:
         score, skip = start[:2] if start is not None else ("+inf", 0)
         return [score, skip, limit, low]
 
-    async def _bought(self, ns, product_id, figure, at, start, limit, full, _viewer):
+    async def _bought(self, layout, product_id, figure, at, start, limit, full, _viewer):
+        ns = layout.product_prefix(product_id)
         window_start = at - figure.window_ms
         low = "-inf" if full else str(window_start)
         raw = await self._read(
@@ -420,7 +446,8 @@ class Explainer:
         events, excluded = explain_buyers(buyers, self.refs, window_start=window_start)
         return int(raw["value"]), events, excluded, _position(raw.get("next"))
 
-    async def _shares(self, ns, product_id, figure, at, start, limit, full, _viewer):
+    async def _shares(self, layout, product_id, figure, at, start, limit, full, _viewer):
+        ns = layout.product_prefix(product_id)
         window_start = at - figure.window_ms if figure.window_ms is not None else None
         low = str(window_start) if window_start is not None and not full else "-inf"
         raw = await self._read(
@@ -434,7 +461,8 @@ class Explainer:
         events, excluded = explain_shares(shares, self.refs, window_start=window_start)
         return int(raw["value"]), events, excluded, _position(raw.get("next"))
 
-    async def _questions(self, ns, product_id, figure, at, start, limit, full, _viewer):
+    async def _questions(self, layout, product_id, figure, at, start, limit, full, _viewer):
+        ns = layout.product_prefix(product_id)
         field_ = {1: "questions", 2: "answered", 4: "answered_by_buyers"}[figure.bit]
         raw = await self._read(
             "q", ns, product_id, *self._walk_args(start, limit, "-inf"), field_, figure.bit,
@@ -447,7 +475,8 @@ class Explainer:
         events, excluded = explain_questions(questions, self.refs, bit=figure.bit)
         return int(raw["value"]), events, excluded, _position(raw.get("next"))
 
-    async def _friends(self, ns, product_id, figure, at, start, limit, full, viewer):
+    async def _friends(self, layout, product_id, figure, at, start, limit, full, viewer):
+        ns = layout.product_prefix(product_id)
         raw = await self._read("f", ns, product_id, viewer)
         counted = frozenset(as_list(raw.get("counted")))
         friends = [buyer_facts(item) for item in as_list(raw.get("items"))]
@@ -458,13 +487,17 @@ class Explainer:
         events, excluded = explain_buyers(page, self.refs, counted=counted)
         return int(raw["value"]), events, excluded, after
 
-    async def _via(self, ns, product_id, figure, at, start, limit, full, _viewer):
+    async def _via(self, layout, product_id, figure, at, start, limit, full, _viewer):
+        product_ns = layout.product_prefix(product_id)
+        ns = layout.referrals_prefix
         return await read_bought_via_shares(
             self._read, self.refs, ns, product_id, window_ms=figure.window_ms, at=at,
             start=start, limit=limit, full=full,
+            buyers=None if product_ns == ns else self._buyers_page(product_ns, product_id),
         )
 
-    async def _reviews(self, ns, product_id, figure, at, start, limit, full, _viewer):
+    async def _reviews(self, layout, product_id, figure, at, start, limit, full, _viewer):
+        ns = layout.product_prefix(product_id)
         verified = figure.verified or self.reader.reviews_verified_only
         raw = await self._read("r", ns, product_id)
         reviews = [

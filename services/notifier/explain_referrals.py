@@ -30,6 +30,19 @@ the figure. The sequence (``explain.lua``, kind ``v``) has two phases: the credi
 are not wanted, so both ways list the same events in the same order); then the product's other
 buyers (``buyers:{p}``, newest purchase first) that have referred purchases of it, walked at most
 :data:`WALK_BUDGET` buyers a page (a page may hold fewer than ``limit`` buyers and still go on).
+
+Sharded (issue #16, :mod:`contracts.layout`): the referral facts (``via``, ``credit``, ``ro``,
+``link``, the referred orders' keptness) are in the referrals shard, the product's buyers
+(``buyers:{p}``, which phase 2 walks, ordered by each buyer's latest kept purchase of any kind) in
+the product's shard; the referrals shard's own ``buyers:{p}`` holds only the buyers of referred
+purchases, by those, so it would miss a buyer whose referred purchases were all refunded and order
+the rest differently. So phase 1 is one script in the referrals shard, as on one Redis, and phase
+2 is walked here exactly as the script walks it (:func:`walk_other_buyers`: the same positions,
+ties and budget): a chunk of the product shard's buyers (``ZREVRANGEBYSCORE``), then their facts
+from the referrals shard (``explain.lua`` kind ``V``), two round trips a chunk of ``limit``
+buyers, where one Redis reads a page in one. The page's value still comes from one read (the
+first), but the chunks are separate reads: a purchase landing between them can show in a page
+without its value; a later page then sees the new value and answers ``FigureChanged``, as before.
 """
 
 from __future__ import annotations
@@ -140,23 +153,70 @@ def referred_buyer(raw: dict) -> ReferredBuyer:
 
 #: (score, ties given, phase) where a page starts; None: the first page
 Start = tuple[str, int, int] | None
+#: ``(from score, ties to skip, count)`` -> the product shard's ``buyers:{p}`` members and their
+#: scores (as Redis writes them), newest first: ``ZREVRANGEBYSCORE … -inf WITHSCORES LIMIT``
+BuyersPage = Callable[[str, int, int], Awaitable[list[tuple[str, str]]]]
+
+
+async def walk_other_buyers(
+    read: Callable[..., Awaitable[dict]], buyers: BuyersPage, ns: str, product_id: str,
+    start: tuple[str, int], limit: int,
+) -> tuple[list[dict], tuple[str, int] | None]:
+    """Phase 2 across shards: the buyers of ``buyers`` from ``start`` that are not in via and have
+    referred purchases, until ``limit`` of them or :data:`WALK_BUDGET` walked; and the position
+    after the last one walked (None: nothing after it). The same walk as ``explain.lua``'s."""
+    items: list[dict] = []
+    walked = 0
+    cur, ties = start
+    while True:
+        count = min(limit, WALK_BUDGET - walked)
+        page = await buyers(cur, ties, count + 1)  # one more: is there anything after the page
+        if not page:
+            return items, None
+        looked = page[:count]
+        raw = await read("V", ns, product_id, *(member for member, _ in looked))
+        found = as_list(raw.get("items"))
+        for i, ((_, score), item) in enumerate(zip(looked, found, strict=True)):
+            if score == cur:
+                ties += 1
+            else:
+                cur, ties = score, 1
+            walked += 1
+            if item:
+                items.append(item)
+            if len(items) >= limit or walked >= WALK_BUDGET:
+                return items, ((cur, ties) if i + 1 < len(page) else None)
+        if len(page) <= count:
+            return items, None
 
 
 async def read_bought_via_shares(
     read: Callable[..., Awaitable[dict]], refs: Refs, ns: str, product_id: str, *,
     window_ms: int, at: int, start: Start, limit: int, full: bool,
+    buyers: BuyersPage | None = None,
 ) -> tuple[int, list[Entry], list[Entry], tuple[str, int, int] | None]:
-    """One page: ``(value, events, excluded, next start)``; ``read`` runs ``explain.lua``."""
+    """One page: ``(value, events, excluded, next start)``; ``read`` runs ``explain.lua`` in the
+    shard of prefix ``ns`` (the referrals shard); ``buyers`` reads the product's buyers when they
+    are in another shard (None: in the same, and the script walks them)."""
     window_start = at - window_ms
     score, skip, phase = start if start is not None else ("+inf", 0, FIRST_PHASE)
     low = "-inf" if full or phase == OTHER_BUYERS else str(window_start)
     raw = await read(
-        "v", ns, product_id, score, skip, limit, low, window_start, int(full), phase, WALK_BUDGET
+        "v", ns, product_id, score, skip, limit, low, window_start, int(full), phase, WALK_BUDGET,
+        int(buyers is not None),
     )
-    buyers = [referred_buyer(item) for item in as_list(raw.get("items"))]
-    events, excluded = explain_via(buyers, refs, window_start=window_start)
+    items = as_list(raw.get("items"))
     after = raw.get("next")
+    walk_from = raw.get("walk")
+    if buyers is not None and isinstance(walk_from, list) and len(walk_from) == 2:
+        more, after = await walk_other_buyers(
+            read, buyers, ns, product_id, (str(walk_from[0]), int(walk_from[1])),
+            limit - len(items),
+        )
+        items = [*items, *more]
+    found = [referred_buyer(item) for item in items]
+    events, excluded = explain_via(found, refs, window_start=window_start)
     position = None
-    if isinstance(after, list) and len(after) == 2:
+    if isinstance(after, list | tuple) and len(after) == 2:
         position = (str(after[0]), int(after[1]), int(raw.get("phase") or FIRST_PHASE))
     return int(raw["value"]), events, excluded, position

@@ -1,7 +1,8 @@
 """Explanations of ``bought_via_shares.24h`` / ``.7d`` against a real Redis written by the real
 counter store (no broker): in the generated referral shop (``tests/support/referrals.py``: links
 known, unknown and the buyer's own, refunds, cancellations, erasures of a sharer and a buyer), for
-both windows and any page size, the counted events are the served number and exactly the
+both windows and any page size, on every layout of the store (one shard, four, a Redis Cluster's
+twelve: :mod:`tests.support.stores`), the counted events are the served number and exactly the
 reference model's credited purchases with their shares, and every other referred purchase of a
 listed buyer is excluded with the reason the events give; a small shop by hand shows each reason
 and every field; the endpoint and ``socialproof explain`` page it like the other figures."""
@@ -23,7 +24,10 @@ from services.notifier.proof import VIA_WINDOWS_MS, ProofReader, to_json
 from services.notifier.settings import NotifierSettings
 from socialproof.settings import Settings
 from tests.integration.test_explain import KEY, aredis, every_page  # noqa: F401 (fixture)
-from tests.support.referrals import AT, SECRET, Shop, apply_in_chunks, generated_shop, store
+from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
+from tests.support.referrals import AT, SECRET, Shop, apply_in_chunks, generated_shop
+from tests.support.referrals import store as counter_store
+from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -70,13 +74,15 @@ def expected_reasons(
 
 
 async def test_every_page_size_adds_up_to_the_served_figure_and_the_oracles_credits(
-    aredis: aioredis.Redis, namespace: str  # noqa: F811
+    store: StoreUnderTest,  # noqa: F811
 ) -> None:
-    # Given the generated referral shop, through the real counter store
+    # Given the generated referral shop, through the real counter store, on one shard, four on
+    # one Redis (the credits in the referrals shard, the product's buyers in its own: the second
+    # phase walks across them) and twelve on a Redis Cluster
     events, facts = generated_shop()
-    await apply_in_chunks(store(aredis, namespace), events, 80)
+    await apply_in_chunks(counter_store(store.redis, store.namespace), events, 80)
     oracle = ReferralOracle(events, SECRET)
-    reader = ProofReader(aredis, namespace)
+    reader = ProofReader(store.redis, store.namespace, shards=store.layout.shards)
     refs = UserRefs(KEY)
     explainer = Explainer(reader, refs)
     by_order = {e.payload.order_id: e for e in events if isinstance(e, ev.PurchaseCompleted)}
@@ -174,7 +180,7 @@ async def test_each_reason_and_field_in_a_shop_by_hand(
     aredis: aioredis.Redis, namespace: str  # noqa: F811
 ) -> None:
     events, ids = hand_shop(NOW)
-    await apply_in_chunks(store(aredis, namespace), events, 5)
+    await apply_in_chunks(counter_store(aredis, namespace), events, 5)
     refs = UserRefs(KEY)
     explainer = Explainer(ProofReader(aredis, namespace), refs)
     now_ms = int(NOW.timestamp() * 1000)
@@ -235,7 +241,7 @@ def test_the_endpoint_and_the_cli_page_it_and_agree_with_the_proof_answer(
     async def apply(events: list[ev.Event]) -> None:
         client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
         try:
-            await apply_in_chunks(store(client, namespace), events, 50)
+            await apply_in_chunks(counter_store(client, namespace), events, 50)
         finally:
             await client.aclose()
 

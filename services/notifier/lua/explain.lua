@@ -8,7 +8,13 @@
 -- 's' shares, 'q' questions, 'f' friends_bought (ARGV[4] the viewer), 'r' reviews (no more
 -- arguments: the reviewers come from {ns}:reviewers:{product}), 'v' bought_via_shares (the
 -- credited buyers of via:{product}, then, with the excluded events, the product's other buyers
--- who have referred purchases of it: two phases of one sequence).
+-- who have referred purchases of it: two phases of one sequence), 'V' the second phase's
+-- referral facts of given buyers (when the walk of the product's buyers is the caller's).
+--
+-- KEYS[1]: a key of the shard read (only so that a Redis Cluster client routes the call there);
+-- ARGV[2] is that shard's prefix (contracts/layout.py), and every key read carries it. 'b', 's',
+-- 'q', 'f' and 'r' read the product's shard (user facts are replicated into it); 'v' and 'V' the
+-- referrals shard. With one shard both are the namespace itself.
 local kind, ns, p = ARGV[1], ARGV[2], ARGV[3]
 
 -- walk key from (from, skip) down to min: visit(member, score) returns an item or nil; stops at
@@ -142,11 +148,14 @@ elseif kind == 'r' then
     if r[1] then table.insert(out.items, {u, r[1], r[2], r[3], r[4], r[5]}) end
   end
 elseif kind == 'v' then
-  -- from, skip, limit, min, window start, full, phase (1: via, 2: the other buyers), budget.
-  -- Phase 1 walks via:{p} (credited buyers by their credited purchase; down to the window's
-  -- start without the excluded events); with them, phase 2 then walks buyers:{p} (every buyer
-  -- with a kept purchase) for those not in via who have referred purchases of p
+  -- from, skip, limit, min, window start, full, phase (1: via, 2: the other buyers), budget,
+  -- split. Phase 1 walks via:{p} (credited buyers by their credited purchase; down to the
+  -- window's start without the excluded events); with them, phase 2 then walks buyers:{p} (every
+  -- buyer with a kept purchase) for those not in via who have referred purchases of p. Split
+  -- ('1': the product's buyers are in another shard): phase 2 is not walked here; out.walk says
+  -- where the caller walks it from (with 'V' for the facts), for limit - #items more buyers.
   local full, phase, budget = ARGV[9] == '1', tonumber(ARGV[10]), tonumber(ARGV[11])
+  local split = ARGV[12] == '1'
   local via, limit = ns..':via:'..p, tonumber(ARGV[6])
   out.value, out.phase = redis.call('ZCOUNT', via, ARGV[8], '+inf'), phase
   local from, skip, min = ARGV[4], tonumber(ARGV[5]), ARGV[7]
@@ -164,11 +173,24 @@ elseif kind == 'v' then
       return cjson.encode(out)
     end
   end
+  if split then
+    out.walk = {from, skip}
+    return cjson.encode(out)
+  end
   local more
   more, out.next = walk(ns..':buyers:'..p, from, skip, min, limit, budget, function(b)
     if redis.call('ZSCORE', via, b) then return nil end
     return referred(b, true)
   end)
   for _, item in ipairs(more) do table.insert(out.items, item) end
+elseif kind == 'V' then
+  -- the buyers (ARGV[4]...), in order: each one's referred purchases of p as phase 2 lists them,
+  -- false for a buyer in via:{p} or without any
+  local via = ns..':via:'..p
+  out.items = {}
+  for i = 4, #ARGV do
+    local b = ARGV[i]
+    out.items[i - 3] = (not redis.call('ZSCORE', via, b) and referred(b, true)) or false
+  end
 end
 return cjson.encode(out)

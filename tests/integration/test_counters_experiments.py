@@ -26,9 +26,20 @@ import redis.asyncio as aioredis
 from contracts import events as ev
 from services.counters.experiment_oracle import ExperimentOracle, Figures
 from services.counters.store import CounterStore
+from services.notifier import experiment_results as results
 from socialproof.settings import Settings
-from tests.support.experiments import MS, World, at, experiment_keys, generated_world, oracle_errors
+from tests.support.experiments import (
+    MS,
+    World,
+    at,
+    expected_keys,
+    experiment_keys,
+    generated_world,
+    oracle_errors,
+)
+from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
 from tests.support.referrals import dump, mentions
+from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
 
 XA = "exp-a"
 
@@ -51,7 +62,7 @@ def spare(redis_client: redis_sync.Redis) -> Iterator[list[str]]:
             redis_client.delete(*keys)
 
 
-def store(aredis: aioredis.Redis, ns: str) -> CounterStore:
+def counter_store(aredis: aioredis.Redis, ns: str) -> CounterStore:
     return CounterStore(aredis, ns, coupon_secret="test-coupon-secret")
 
 
@@ -108,12 +119,15 @@ async def test_every_experiment_figure_equals_the_oracle_in_order_shuffled_concu
     rng = random.Random(7)
     shuffled = events + rng.sample(events, 150)
     rng.shuffle(shuffled)
-    await apply_in_chunks(store(aredis, namespace), events, 60)
-    await apply_in_chunks(store(aredis, shuffled_ns), shuffled, 37)
+    await apply_in_chunks(counter_store(aredis, namespace), events, 60)
+    await apply_in_chunks(counter_store(aredis, shuffled_ns), shuffled, 37)
     await asyncio.gather(
-        *(apply_in_chunks(store(aredis, concurrent_ns), shuffled[i::2], 23) for i in range(2))
+        *(
+            apply_in_chunks(counter_store(aredis, concurrent_ns), shuffled[i::2], 23)
+            for i in range(2)
+        )
     )
-    await store(aredis, replay_ns).apply(sorted(events, key=lambda e: e.occurred_at))
+    await counter_store(aredis, replay_ns).apply(sorted(events, key=lambda e: e.occurred_at))
     # Then every experiment key of all four is the oracle's
     for ns in (namespace, shuffled_ns, concurrent_ns, replay_ns):
         assert oracle_errors(redis_client, ns, oracle) == [], ns
@@ -130,8 +144,68 @@ async def test_every_experiment_figure_equals_the_oracle_in_order_shuffled_concu
     for user in facts["erased"]:
         assert mentions(in_order, user) == []
     # And everything applied again changes nothing
-    await apply_in_chunks(store(aredis, shuffled_ns), events, 500)
+    await apply_in_chunks(counter_store(aredis, shuffled_ns), events, 500)
     assert dump(redis_client, shuffled_ns) == in_order
+
+
+async def test_the_results_read_merges_the_shards_into_the_oracles_figures_on_every_layout(
+    store: StoreUnderTest,  # noqa: F811
+) -> None:
+    # Given the generated world through the real counter store, on one shard, four on one Redis
+    # and twelve on a Redis Cluster (each product shard keeps its own xr/xvf/xcv)
+    events, _ = generated_world()
+    oracle = ExperimentOracle(events)
+    expected = expected_keys(oracle)
+    await apply_in_chunks(counter_store(store.redis, store.namespace), events, 60)
+    layout, merged = store.layout, 0
+    for experiment in sorted(oracle.experiments):
+        variants = sorted(oracle.variants(experiment))
+        firsts = {v: oracle.first_seen(experiment, v) for v in variants}
+        converted = {v: oracle.converted(experiment, v) for v in variants}
+        # (days of the series on first times and a millisecond before them: the ends exactly)
+        times = sorted(
+            {ms for v in variants for ms in (*firsts[v].values(), *converted[v].values())}
+        )
+        cuts = sorted({t - d for t in times[:: max(1, len(times) // 6)] for d in (0, 1)})
+        series = [results.Point(f"d{i}", cut) for i, cut in enumerate(cuts)]
+        series.append(results.Point("now", None))
+        # When the results page reads the experiment
+        snapshot = await results.read(store.redis, layout, experiment, variants, series)
+        # Then the funnel is the oracle's per variant and product
+        want_funnel = expected.get(f"xr:{experiment}", {})
+        assert results.parse_funnel(snapshot.funnel) == results.parse_funnel(want_funnel)
+        for v in variants:
+            figures_ = oracle.figures(experiment, v)
+            # and visitors and conversions count each visitor once, whatever the shards
+            assert (snapshot.visitors[v], snapshot.conversions[v]) == (
+                figures_.visitors,
+                figures_.conversions,
+            ), (experiment, v)
+            # and every day of the series counts them by their first time over all shards
+            for point, day in zip(series, snapshot.series, strict=True):
+                until = point.until_ms if point.until_ms is not None else float("inf")
+                assert day[v] == (
+                    sum(1 for ms in firsts[v].values() if ms <= until),
+                    sum(1 for ms in converted[v].values() if ms <= until),
+                ), (experiment, v, point)
+            if layout.sharded:
+                merged += _in_several_shards(store, experiment, v)
+    # (sharded: visitors who saw products of several shards, so the union and the MIN matter)
+    assert merged > 0 or not layout.sharded
+
+
+def _in_several_shards(
+    store: StoreUnderTest,  # noqa: F811
+    experiment: str,
+    variant: str,
+) -> int:
+    """Visitors in the xvf of two product shards or more, with different first times."""
+    times: dict[str, set[float]] = {}
+    for prefix in store.layout.product_prefixes:
+        key = f"{prefix}:xvf:{experiment}|{variant}"
+        for visitor, ms in store.sync.zrange(key, 0, -1, withscores=True):
+            times.setdefault(visitor, set()).add(ms)
+    return sum(1 for seen in times.values() if len(seen) > 1)
 
 
 # --- the rules one by one -----------------------------------------------------------------------
@@ -147,7 +221,7 @@ class Case:
 
     async def apply(self, *events: ev.Event) -> None:
         self.events += events
-        await store(self.aredis, self.ns).apply(list(events))
+        await counter_store(self.aredis, self.ns).apply(list(events))
         assert oracle_errors(self.client, self.ns, ExperimentOracle(self.events)) == []
 
     def attributed(self, order: str, product: str) -> dict[str, str]:
@@ -166,7 +240,7 @@ class Case:
         reverse = self.ns + "v"
         spare.append(reverse)
         for event in reversed(self.events):
-            await store(self.aredis, reverse).apply([event])
+            await counter_store(self.aredis, reverse).apply([event])
         assert dump(self.client, reverse) == dump(self.client, self.ns)
 
 

@@ -29,6 +29,7 @@ from scipy import stats
 from scipy.stats.contingency import relative_risk
 
 from contracts.events import ExperimentFields
+from contracts.layout import StoreLayout
 from contracts.views import Keys
 from services.notifier.api import insights
 from services.notifier.experiments import ExperimentState
@@ -301,7 +302,7 @@ async def test_the_serving_store_down_is_a_503() -> None:
         starts_at=datetime.now(UTC),
     )
     app.state.experiments = OneExperiment(ExperimentState(fields, fields.starts_at))
-    app.state.reader = SimpleNamespace(keys=Keys("down"))
+    app.state.reader = SimpleNamespace(layout=StoreLayout("down"))
     # nothing listens on this port: connection refused, as when Redis is down (no retries:
     # redis-py's default ones take ~4 s before the same error)
     app.state.redis = aioredis.Redis(

@@ -224,7 +224,9 @@ async def categories_of(
     )
     if not products:
         return {}
-    keys = request.app.state.reader.keys
+    # categories are in the referrals shard (contracts/layout.py): one slot, so one MGET also on
+    # a cluster
+    keys = request.app.state.reader.layout.referrals_keys
     values = await request.app.state.redis.mget([keys.product_category(p) for p in products])
     return dict(zip(products, values, strict=True))
 

@@ -296,5 +296,6 @@ async def product_category(
     experiment is scoped by category."""
     if not registry.needs_category(product_id):
         return None
-    keys = request.app.state.reader.keys  # follows the active namespace after a rebuild
+    # follows the active namespace after a rebuild; categories are in the referrals shard
+    keys = request.app.state.reader.layout.referrals_keys
     return await request.app.state.redis.get(keys.product_category(product_id))

@@ -90,8 +90,8 @@ async def experiment_results(request: Request, experiment_id: str) -> dict:
     names = (
         [v.name for v in state.fields.variants] if state is not None else [NO_EXPERIMENT_VARIANT]
     )
-    keys = request.app.state.reader.keys  # follows the active namespace after a rebuild
-    snapshot = await results.read(request.app.state.redis, keys, experiment_id, names, series)
+    layout = request.app.state.reader.layout  # follows the active namespace after a rebuild
+    snapshot = await results.read(request.app.state.redis, layout, experiment_id, names, series)
     return results.build(state, snapshot, series, now)
 
 

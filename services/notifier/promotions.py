@@ -15,6 +15,14 @@ Statuses are by wall clock, like the catalog's: ``scheduled`` before ``starts_at
 from ``ends_at`` or once the shop ended it, else ``active``. The store keeps the period as
 ``from``/``to`` (``to`` = min(ends_at, ended)), so an ended promotion reads ``ends_at`` = when it
 ended. Reads are independent of the processor's code: only the key layout is shared.
+
+Where (issue #16, :mod:`contracts.layout`): every key these reads touch is in the *referrals
+shard* (``reader.layout.referrals_keys``: promotions, categories, credits, progress, rewards) or
+is a user fact replicated into every shard (friends, consent, names, erased), so each read is
+one shard's, as on a single Redis: each script gets ``keys=[a key of the referrals shard]`` so
+that a cluster client routes it there, and touches only that shard's prefix. No merge, the same
+round trips as on one Redis (one script call; ``progress_many``: one pipeline; ``sharers``: one
+pipeline, two when the last place is tied).
 """
 
 from __future__ import annotations
@@ -44,9 +52,10 @@ def _lua(name: str) -> str:
     return (Path(__file__).parent / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
-# ARGV: ns, promotion, user, max names, scan, default share consent. See the file.
+# KEYS: a key of the referrals shard (routing); ARGV: its prefix, promotion, user, max names, scan,
+# default share consent. See the file.
 PROGRESS_LUA = _lua("promotion_progress")
-# ARGV: ns, product. Returns {promotion id, {field, value, ...}, ...}.
+# KEYS: a key of the referrals shard (routing); ARGV: its prefix, product. Returns {promotion id, {field, value, ...}, ...}.
 PRODUCT_PROMOTIONS_LUA = _lua("product_promotions")
 
 
@@ -164,8 +173,8 @@ def _pairs(flat: list) -> dict[str, str]:
 
 
 class PromotionReader:
-    """Reads through the proof reader's client and namespace (which follows a rebuild's
-    switch: ``reader.keys`` is replaced, so it is read on every call)."""
+    """Reads through the proof reader's client and layout (which follows a rebuild's switch:
+    ``reader.layout`` is replaced, so it is read on every call)."""
 
     def __init__(self, reader: ProofReader, default_share_purchases: bool = False) -> None:
         self.reader = reader
@@ -176,14 +185,18 @@ class PromotionReader:
 
     @property
     def keys(self) -> Keys:
-        return self.reader.keys
+        """The referrals shard's keys (the namespace itself with one shard)."""
+        return self.reader.layout.referrals_keys
 
     async def product_promotions(
         self, product_id: str, now_ms: int | None = None
     ) -> list[Promotion]:
         """The product's active promotions: its own first, then its category's, each by end."""
         now_ms = _now_ms(now_ms)
-        reply = await self._product(args=[self.keys.ns, product_id])
+        keys = self.keys
+        reply = await self._product(
+            keys=[keys.product_promotions(product_id)], args=[keys.ns, product_id]
+        )
         found = [
             parse_promotion(str(reply[i]), _pairs(reply[i + 1]), now_ms)
             for i in range(0, len(reply), 2)
@@ -205,7 +218,7 @@ class PromotionReader:
         if not promotion_ids:
             return []
         now_ms = _now_ms(now_ms)
-        ns = self.keys.ns
+        keys = self.keys
         for attempt in range(2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -213,8 +226,9 @@ class PromotionReader:
                         # EVALSHA itself: a pipeline running a Script object asks SCRIPT EXISTS
                         pipe.evalsha(
                             self._progress.sha,
-                            0,
-                            ns,
+                            1,
+                            keys.promotion(promotion_id),  # routes it to the referrals shard
+                            keys.ns,
                             promotion_id,
                             user_id,
                             MAX_NAMED_BUYERS,
@@ -234,11 +248,12 @@ class PromotionReader:
 
     async def sharers(self, product_id: str, limit: int = 10) -> Sharers:
         """The product's top ``limit`` sharers by credited buyers (ties by user id)."""
-        key = self.keys.sharers(product_id)
+        keys = self.keys
+        key = keys.sharers(product_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrevrange(key, 0, limit - 1, withscores=True)
             pipe.zcard(key)
-            pipe.zcard(self.keys.bought_via_shares(product_id))
+            pipe.zcard(keys.bought_via_shares(product_id))
             top, total, credited = await pipe.execute()
         ranked = {str(user): int(score) for user, score in top}
         if len(top) == limit and total > limit:

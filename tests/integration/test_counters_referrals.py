@@ -26,8 +26,13 @@ import redis.asyncio as aioredis
 
 from contracts import events as ev
 from contracts import namespaces
+from contracts.layout import outbox_prefix
+from contracts.views import Keys
 from services.counters.referral_oracle import ReferralOracle, coupon_code, reward_id
+from services.notifier.promotions import PromotionReader
+from services.notifier.proof import ProofReader
 from socialproof.settings import Settings
+from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
 from tests.support.referrals import (
     AT,
     SECRET,
@@ -40,9 +45,12 @@ from tests.support.referrals import (
     oracle_errors,
     outbox_errors,
     rewards,
-    store,
     zmap,
 )
+from tests.support.referrals import (
+    store as counter_store,
+)
+from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -92,11 +100,11 @@ async def test_attribution_and_rewards_equal_the_oracle_in_order_shuffled_and_co
     rng = random.Random(11)
     shuffled = events + rng.sample(events, 150)
     rng.shuffle(shuffled)
-    await apply_in_chunks(store(aredis, namespace), events, 60)
-    await apply_in_chunks(store(aredis, shuffled_ns), shuffled, 37)
+    await apply_in_chunks(counter_store(aredis, namespace), events, 60)
+    await apply_in_chunks(counter_store(aredis, shuffled_ns), shuffled, 37)
     halves = [shuffled[i::2] for i in range(2)]
     await asyncio.gather(
-        *(apply_in_chunks(store(aredis, concurrent_ns), half, 23) for half in halves)
+        *(apply_in_chunks(counter_store(aredis, concurrent_ns), half, 23) for half in halves)
     )
     # Then all three equal the oracle
     for ns in (namespace, shuffled_ns, concurrent_ns):
@@ -118,8 +126,96 @@ async def test_attribution_and_rewards_equal_the_oracle_in_order_shuffled_and_co
     assert redis_client.hgetall(f"{namespace}:redeemwait") == {"SP-0123456789ABCDEF": "u29"}
     assert any(k.startswith("linkwait:") for k in in_order)
     # And everything applied again changes nothing
-    await apply_in_chunks(store(aredis, shuffled_ns), events, 500)
+    await apply_in_chunks(counter_store(aredis, shuffled_ns), events, 500)
     assert dump(redis_client, shuffled_ns) == in_order
+
+
+# --- every layout -------------------------------------------------------------------------------
+
+
+async def test_on_every_layout_the_notifier_reads_the_oracles_progress_rewards_and_sharers(
+    store: StoreUnderTest,  # noqa: F811
+) -> None:
+    # Given the generated shop through a live worker's store (it emits), on one shard, four on one
+    # Redis and twelve on a Redis Cluster (referrals and rewards in the referrals shard)
+    events, facts = generated_shop()
+    oracle = ReferralOracle(events, SECRET)
+    # (and a sharer's two credited buyers made her friends, one sharing purchases with friends:
+    # user facts, replicated into every shard, that progress reads beside the referrals)
+    pid, sharer = max(
+        ((pid, s) for pid in oracle.promotions for s in oracle.progress(pid)),
+        key=lambda ps: (oracle.progress(ps[0])[ps[1]], ps),
+    )
+    promotion = oracle.promotions[pid]
+    credited = sorted(
+        b
+        for (p, b), c in oracle.credits.items()
+        if c.sharer == sharer
+        and oracle.in_scope(promotion, p)
+        and promotion.start <= c.ms < promotion.end
+        and b not in facts["erased"]
+    )
+    shop = Shop(99)
+    for buyer, shares, name in zip(credited[:2], (True, False), ("Ana", "Bea"), strict=True):
+        events += [
+            shop.event(ev.FriendshipAdded, {"user_id": sharer, "friend_id": buyer}, AT),
+            shop.event(ev.UserProfileUpdated, {"user_id": buyer, "first_name": name}, AT),
+            shop.event(
+                ev.PrivacySettingsChanged,
+                {
+                    "user_id": buyer,
+                    "share_purchases_with_friends": shares,
+                    "show_in_activity_feed": True,
+                },
+                AT,
+            ),
+        ]
+    live = counter_store(store.redis, store.namespace, live=True)
+    await apply_in_chunks(live, events, 60)
+    layout = store.layout
+    referrals = layout.referrals_prefix
+    # Then the referrals shard holds the oracle's attribution and rewards
+    assert oracle_errors(store.sync, referrals, oracle, facts["users"]) == []
+    # And the outbox is beside it (on a cluster under the referrals tag): one entry a transition
+    outbox = Keys(outbox_prefix(store.namespace, store.cluster)).rewards_outbox
+    assert store.sync.xlen(outbox) > 0
+    assert outbox_errors(store.sync, referrals, outbox) == []
+    # And the notifier reads every sharer's progress and rewards as the oracle has them
+    promotions = PromotionReader(ProofReader(store.redis, store.namespace, shards=layout.shards))
+    ids = sorted(oracle.promotions)
+    held = oracle.rewards()
+    now_ms = int((AT + timedelta(days=6)).timestamp() * 1000)
+    for user in facts["users"]:
+        for pid, got in zip(ids, await promotions.progress_many(ids, user, now_ms), strict=True):
+            assert got is not None
+            assert got.buyers == oracle.progress(pid).get(user, 0), (pid, user)
+            holding = {(r.reward_id, r.status) for r in got.rewards if r.status != "withdrawn"}
+            assert holding == {
+                (rid, r.status) for rid, r in held.items() if (r.promotion, r.user) == (pid, user)
+            }, (pid, user)
+    assert await promotions.progress("no-such-promotion", facts["users"][0]) is None
+    # and names the credited friend who shares purchases with friends, only her
+    named = await promotions.progress(pid, sharer, now_ms)
+    assert named is not None and named.named_buyers == ["Ana"]
+    # And every product's top sharers, and its active promotions (its own and its category's)
+    in_force = 0
+    for p in facts["products"]:
+        sharers = await promotions.sharers(p, limit=3)
+        ranked = sorted(oracle.sharers(p).items(), key=lambda item: (-item[1], item[0]))
+        assert [(s.user_id, s.buyers) for s in sharers.sharers] == ranked[:3], p
+        assert (sharers.sharers_total, sharers.credited_buyers) == (
+            len(ranked),
+            len(oracle.via(p)),
+        )
+        active = await promotions.product_promotions(p, now_ms)
+        in_force += len(active)
+        assert {a.id for a in active} == {
+            pid
+            for pid, promotion in oracle.promotions.items()
+            if oracle.in_scope(promotion, p) and promotion.start <= now_ms < promotion.end
+        }, p
+    # (a shop where it shows: credited sharers, rewards and promotions in force)
+    assert held and any(oracle.sharers(p) for p in facts["products"]) and in_force
 
 
 # --- the outbox ---------------------------------------------------------------------------------
@@ -132,7 +228,7 @@ async def test_the_outbox_has_one_entry_per_transition_and_none_when_the_events_
     events, facts = generated_shop(seed=6)
     outbox = f"{namespace}:rewards:outbox"
     # When it applies the shop in order
-    await apply_in_chunks(store(aredis, namespace, live=True), events, 60)
+    await apply_in_chunks(counter_store(aredis, namespace, live=True), events, 60)
     # Then every reward transition is in the outbox exactly once, as valid contract events
     entries = redis_client.xrange(outbox)
     assert outbox_errors(redis_client, namespace, outbox) == []
@@ -144,7 +240,7 @@ async def test_the_outbox_has_one_entry_per_transition_and_none_when_the_events_
     again = events + random.Random(3).sample(events, 100)
     random.Random(4).shuffle(again)
     await asyncio.gather(
-        *(apply_in_chunks(store(aredis, namespace, live=True), again, n) for n in (41, 97))
+        *(apply_in_chunks(counter_store(aredis, namespace, live=True), again, n) for n in (41, 97))
     )
     # Then nothing more is emitted
     assert redis_client.xrange(outbox) == entries
@@ -152,7 +248,10 @@ async def test_the_outbox_has_one_entry_per_transition_and_none_when_the_events_
     other = namespace + "w"
     spare.append(other)
     await asyncio.gather(
-        *(apply_in_chunks(store(aredis, other, live=True), again[i::2], 29) for i in range(2))
+        *(
+            apply_in_chunks(counter_store(aredis, other, live=True), again[i::2], 29)
+            for i in range(2)
+        )
     )
     assert outbox_errors(redis_client, other, f"{other}:rewards:outbox") == []
     assert holding(redis_client, other) == holding(redis_client, namespace)
@@ -165,8 +264,8 @@ async def test_a_replay_or_a_shadow_computes_the_same_rewards_and_emits_nothing(
     # Given the live namespace, and a rebuild's replay worker filling a fresh one (no outbox)
     replay = namespace + "r"
     spare.append(replay)
-    await apply_in_chunks(store(aredis, namespace, live=True), events, 60)
-    await apply_in_chunks(store(aredis, replay), events, 211)
+    await apply_in_chunks(counter_store(aredis, namespace, live=True), events, 60)
+    await apply_in_chunks(counter_store(aredis, replay), events, 211)
     # Then the replay holds the same rewards, the same history even (same order of events)
     live_rewards = rewards(redis_client, namespace)
     assert live_rewards and rewards(redis_client, replay) == live_rewards
@@ -178,7 +277,7 @@ async def test_a_replay_or_a_shadow_computes_the_same_rewards_and_emits_nothing(
     base, active, shadow = namespace + "b", namespace + "b2", namespace + "b3"
     spare += [base, active, shadow]
     redis_client.hset(namespaces.pointer_key(base), mapping={"active": active, "shadow": shadow})
-    worker = store(aredis, base, live=True)
+    worker = counter_store(aredis, base, live=True)
     for start in range(0, len(events), 60):
         written = await worker.targets()
         assert written == (active, shadow)
@@ -203,7 +302,7 @@ class Case:
     """A small hand-written case: events applied to a live store, read back by name."""
 
     def __init__(self, aredis: aioredis.Redis, client: redis_sync.Redis, ns: str) -> None:
-        self.store, self.client, self.ns = store(aredis, ns, live=True), client, ns
+        self.store, self.client, self.ns = counter_store(aredis, ns, live=True), client, ns
         self.shop = Shop(1)
 
     async def apply(self, *events: ev.Event):
@@ -239,7 +338,7 @@ async def same_in_reverse(
     reverse = ns + "v"
     spare.append(reverse)
     for event in reversed(events):
-        await store(aredis, reverse).apply([event])
+        await counter_store(aredis, reverse).apply([event])
     assert dump(client, reverse) == dump(client, ns)
     assert holding(client, reverse) == holding(client, ns)
 

@@ -1,5 +1,6 @@
 -- A read script of the notifier (services/notifier/promotions.py: PRODUCT_PROMOTIONS_LUA).
--- ARGV: ns, product. Returns {promotion id, {field, value, ...}, ...}: every promotion scoped to
+-- KEYS[1]: a key of the referrals shard (only so that a Redis Cluster client routes the call
+-- there; contracts/layout.py). ARGV: that shard's prefix, product. Returns {promotion id, {field, value, ...}, ...}: every promotion scoped to
 -- the product (promos:{product}) or to its category (catpromos:{pcat:{product}}) whose
 -- definition is known, whatever its status (the caller keeps the active ones).
 local ns, product = ARGV[1], ARGV[2]

@@ -1,5 +1,8 @@
 -- A read script of the notifier (services/notifier/promotions.py: PROGRESS_LUA).
--- ARGV: ns, promotion, user, max names, credits scanned at most, default share consent (0/1).
+-- KEYS[1]: a key of the referrals shard (routing on a Redis Cluster; contracts/layout.py: the
+-- promotion's keys are there and user facts are replicated into every shard, so this read touches
+-- that shard's prefix only). ARGV: that shard's prefix, promotion, user, max names, credits
+-- scanned at most, default share consent (0/1).
 -- Returns {} for an unknown promotion, else
 -- {promotion hash as {field, value, ...}, buyers, {reward id, role, coupon, status, ...},
 --  {first name, ...}}:

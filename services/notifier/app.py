@@ -68,6 +68,8 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from contracts import namespaces
 from contracts.layout import StoreLayout, resolve_shards
@@ -88,7 +90,7 @@ from services.notifier.api import (
 from services.notifier.cache import CachedProofs, ProofCache
 from services.notifier.experiments import ExperimentRegistry
 from services.notifier.fastpath import Cors, FastPath, FastPathApp
-from services.notifier.hub import Hub
+from services.notifier.hub import ClusterSubscriber, Hub
 from services.notifier.promotions import PromotionReader
 from services.notifier.proof import ProofReader
 from services.notifier.ratelimit import RateLimiter
@@ -100,6 +102,8 @@ from socialproof.http import create_service_app
 from socialproof.kafka import BrokerProbe, EventPublisher
 
 SERVICE = "notifier"
+#: connections to the store: of the single node's waiting pool; on a cluster, to each node
+STORE_MAX_CONNECTIONS = 256
 log = logging.getLogger("socialproof.notifier")
 
 
@@ -110,7 +114,12 @@ def connect_waiting(settings: NotifierSettings) -> aioredis.Redis:
     """The shared client settings, with a pool that waits (up to the socket timeout) for a free
     connection: a burst of new streams, each reading its initial state, must queue for one
     rather than fail with "too many connections"."""
-    shared = redis_client.connect(settings).connection_pool
+    return waiting(redis_client.connect(settings))
+
+
+def waiting(plain: aioredis.Redis) -> aioredis.Redis:
+    """:func:`connect_waiting` from a client of :func:`socialproof.redis.connect` (not used)."""
+    shared = plain.connection_pool
     pool = aioredis.BlockingConnectionPool(
         connection_class=shared.connection_class,
         max_connections=shared.max_connections,
@@ -120,6 +129,48 @@ def connect_waiting(settings: NotifierSettings) -> aioredis.Redis:
     client = aioredis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # aclose() closes the pool too, as from_url's do
     return client
+
+
+async def connect_serving(settings: NotifierSettings) -> aioredis.Redis | AsyncRedisCluster:
+    """The serving store's client (:func:`socialproof.redis.connect_store`): redis-py's cluster
+    client when ``REDIS_URL`` names a Redis Cluster node, else the single node's client with a
+    waiting pool (:func:`connect_waiting`).
+
+    The cluster client has no waiting pool (a node's ``max_connections`` exhausted raises
+    MaxConnectionsError at once); its equivalent is the reader's gate: at most
+    ``max_connections`` reads at a time, each using at most one connection per node (the fan-out
+    reads are one pipeline), so a burst queues there instead.
+
+    Which kind of store it is must be known before anything is served, so while the node does
+    not answer this waits and retries (logged), as a notifier started before its store."""
+    delay = 0.2
+    while True:
+        try:
+            store = await redis_client.connect_store(
+                settings, max_connections=STORE_MAX_CONNECTIONS
+            )
+        except RedisConnectionError as exc:
+            log.warning(
+                "the serving store does not answer; retrying",
+                extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        if isinstance(store, AsyncRedisCluster):
+            return store
+        client = waiting(store)
+        await store.aclose()
+        return client
+
+
+async def store_ready(redis: aioredis.Redis | AsyncRedisCluster) -> bool:
+    """Readiness: the single node answers; on a cluster every master does (a read may need any
+    of them; during a failover the reads of the lost master's slots fail until its replica takes
+    over, and so does this)."""
+    if isinstance(redis, AsyncRedisCluster):
+        return bool(await redis.ping(target_nodes=AsyncRedisCluster.PRIMARIES))
+    return bool(await redis.ping())
 
 
 def viewer_tokens(settings: NotifierSettings) -> ViewerTokens:
@@ -177,12 +228,21 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = connect_waiting(settings)
+        redis = await connect_serving(settings)
+        cluster = isinstance(redis, AsyncRedisCluster)
+        # the shards of the base namespace; follow_active_namespace moves to the active one
+        try:
+            pointer = await redis.hgetall(namespaces.pointer_key(settings.redis_namespace))
+        except RedisError as exc:  # the follower reads it again every second
+            log.warning("namespace check failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            pointer = {}
         reader = ProofReader(
             redis,
             settings.redis_namespace,
             settings.default_show_in_activity_feed,
             reviews_verified_only=settings.reviews_verified_only,
+            shards=resolve_shards(pointer, settings.redis_namespace, cluster),
+            concurrency=STORE_MAX_CONNECTIONS if cluster else None,
         )
         cache = ProofCache(settings.proof_cache_max_entries, settings.proof_cache_max_age_s)
         proofs = CachedProofs(reader, cache, max_age)
@@ -197,7 +257,19 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             ]
 
         # Pub/sub holds its connection for ever: give it its own client with no read timeout.
-        pubsub_redis = redis_client.connect(settings, socket_timeout=None)
+        pubsub_redis: aioredis.Redis | ClusterSubscriber = redis_client.connect(
+            settings, socket_timeout=None
+        )
+        if cluster:  # a plain connection to one node at a time (services.notifier.hub)
+            await pubsub_redis.aclose()
+            pubsub_redis = ClusterSubscriber(
+                redis,
+                settings.redis_url,
+                socket_timeout=None,
+                socket_connect_timeout=2.0,
+                health_check_interval=15,
+                decode_responses=True,
+            )
         hub = Hub(
             pubsub_redis,
             reader.keys.changes_channel,
@@ -232,7 +304,8 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             follower.cancel()
             proofs.close()
             await hub.stop()
-            await pubsub_redis.aclose()
+            if not cluster:
+                await pubsub_redis.aclose()
             await redis.aclose()
             await app.state.experiments.stop()
             await asyncio.to_thread(app.state.publisher.close)
@@ -244,7 +317,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         readiness=lambda app: {
             "kafka": app.state.broker.check,
-            "redis": app.state.redis.ping,
+            "redis": lambda: store_ready(app.state.redis),
             "experiments": app.state.experiments.check,
         },
     )

@@ -19,17 +19,28 @@ The hub also keeps the read API's cache (:class:`~services.notifier.cache.ProofC
 with the channel: every announced product is invalidated before anything else happens, and the
 cache is used only while the subscription stands (flushed when it is confirmed, suspended when it
 is lost), since changes announced while not subscribed are never seen.
+
+On a Redis Cluster (#16) the processor's classic ``PUBLISH`` reaches every node over the cluster
+bus, so the hub subscribes with a plain connection to one node (:class:`ClusterSubscriber`) and,
+when that node goes away, to the next one: each new subscription is confirmed like the first,
+so the cache is flushed and every watcher refreshed, and nothing announced in between is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from services.notifier.cache import ProofCache
 from services.notifier.clock import CoarseClock
@@ -162,10 +173,51 @@ class Doorbell:
         return not self.closed
 
 
+class Subscribes(Protocol):
+    """What the hub subscribes through: a plain client, or :class:`ClusterSubscriber`."""
+
+    def pubsub(self) -> Any: ...
+
+
+class ClusterSubscriber:
+    """Pub/sub connections to the nodes of a Redis Cluster, one node per subscription.
+
+    Classic ``PUBLISH`` on any node is forwarded to every node over the cluster bus, so any
+    node, master or replica, hears every announcement. Each :meth:`pubsub` connects a plain
+    client (``url`` with that node's host and port; the URL's credentials and TLS) to the next
+    node of the cluster client's current view, starting at a random one so notifier replicas
+    spread over the nodes: when the hub's node dies, its next subscription goes to another."""
+
+    def __init__(self, cluster: AsyncRedisCluster, url: str, **options: Any) -> None:
+        self.cluster, self.url, self.options = cluster, url, options
+        self._turn = random.randrange(1 << 16)
+        #: ``host:port`` of the node of the current subscription (None before the first)
+        self.node: str | None = None
+
+    @asynccontextmanager
+    async def pubsub(self) -> AsyncIterator[PubSub]:
+        await self.cluster.initialize()  # the first call learns the nodes; later ones refresh
+        nodes = sorted(self.cluster.get_nodes(), key=lambda node: node.name)
+        if not nodes:
+            raise ConnectionError(f"no node of the Redis Cluster at {self.url} is known")
+        node = nodes[self._turn % len(nodes)]
+        self._turn += 1
+        parts = urlsplit(self.url)
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@{node.host}:{node.port}" if credentials else node.name
+        client = aioredis.Redis.from_url(parts._replace(netloc=netloc).geturl(), **self.options)
+        self.node = node.name
+        try:
+            async with client.pubsub() as pubsub:
+                yield pubsub
+        finally:
+            await client.aclose()
+
+
 class Hub:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Subscribes,
         channel: str,
         read_encoded: Callable[[list[str]], Awaitable[list[tuple[dict, bytes]]]],
         cache: ProofCache | None = None,

@@ -33,14 +33,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from contracts.layout import StoreLayout
@@ -242,8 +245,15 @@ class ProofReader:
         default_show_in_activity_feed: bool = False,
         reviews_verified_only: bool = False,
         shards: int = 1,
+        concurrency: int | None = None,
     ) -> None:
         self.redis = redis
+        #: at most ``concurrency`` reads at a time (None: no limit). The app sets it on a cluster,
+        #: whose client cannot wait for a free connection: each read takes at most one
+        #: connection per node, so ``max_connections`` reads never exhaust a node's.
+        self._gate: AbstractAsyncContextManager[Any] = (
+            asyncio.Semaphore(concurrency) if concurrency else nullcontext()
+        )
         #: the served namespace's shards (contracts.layout); the app replaces it when
         #: ``replay rebuild --switch`` makes another namespace active
         self.layout = StoreLayout(namespace, shards)
@@ -280,12 +290,30 @@ class ProofReader:
         shards = self._shards
         return shards[0] if len(shards) == 1 else shards[self._layout.shard_of(product_id)]
 
+    async def _pipelined(
+        self, queue: Callable[[Pipeline], None], script: str | None = None
+    ) -> list[Any]:
+        """One non-transactional pipeline (on a cluster one per node, sent concurrently; at most
+        one connection per node); a script it runs by EVALSHA is loaded and the pipeline sent
+        again if the node lost it (Redis restarted or flushed its scripts)."""
+        async with self._gate:
+            for attempt in range(2):
+                try:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        queue(pipe)
+                        return await pipe.execute()
+                except NoScriptError:
+                    if attempt or script is None:
+                        raise
+                    await self.redis.script_load(script)  # on a cluster: on every master
+        raise AssertionError("unreachable")
+
     async def read_many(self, product_ids: list[str], now_ms: int | None = None) -> list[Proof]:
         """One pipelined round trip for any number of products."""
         now_ms = _now_ms(now_ms)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self._queue_counters(pipe, product_ids, now_ms)
-            replies = await pipe.execute()
+        replies = await self._pipelined(
+            lambda pipe: self._queue_counters(pipe, product_ids, now_ms)
+        )
         return self._proofs(product_ids, replies, now_ms)
 
     async def read_personal(
@@ -295,27 +323,22 @@ class ProofReader:
         (the read API's most common miss). The caller must make sure ``viewer_id`` is the
         authenticated viewer."""
         now_ms = _now_ms(now_ms)
-        for attempt in range(2):
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    self._queue_counters(pipe, [product_id], now_ms)
-                    # EVALSHA itself: a pipeline running a Script object first asks SCRIPT EXISTS
-                    shard = self._product_keys(product_id)
-                    pipe.evalsha(
-                        self._friends.sha,
-                        1,
-                        _route(shard),
-                        shard.ns,
-                        viewer_id,
-                        product_id,
-                        MAX_FRIEND_NAMES,
-                    )
-                    replies = await pipe.execute()
-                break
-            except NoScriptError:  # Redis restarted or flushed its scripts: load it, once
-                if attempt:
-                    raise
-                await self.redis.script_load(FRIENDS_LUA)
+        shard = self._product_keys(product_id)
+
+        def queue(pipe: Pipeline) -> None:
+            self._queue_counters(pipe, [product_id], now_ms)
+            # EVALSHA itself: a pipeline running a Script object first asks SCRIPT EXISTS
+            pipe.evalsha(
+                self._friends.sha,
+                1,
+                _route(shard),
+                shard.ns,
+                viewer_id,
+                product_id,
+                MAX_FRIEND_NAMES,
+            )
+
+        replies = await self._pipelined(queue, FRIENDS_LUA)
         (proof,) = self._proofs([product_id], replies[:-1], now_ms)
         friends = replies[-1]
         return proof, (int(friends[0]), [str(n) for n in friends[1:]])
@@ -369,6 +392,22 @@ class ProofReader:
             )
         return proofs
 
+    async def _each_shard(
+        self, script: AsyncScript, source: str, args: Callable[[Keys], tuple]
+    ) -> list[Any]:
+        """A read script run in every product shard, in one pipeline (one round trip per node);
+        its replies in shard order."""
+        shards = self._shards
+        if len(shards) == 1:
+            async with self._gate:
+                return [await script(keys=[_route(shards[0])], args=args(shards[0]))]
+
+        def queue(pipe: Pipeline) -> None:
+            for shard in shards:
+                pipe.evalsha(script.sha, 1, _route(shard), *args(shard))
+
+        return await self._pipelined(queue, source)
+
     async def read(self, product_id: str, now_ms: int | None = None) -> Proof:
         return (await self.read_many([product_id], now_ms))[0]
 
@@ -376,9 +415,10 @@ class ProofReader:
         """How many of the viewer's friends bought the product (kept, consenting), and up to
         three of their first names. One script call: one SINTER + at most a few name lookups."""
         shard = self._product_keys(product_id)
-        reply = await self._friends(
-            keys=[_route(shard)], args=[shard.ns, viewer_id, product_id, MAX_FRIEND_NAMES]
-        )
+        async with self._gate:
+            reply = await self._friends(
+                keys=[_route(shard)], args=[shard.ns, viewer_id, product_id, MAX_FRIEND_NAMES]
+            )
         return int(reply[0]), [str(n) for n in reply[1:]]
 
     async def trending(self, limit: int = 50, now_ms: int | None = None) -> list[TrendingProduct]:
@@ -389,13 +429,8 @@ class ProofReader:
         now_hour = _now_ms(now_ms) // HOUR_MS
         # each shard answers for its own products (a product lives in one shard), at least its
         # limit best with ties: the best ``limit`` of all are among them, so the merge is exact
-        replies = await asyncio.gather(
-            *(
-                self._trending(
-                    keys=[_route(shard)], args=[shard.ns, now_hour, TRENDING_HOURS, limit]
-                )
-                for shard in self._shards
-            )
+        replies = await self._each_shard(
+            self._trending, TRENDING_LUA, lambda shard: (shard.ns, now_hour, TRENDING_HOURS, limit)
         )
         ranked = [
             TrendingProduct(product_id=reply[i], score=round(float(reply[i + 1])))
@@ -410,9 +445,11 @@ class ProofReader:
         if limit <= 0:
             return []
         shard = self._product_keys(product_id)
-        reply = await self._activity(
-            keys=[_route(shard)], args=[shard.ns, product_id, limit, FEED_KEEP, self._default_feed]
-        )
+        async with self._gate:
+            reply = await self._activity(
+                keys=[_route(shard)],
+                args=[shard.ns, product_id, limit, FEED_KEEP, self._default_feed],
+            )
         return [
             Activity(
                 kind=_KINDS[reply[i]],
@@ -426,11 +463,8 @@ class ProofReader:
         """The viewer's question notifications, newest first (see the module docstring)."""
         if limit <= 0:
             return []
-        replies = await asyncio.gather(
-            *(
-                self._notes(keys=[_route(shard)], args=[shard.ns, viewer_id, NOTES_READ])
-                for shard in self._shards
-            )
+        replies = await self._each_shard(
+            self._notes, NOTES_LUA, lambda shard: (shard.ns, viewer_id, NOTES_READ)
         )
         # consent and erasure are replicated: every shard must allow (one that has not applied
         # a withdrawal or an erasure yet never shows notes another shard already hides)

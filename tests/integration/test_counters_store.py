@@ -14,12 +14,15 @@ import redis as redis_sync
 import redis.asyncio as aioredis
 
 from contracts import events as ev
+from contracts.layout import StoreLayout
 from contracts.views import FRIENDS_FANOUT_AT
 from services.counters.oracle import Oracle
 from services.counters.store import CounterStore
 from services.notifier.proof import ProofReader, to_json
 from socialproof.settings import Settings
 from tests.integration.test_processor_support import dump, fanout_errors, first_difference
+from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
+from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
 from tools.loadgen import LoadConfig, LoadGenerator
 
 P = "loadgen"
@@ -32,12 +35,14 @@ async def aredis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-async def apply_in_chunks(store: CounterStore, events: list[ev.Event], size: int) -> None:
+async def apply_in_chunks(counters: CounterStore, events: list[ev.Event], size: int) -> None:
     for start in range(0, len(events), size):
-        await store.apply(events[start : start + size])
+        await counters.apply(events[start : start + size])
 
 
-async def assert_matches_oracle(reader: ProofReader, oracle: Oracle, gen: LoadGenerator) -> None:
+async def assert_matches_oracle(
+    reader: ProofReader, oracle: Oracle, gen: LoadGenerator, notes: bool = False
+) -> None:
     now = int(gen.anchor.timestamp() * 1000)
     for product in gen.product_ids:
         got = to_json(await reader.read(product, now_ms=now))
@@ -59,6 +64,10 @@ async def assert_matches_oracle(reader: ProofReader, oracle: Oracle, gen: LoadGe
             assert all(n in expected_names for n in names)
     trending = [(t.product_id, t.score) for t in await reader.trending(now_ms=now)]
     assert trending == oracle.trending(now)
+    if notes:
+        for user in gen.user_ids:
+            got = [n.question_id for n in await reader.notes(user)]
+            assert got == oracle.notes(user), user
 
 
 #: friends_bought's fan-out threshold: the default (no viewer of the small shop reaches it: all
@@ -70,9 +79,40 @@ FANOUT_THRESHOLDS = [
 ]
 
 
-@pytest.mark.parametrize("fanout_at", FANOUT_THRESHOLDS)
+def on_stores(*cases: tuple[str, object]) -> list:
+    """``(store kind, fanout_at)`` cases of a test over the ``store`` fixture
+    (tests/support/stores.py): every threshold on one shard, the leanest telling one on the
+    sharded layouts (suite time)."""
+    return [
+        pytest.param(kind, *threshold.values, id=f"{kind}-{threshold.id}")  # type: ignore[attr-defined]
+        for kind, threshold in cases
+    ]
+
+
+def shard_states(state: dict[str, object], layout: StoreLayout) -> dict[str, dict[str, object]]:
+    """A ``store.dump`` split per shard: each shard's keys without their shard prefix (with one
+    shard, the dump itself)."""
+    if not layout.sharded:
+        return {"": state}
+    out: dict[str, dict[str, object]] = {}
+    for key, value in state.items():
+        tag, _, rest = key.partition(":")
+        out.setdefault(tag, {})[rest] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    ("store", "fanout_at"),
+    on_stores(
+        *(("one", threshold) for threshold in FANOUT_THRESHOLDS),
+        ("sharded", FANOUT_THRESHOLDS[1]),
+        ("cluster", FANOUT_THRESHOLDS[1]),
+    ),
+    indirect=["store"],
+)
 async def test_every_counter_matches_the_oracle_in_any_order_with_duplicates(
-    aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str, fanout_at: int
+    store: StoreUnderTest,  # noqa: F811
+    fanout_at: int,
 ) -> None:
     # Given a small shop's events: names, consent, friendships, purchases, refunds, cancels,
     # reviews with edits and deletes, shares, consent changes and three erasures
@@ -85,26 +125,27 @@ async def test_every_counter_matches_the_oracle_in_any_order_with_duplicates(
     rng = random.Random(4)
     shuffled = events + rng.sample(events, 300)
     rng.shuffle(shuffled)
-    in_order = CounterStore(aredis, namespace, fanout_at=fanout_at)
-    mixed = CounterStore(aredis, namespace + "x", fanout_at=fanout_at)
-    try:
-        await apply_in_chunks(in_order, events, 250)
-        await apply_in_chunks(mixed, shuffled, 97)
-        # Then both hold exactly the same state
-        a, b = dump(redis_client, namespace), dump(redis_client, namespace + "x")
-        assert a == b, first_difference(a, b)
-        # And the fan-out is exactly what the facts say (and used, where the threshold allows)
-        assert fanout_errors(a, fanout_at) == []
-        assert bool(a.get("fanout")) == (fanout_at < FRIENDS_FANOUT_AT)
-        # And every counter read back matches the oracle
-        await assert_matches_oracle(ProofReader(aredis, namespace), oracle, gen)
-        # And replaying everything again changes nothing
-        await apply_in_chunks(mixed, events, 500)
-        assert dump(redis_client, namespace + "x") == b
-    finally:
-        keys = list(redis_client.scan_iter(f"{namespace}x:*", count=1000))
-        if keys:
-            redis_client.delete(*keys)
+    other = store.fresh().namespace
+    in_order = CounterStore(store.redis, store.namespace, fanout_at=fanout_at)
+    mixed = CounterStore(store.redis, other, fanout_at=fanout_at)
+    await apply_in_chunks(in_order, events, 250)
+    await apply_in_chunks(mixed, shuffled, 97)
+    # Then both hold exactly the same state (on every shard, on every node)
+    a, b = store.dump(), store.dump(other)
+    assert a == b, first_difference(a, b)
+    # And in each shard the fan-out is exactly what the facts say (and used, where the
+    # threshold allows; user facts are in every shard)
+    shards = shard_states(a, store.layout)
+    assert len(shards) == len(store.layout.prefixes)
+    for tag, state in shards.items():
+        assert fanout_errors(state, fanout_at) == [], tag
+        assert bool(state.get("fanout")) == (fanout_at < FRIENDS_FANOUT_AT), tag
+    # And every counter read back matches the oracle, question notes too
+    reader = ProofReader(store.redis, store.namespace, shards=store.layout.shards)
+    await assert_matches_oracle(reader, oracle, gen, notes=True)
+    # And replaying everything again changes nothing
+    await apply_in_chunks(mixed, events, 500)
+    assert store.dump(other) == b
 
 
 def _event(cls, payload: dict, at: datetime) -> ev.Event:
@@ -164,17 +205,35 @@ def share(sid: str, user: str, product: str, channel: str, at: datetime) -> ev.E
 
 def traces_of(user: str, redis_client: redis_sync.Redis, namespace: str) -> list[str]:
     """Keys of the namespace that name ``user`` or hold it, but for the erased set."""
-    state = dump(redis_client, namespace)
-    return [k for k, v in state.items() if user in k or user in repr(v) and k != "erased"]
+    return traces_in(user, dump(redis_client, namespace))
+
+
+def traces_in(user: str, state: dict[str, object]) -> list[str]:
+    """Keys of a dump that name ``user`` or hold it, but for the erased sets (of every shard)."""
+    return [
+        k
+        for k, v in state.items()
+        if user in k or user in repr(v) and k.rpartition(":")[2] != "erased"
+    ]
 
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 
 
-@pytest.mark.parametrize("fanout_at", [FANOUT_THRESHOLDS[0], FANOUT_THRESHOLDS[2]])
+@pytest.mark.parametrize(
+    ("store", "fanout_at"),
+    on_stores(
+        ("one", FANOUT_THRESHOLDS[0]),
+        ("one", FANOUT_THRESHOLDS[2]),
+        ("sharded", FANOUT_THRESHOLDS[2]),
+        ("cluster", FANOUT_THRESHOLDS[2]),
+    ),
+    indirect=["store"],
+)
 async def test_an_erased_user_leaves_no_trace_and_replays_stay_ignored(
-    aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str, fanout_at: int
+    store: StoreUnderTest,  # noqa: F811
+    fanout_at: int,
 ) -> None:
     t = NOW - timedelta(minutes=30)
     ana, ben, product = "ana-7f3", "ben", "p1"
@@ -190,31 +249,36 @@ async def test_an_erased_user_leaves_no_trace_and_replays_stay_ignored(
         share("s1", ana, product, "x", t),
         purchase("o9", ben, product, t),
     ]
-    store = CounterStore(aredis, namespace, fanout_at=fanout_at)
-    reader = ProofReader(aredis, namespace)
-    await store.apply(history)
+    reviewers = store.layout.product_keys(product).reviewers(product)
+    counters = CounterStore(store.redis, store.namespace, fanout_at=fanout_at)
+    reader = ProofReader(store.redis, store.namespace, shards=store.layout.shards)
+    await counters.apply(history)
     assert (await reader.read(product, now_ms=NOW_MS)).bought.h24 == 2
     assert await reader.friends_bought(ben, product) == (1, ["Ana"])
-    assert redis_client.sismember(f"{namespace}:reviewers:{product}", ana)
+    assert store.sync.sismember(reviewers, ana)
     # When Ana is erased
     erased = ev.UserErased.create({"user_id": ana}, producer=P, occurred_at=NOW)
-    await store.apply([erased])
+    await counters.apply([erased])
     # Then she is in no counter, friend list or feed, and her id is nowhere but the erased set
     proof = to_json(await reader.read(product, now_ms=NOW_MS))
     assert proof["bought"] == {"1h": 1, "24h": 1, "7d": 1}
     assert proof["reviews"]["count"] == 0 and proof["shares"]["total"] == 0
     assert await reader.friends_bought(ben, product) == (0, [])
     assert await reader.activity(product) == []
-    assert not redis_client.sismember(f"{namespace}:reviewers:{product}", ana)
+    assert not store.sync.sismember(reviewers, ana)
 
-    assert traces_of(ana, redis_client, namespace) == []
+    # (in every shard: each has her in its erased set and nowhere else)
+    before = store.dump()
+    assert traces_in(ana, before) == []
+    erased_sets = [k for k in before if k.rpartition(":")[2] == "erased"]
+    assert len(erased_sets) == len(store.layout.prefixes)
+    assert all(ana in before[k] for k in erased_sets)  # type: ignore[operator]
     # And a replay of all her events (after the erasure) changes nothing
-    before = dump(redis_client, namespace)
-    await store.apply(history)
-    assert dump(redis_client, namespace) == before
+    await counters.apply(history)
+    assert store.dump() == before
     # And so does the erasure arriving again, in one call with all her events after it
-    await store.apply([erased, *history])
-    assert dump(redis_client, namespace) == before
+    await counters.apply([erased, *history])
+    assert store.dump() == before
 
 
 async def test_events_after_an_erasure_in_the_same_call_are_ignored(
@@ -232,9 +296,9 @@ async def test_events_after_an_erasure_in_the_same_call_are_ignored(
         review(ev.ReviewPosted, ana, product, 5, t),
         share("s1", ana, product, "x", t),
     ]
-    store, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
+    counters, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
     # When they are applied together, erasure first
-    await store.apply([erased, *after, purchase("o9", ben, product, t)])
+    await counters.apply([erased, *after, purchase("o9", ben, product, t)])
     # Then only Ben's purchase counts and Ana's id is nowhere but the erased set
     proof = to_json(await reader.read(product, now_ms=NOW_MS))
     assert proof["bought"] == {"1h": 1, "24h": 1, "7d": 1}
@@ -245,16 +309,16 @@ async def test_events_after_an_erasure_in_the_same_call_are_ignored(
 async def test_windows_expire_without_events_and_late_events_count_only_where_they_fall(
     aredis: aioredis.Redis, namespace: str
 ) -> None:
-    store, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
+    counters, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
     product = "p-win"
-    await store.apply(
+    await counters.apply(
         [
             purchase("o1", "u1", product, NOW - timedelta(minutes=30)),
             share("s1", "u1", product, "link", NOW - timedelta(minutes=10)),
         ]
     )
     # a late purchase from three days ago and a late share from five hours ago arrive now
-    await store.apply(
+    await counters.apply(
         [
             purchase("o2", "u2", product, NOW - timedelta(days=3)),
             share("s2", "u2", product, "email", NOW - timedelta(hours=5)),
@@ -286,35 +350,35 @@ async def test_windows_expire_without_events_and_late_events_count_only_where_th
 async def test_refunds_and_cancellations_in_any_order(
     aredis: aioredis.Redis, namespace: str
 ) -> None:
-    store, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
+    counters, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
     t = NOW - timedelta(minutes=5)
 
     async def buyers() -> int:
         return (await reader.read("p", now_ms=NOW_MS)).bought.h24
 
     # a partial refund keeps the buyer; the refund of the rest removes them
-    await store.apply([purchase("o1", "u1", "p", t, qty=2), refund("r1", "o1", "u1", "p", 1, t)])
+    await counters.apply([purchase("o1", "u1", "p", t, qty=2), refund("r1", "o1", "u1", "p", 1, t)])
     assert await buyers() == 1
-    await store.apply([refund("r1", "o1", "u1", "p", 1, t)])  # the same refund again
+    await counters.apply([refund("r1", "o1", "u1", "p", 1, t)])  # the same refund again
     assert await buyers() == 1
-    await store.apply([refund("r2", "o1", "u1", "p", 1, t)])
+    await counters.apply([refund("r2", "o1", "u1", "p", 1, t)])
     assert await buyers() == 0
     # a refund or a cancellation that arrives before its purchase still applies
     cancel = ev.OrderCancelled.create({"order_id": "o3", "user_id": "u3"}, producer=P)
-    await store.apply([refund("r3", "o2", "u2", "p", 1, t), cancel])
-    await store.apply([purchase("o2", "u2", "p", t), purchase("o3", "u3", "p", t)])
+    await counters.apply([refund("r3", "o2", "u2", "p", 1, t), cancel])
+    await counters.apply([purchase("o2", "u2", "p", t), purchase("o3", "u3", "p", t)])
     assert await buyers() == 0
     # another kept order of the same user keeps them counted once
-    await store.apply([purchase("o4", "u2", "p", t), purchase("o5", "u2", "p", t)])
+    await counters.apply([purchase("o4", "u2", "p", t), purchase("o5", "u2", "p", t)])
     assert await buyers() == 1
 
 
 async def test_reviews_apply_edits_and_deletes_newest_first(
     aredis: aioredis.Redis, namespace: str
 ) -> None:
-    store, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
+    counters, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
     t = NOW - timedelta(hours=1)
-    await store.apply(
+    await counters.apply(
         [
             review(ev.ReviewEdited, "u1", "p", 4, t + timedelta(minutes=2)),
             review(ev.ReviewPosted, "u1", "p", 1, t),  # older than the edit: ignored
@@ -332,7 +396,7 @@ async def test_reviews_apply_edits_and_deletes_newest_first(
 async def test_friends_bought_counts_consenting_friends_with_kept_purchases_only(
     aredis: aioredis.Redis, namespace: str
 ) -> None:
-    store, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
+    counters, reader = CounterStore(aredis, namespace), ProofReader(aredis, namespace)
     t = NOW - timedelta(hours=1)
     viewer, product = "viewer", "p"
     people = {"f1": "Ana", "f2": "Ben", "f3": "Chloe", "f4": "Dan", "f5": "Eve", "stranger": "Zed"}
@@ -343,17 +407,17 @@ async def test_friends_bought_counts_consenting_friends_with_kept_purchases_only
     setup += [consent("f4", False, True, t + timedelta(minutes=1))]
     buys = [purchase(f"o-{u}", u, product, t) for u in [*people, viewer]]
     buys += [refund("r5", "o-f5", "f5", product, 1, t)]
-    await store.apply(buys)  # purchases first; friendships and consent arrive later
+    await counters.apply(buys)  # purchases first; friendships and consent arrive later
     assert await reader.friends_bought(viewer, product) == (0, [])
-    await store.apply(setup)
+    await counters.apply(setup)
     count, names = await reader.friends_bought(viewer, product)
     assert count == 3 and names == ["Ana", "Ben", "Chloe"]
     # friendship removal and consent withdrawal take effect on the next read
-    await store.apply([friends("f1", viewer, t + timedelta(minutes=5), added=False)])
-    await store.apply([consent("f2", False, True, t + timedelta(minutes=5))])
+    await counters.apply([friends("f1", viewer, t + timedelta(minutes=5), added=False)])
+    await counters.apply([consent("f2", False, True, t + timedelta(minutes=5))])
     assert await reader.friends_bought(viewer, product) == (1, ["Chloe"])
     # an older friendship event (a replay) does not undo the newer removal
-    await store.apply([friends(viewer, "f1", t)])
+    await counters.apply([friends(viewer, "f1", t)])
     assert await reader.friends_bought(viewer, product) == (1, ["Chloe"])
 
 
@@ -435,7 +499,7 @@ async def test_the_shops_consent_defaults_apply_to_users_who_never_chose(
 ) -> None:
     t = NOW - timedelta(hours=1)
     # Given a shop whose defaults share purchases and show users in the feed
-    store = CounterStore(aredis, namespace, default_share_purchases=True)
+    counters = CounterStore(aredis, namespace, default_share_purchases=True)
     reader = ProofReader(aredis, namespace, default_show_in_activity_feed=True)
     events = [
         name("f1", "Ana", t),
@@ -446,7 +510,7 @@ async def test_the_shops_consent_defaults_apply_to_users_who_never_chose(
         purchase("o1", "f1", "p", t),
         purchase("o2", "f2", "p", t + timedelta(minutes=1)),
     ]
-    await store.apply(events)
+    await counters.apply(events)
     oracle = Oracle(events, default_share=True, default_feed=True)
     # Then Ana, who never chose, is counted and shown; Ben, who opted out, is not
     assert await reader.friends_bought("v", "p") == (1, ["Ana"])

@@ -1,7 +1,9 @@
 """Verified purchases, questions and answers, and question notes in the counter store, against a
 real Redis (no broker): the state equals the oracle computed from the same events whatever their
 order, however often they repeat (refunds, cancellations, moderation and erasure included); the
-notes' daily cap, who gets none, erasure, and one announcement per batch in detail. Layout:
+notes' daily cap, who gets none, erasure, and one announcement per batch in detail; on every
+layout of the store (one shard, four, a Redis Cluster's twelve), what the notifier reads of them
+(proof, notes merged over the shards, explanations) is the oracle's. Layout:
 ``contracts/views.py``; rules: ``services/counters/oracle.py``."""
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from contracts.views import NOTES_KEEP, QUESTION_NOTES_PER_DAY
 from services.counters.app import BatchProcessor
 from services.counters.oracle import Oracle
 from services.counters.store import CounterStore
+from services.notifier.explain import Explainer, UserRefs, parse_figure
 from services.notifier.proof import ProofReader, to_json
 from socialproof.settings import Settings
 from tests.integration.test_counters_store import (
@@ -34,6 +37,8 @@ from tests.integration.test_counters_store import (
     traces_of,
 )
 from tests.integration.test_processor_support import dump, first_difference
+from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
+from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
 from tools.loadgen import LoadConfig, LoadGenerator
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -261,6 +266,37 @@ async def test_verified_figures_qa_counts_and_notes_match_the_oracle_in_any_orde
             redis_client.delete(*keys)
 
 
+async def test_on_every_layout_the_notifier_reads_the_oracles_qa_figures_notes_and_explanations(
+    store: StoreUnderTest,  # noqa: F811
+) -> None:
+    # Given the shop with questions through the real counter store, on one shard, four on one
+    # Redis and twelve on a Redis Cluster (questions in their product's shard, each shard keeping
+    # its own notes of its products' questions)
+    gen, events = shop_with_questions(seed=19)
+    oracle = Oracle(events)
+    await apply_in_chunks(CounterStore(store.redis, store.namespace), events, 300)
+    reader = ProofReader(store.redis, store.namespace, shards=store.layout.shards)
+    explainer = Explainer(reader, UserRefs(b"q" * 32))
+    now = int(NOW.timestamp() * 1000)
+    # (sharded: the questions are about products of several shards)
+    assert len({store.layout.product_prefix(p) for p in gen.product_ids}) > 1 or (
+        not store.layout.sharded
+    )
+    for p in gen.product_ids:
+        # Then the proof's verified figures and question counts are the oracle's
+        got = to_json(await reader.read(p, now_ms=now))
+        got.pop("as_of")
+        assert got == oracle.proof(p, now), p
+        # and their explanations list as many events as they count
+        for path in ("questions.count", "questions.answered_by_buyers", "reviews.verified_count"):
+            explained = await explainer.explain_all(p, parse_figure(path), now_ms=now)
+            head, figure = path.split(".")
+            assert explained.value == len(explained.events) == got[head][figure], (p, path)
+    # And each viewer's notes, merged over the shards, are the oracle's
+    for u in gen.user_ids:
+        assert [n.question_id for n in await reader.notes(u)] == oracle.notes(u), u
+
+
 async def test_a_review_and_an_answer_follow_their_authors_standing_in_every_order(
     aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str
 ) -> None:
@@ -285,22 +321,22 @@ async def test_a_review_and_an_answer_follow_their_authors_standing_in_every_ord
         # 52 of the 5,040 orders, each event in its own call
         for i, order in enumerate(itertools.islice(itertools.permutations(history), 0, None, 97)):
             ns = f"{namespace}-{i}"
-            store = CounterStore(aredis, ns)
+            counters = CounterStore(aredis, ns)
             for event in order:
-                await store.apply([event])
+                await counters.apply([event])
             reviews = redis_client.hgetall(f"{ns}:reviews:{p}")
             assert {k: v for k, v in reviews.items() if k.startswith("v")} == verified, order
             assert redis_client.hgetall(f"{ns}:qa:{p}") == qa, order
             states.append(dump(redis_client, ns))
             # When the rest of o1 is refunded, she is no buyer any more: her review is
             # unverified and her answer no longer by a buyer
-            await store.apply([refund("r2", "o1", ana, p, 1, t)])
+            await counters.apply([refund("r2", "o1", ana, p, 1, t)])
             reviews = redis_client.hgetall(f"{ns}:reviews:{p}")
             assert not any(k.startswith("v") for k in reviews) and reviews["count"] == "1"
             assert redis_client.hgetall(f"{ns}:qa:{p}") == {"questions": "1", "answered": "1"}
             assert redis_client.hget(f"{ns}:review:{p}|{ana}", "vf") == "0"
             # And a new purchase makes both count again
-            await store.apply([purchase("o3", ana, p, t)])
+            await counters.apply([purchase("o3", ana, p, t)])
             assert redis_client.hgetall(f"{ns}:qa:{p}") == qa
             assert redis_client.hget(f"{ns}:reviews:{p}", "vcount") == "1"
         assert len(states) == 52 and all(s == states[0] for s in states)
@@ -314,13 +350,13 @@ async def test_question_notes_are_capped_per_day_and_the_next_one_moves_up(
     aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str
 ) -> None:
     # Given Ben, who bought the product and wants question notes
-    store = CounterStore(aredis, namespace)
+    counters = CounterStore(aredis, namespace)
     p, ben = "p-cap", "ben"
-    await store.apply([privacy(ben, True, DAY_START), purchase("o1", ben, p, DAY_START)])
+    await counters.apply([privacy(ben, True, DAY_START), purchase("o1", ben, p, DAY_START)])
     # When seven questions are asked about it on one day, and one the next day
     asked = [ask(f"q{i}", f"asker{i}", p, DAY_START + timedelta(hours=1 + i)) for i in range(7)]
     asked.append(ask("q-next", "asker9", p, DAY_START + timedelta(days=1, hours=1)))
-    changes = await store.apply(list(reversed(asked)))  # the latest first
+    changes = await counters.apply(list(reversed(asked)))  # the latest first
     # Then he is notified of the day's first five (by ask time) and of the next day's question
     first_five = [f"q{i}" for i in range(QUESTION_NOTES_PER_DAY)]
     assert notes_of(redis_client, namespace, ben) == ["q-next", *reversed(first_five)]
@@ -330,13 +366,13 @@ async def test_question_notes_are_capped_per_day_and_the_next_one_moves_up(
     assert 0 < redis_client.ttl(f"{namespace}:notecap:{ben}:20261120") <= 3 * 86_400
     # And a redelivered question counts once, whatever else arrives with it
     before = dump(redis_client, namespace)
-    changes = await store.apply(asked)
+    changes = await counters.apply(asked)
     assert dump(redis_client, namespace) == before and changes.users == set()
     # When the shop hides the day's second question, the sixth moves up into the notes
-    await store.apply([moderate(asked[1], True, NOW)])
+    await counters.apply([moderate(asked[1], True, NOW)])
     assert notes_of(redis_client, namespace, ben) == ["q-next", "q5", "q4", "q3", "q2", "q0"]
     # And showing it again takes the sixth's place back
-    await store.apply([moderate(asked[1], False, NOW + timedelta(minutes=1))])
+    await counters.apply([moderate(asked[1], False, NOW + timedelta(minutes=1))])
     assert notes_of(redis_client, namespace, ben) == ["q-next", *reversed(first_five)]
     assert redis_client.hgetall(f"{namespace}:qa:{p}") == {"questions": "8"}
 
@@ -362,8 +398,8 @@ async def test_notes_keep_the_newest_and_bring_older_ones_back_when_newer_ones_g
     earlier = [ask(f"q00-{i}", "asker", p2, start + timedelta(hours=3 + i)) for i in range(2)]
     events += asked + earlier
     random.Random(5).shuffle(events)
-    store = CounterStore(aredis, namespace)
-    await apply_in_chunks(store, events, 7)
+    counters = CounterStore(aredis, namespace)
+    await apply_in_chunks(counters, events, 7)
 
     def check() -> list[str]:
         notes = notes_of(redis_client, namespace, ben)
@@ -375,13 +411,13 @@ async def test_notes_keep_the_newest_and_bring_older_ones_back_when_newer_ones_g
     # (from the same day, then from the day before, about the other product)
     for i, question in enumerate(reversed(asked[-4:])):
         events.append(moderate(question, True, NOW + timedelta(minutes=i)))
-        await store.apply(events[-1:])
+        await counters.apply(events[-1:])
         assert len(check()) == NOTES_KEEP
     assert check()[-4:] == ["q01-1", "q01-0", "q00-1", "q00-0"]
     # And shown again, they push the older ones out again
     for i, question in enumerate(asked[-4:]):
         events.append(moderate(question, False, NOW + timedelta(hours=1, minutes=i)))
-        await store.apply(events[-1:])
+        await counters.apply(events[-1:])
     assert check()[-1] == "q01-2"
 
 
@@ -390,7 +426,7 @@ async def test_no_note_to_the_asker_nor_to_buyers_who_did_not_opt_in_or_bought_l
 ) -> None:
     t = NOW - timedelta(hours=5)
     p = "p-who"
-    store = CounterStore(aredis, namespace)
+    counters = CounterStore(aredis, namespace)
     people = {
         "asker": privacy("asker", True, t),  # a buyer who wants notes, but asks herself
         "yes": privacy("yes", True, t),
@@ -406,8 +442,8 @@ async def test_no_note_to_the_asker_nor_to_buyers_who_did_not_opt_in_or_bought_l
     events += [refund("rf", "o-refunder", "refunder", p, 1, t + timedelta(hours=3))]
     question = ask("q-who", "asker", p, t + timedelta(hours=1))
     oracle = Oracle([*events, question])
-    await store.apply(events)
-    changes = await store.apply([question])
+    await counters.apply(events)
+    changes = await counters.apply([question])
     notified = {u for u in people if notes_of(redis_client, namespace, u)}
     assert notified == {"yes"} == {u for u in people if oracle.notes(u)}
     assert changes.users == {"yes"}  # announced: the users whose notes changed
@@ -419,9 +455,9 @@ async def test_no_note_to_the_asker_nor_to_buyers_who_did_not_opt_in_or_bought_l
     finally:
         redis_client.delete(*redis_client.scan_iter(f"{namespace}o:*"))
     # When "yes" withdraws consent, the note goes; given again, it comes back
-    await store.apply([privacy("yes", False, t + timedelta(hours=4))])
+    await counters.apply([privacy("yes", False, t + timedelta(hours=4))])
     assert notes_of(redis_client, namespace, "yes") == []
-    await store.apply([privacy("yes", True, t + timedelta(hours=5))])
+    await counters.apply([privacy("yes", True, t + timedelta(hours=5))])
     assert notes_of(redis_client, namespace, "yes") == ["q-who"]
 
 
@@ -446,13 +482,13 @@ async def test_erasure_removes_questions_answers_votes_and_notes_everywhere(
         vote(a_cleo, ben, True, t),
         review(ev.ReviewPosted, ana, p, 5, t),
     ]
-    store = CounterStore(aredis, namespace)
-    await store.apply(history)
+    counters = CounterStore(aredis, namespace)
+    await counters.apply(history)
     assert notes_of(redis_client, namespace, ana) == ["q-ben"]
     assert notes_of(redis_client, namespace, cleo) == ["q-ana", "q-ben"]
     assert redis_client.hget(f"{namespace}:answer:a-cleo", "helpful") == "2"
     # When Ana is erased
-    changes = await store.apply([erase(ana)])
+    changes = await counters.apply([erase(ana)])
     # Then her question, answer, vote, review and notes are gone from every count and list
     # (Ben's question is left, its only answer was hers)
     assert redis_client.hgetall(f"{namespace}:qa:{p}") == {"questions": "1"}
@@ -464,8 +500,8 @@ async def test_erasure_removes_questions_answers_votes_and_notes_everywhere(
     assert traces_of(ana, redis_client, namespace) == []
     # And a replay of everything she did, before or after the erasure, changes nothing
     before = dump(redis_client, namespace)
-    await store.apply(history)
-    await store.apply([erase(ana), *history])
+    await counters.apply(history)
+    await counters.apply([erase(ana), *history])
     assert dump(redis_client, namespace) == before
 
 
@@ -476,9 +512,9 @@ async def test_a_batch_announces_its_products_and_its_noted_users_once(
     p = "p-announce"
     setup = [privacy(u, True, t) for u in ("u1", "u2")]
     setup += [purchase(f"o-{u}", u, p, t) for u in ("u1", "u2")]
-    store = CounterStore(aredis, namespace, follow_active=True)
-    await store.apply(setup)
-    processor = BatchProcessor(store, None, consumer="test", dead_letter_topic="dead")  # type: ignore[arg-type]
+    counters = CounterStore(aredis, namespace, follow_active=True)
+    await counters.apply(setup)
+    processor = BatchProcessor(counters, None, consumer="test", dead_letter_topic="dead")  # type: ignore[arg-type]
     batch = [ask(f"q{i}", "asker", p, t + timedelta(minutes=i)) for i in range(3)]
     records = [
         SimpleNamespace(topic="social.questions", partition=0, offset=i, key=b"", value=raw)

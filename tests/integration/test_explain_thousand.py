@@ -2,14 +2,12 @@
 refunds, cancellations, reviews posted, edited and deleted, shares, consent changes, questions,
 answers, erasures, duplicates, any order), written by the real counter store: for every figure
 the notifier serves, the explanation's events, over all pages, are as many as the served
-number."""
+number; on every layout of the store (one shard, four, a Redis Cluster's twelve: the product's
+facts in its shard, the friends replicated into it)."""
 
 from __future__ import annotations
 
 import random
-
-import redis as redis_sync
-import redis.asyncio as aioredis
 
 from services.counters.store import CounterStore
 from services.notifier.explain import Explainer, UserRefs
@@ -20,15 +18,16 @@ from tests.integration.test_explain import (
     NOW,
     NOW_MS,
     PUBLIC_FIGURES,
-    aredis,  # noqa: F401 (fixture)
     every_page,
     served,
 )
+from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
+from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
 from tools.loadgen import LoadConfig, LoadGenerator
 
 
 async def test_every_figure_of_a_product_with_1000_events_is_explained_exactly(
-    aredis: aioredis.Redis, redis_client: redis_sync.Redis, namespace: str  # noqa: F811
+    store: StoreUnderTest,  # noqa: F811
 ) -> None:
     # Given one product and 1,000 mixed events about it, with duplicates, shuffled
     gen = LoadGenerator(LoadConfig(
@@ -40,28 +39,22 @@ async def test_every_figure_of_a_product_with_1000_events_is_explained_exactly(
     rng = random.Random(1000)
     shuffled = events + rng.sample(events, 100)
     rng.shuffle(shuffled)
-    ns = f"{namespace}k"
-    try:
-        await CounterStore(aredis, ns).apply(shuffled)
-        reader = ProofReader(aredis, ns)
-        explainer = Explainer(reader, UserRefs(KEY))
-        (product,) = gen.product_ids
-        proof = to_json(await reader.read(product, now_ms=NOW_MS))
-        # When every figure is explained, page by page
-        for path in PUBLIC_FIGURES:
-            value, counted, _ = await every_page(explainer, product, path, limit=100)
-            # Then its events are exactly as many as the number served
-            assert value == len(counted) == served(proof, path), path
-        for viewer in rng.sample(gen.user_ids, 20):
-            count, _ = await reader.friends_bought(viewer, product)
-            value, counted, _ = await every_page(
-                explainer, product, "friends_bought", viewer=viewer, limit=100
-            )
-            assert value == len(counted) == count, viewer
-        # and the figures are not trivially small
-        assert proof["bought"]["7d"] > 50 and proof["reviews"]["count"] > 20
-        assert proof["questions"]["count"] > 20 and proof["shares"]["total"] > 50
-    finally:
-        keys = list(redis_client.scan_iter(f"{ns}:*", count=1000))
-        if keys:
-            redis_client.delete(*keys)
+    await CounterStore(store.redis, store.namespace).apply(shuffled)
+    reader = ProofReader(store.redis, store.namespace, shards=store.layout.shards)
+    explainer = Explainer(reader, UserRefs(KEY))
+    (product,) = gen.product_ids
+    proof = to_json(await reader.read(product, now_ms=NOW_MS))
+    # When every figure is explained, page by page
+    for path in PUBLIC_FIGURES:
+        value, counted, _ = await every_page(explainer, product, path, limit=100)
+        # Then its events are exactly as many as the number served
+        assert value == len(counted) == served(proof, path), path
+    for viewer in rng.sample(gen.user_ids, 20):
+        count, _ = await reader.friends_bought(viewer, product)
+        value, counted, _ = await every_page(
+            explainer, product, "friends_bought", viewer=viewer, limit=100
+        )
+        assert value == len(counted) == count, viewer
+    # and the figures are not trivially small
+    assert proof["bought"]["7d"] > 50 and proof["reviews"]["count"] > 20
+    assert proof["questions"]["count"] > 20 and proof["shares"]["total"] > 50

@@ -7,8 +7,13 @@ facts in its shard, the friends replicated into it)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import random
 
+from typer.testing import CliRunner
+
+from cli.main import app as cli_app
 from services.counters.store import CounterStore
 from services.notifier.explain import Explainer, UserRefs
 from services.notifier.proof import ProofReader, to_json
@@ -55,6 +60,19 @@ async def test_every_figure_of_a_product_with_1000_events_is_explained_exactly(
             explainer, product, "friends_bought", viewer=viewer, limit=100
         )
         assert value == len(counted) == count, viewer
+    # And `socialproof explain` finds the namespace's shards and reads the same (at its own
+    # clock: a figure without a window)
+    env = {
+        "SOCIALPROOF_REDIS_URL": store.url,
+        "SOCIALPROOF_REDIS_NAMESPACE": store.namespace,
+        "SOCIALPROOF_SERVICE_TOKEN": "explain-thousand-token",
+    }
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli_app, ["explain", product, "reviews.count", "--json"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    cli = json.loads(result.stdout)
+    assert cli["value"] == len(cli["events"]) == proof["reviews"]["count"]
     # and the figures are not trivially small
     assert proof["bought"]["7d"] > 50 and proof["reviews"]["count"] > 20
     assert proof["questions"]["count"] > 20 and proof["shares"]["total"] > 50

@@ -32,6 +32,7 @@ from bench import (
     attribution,
     broker_fetch,
     burst_lag,
+    cluster_scaling,
     e2e,
     faust_eos,
     friends_bought,
@@ -62,6 +63,7 @@ SCENARIO_MODULES = (
     broker_fetch,
     faust_eos,
     scaling,
+    cluster_scaling,
 )
 
 

@@ -14,8 +14,12 @@ from socialproof.settings import Settings
 from tests.support.bench import run_quick
 
 #: the processor's scenarios (other scenarios in the registry have their own smoke tests);
-#: faust_eos (two designs, SIGKILLs and restarts, about a minute) runs on its own below
-SCENARIOS = ["limit", "throughput", "attribution", "burst_lag", "friends_bought", "faust_eos"]
+#: faust_eos (two designs, SIGKILLs and restarts, about a minute) and cluster_scaling (its own
+#: redis-servers and Redis Cluster) run on their own below
+SCENARIOS = [
+    "limit", "throughput", "attribution", "burst_lag", "friends_bought", "faust_eos",
+    "cluster_scaling",
+]  # fmt: skip
 RUN_TOGETHER = SCENARIOS[:5]
 
 
@@ -78,3 +82,36 @@ def test_faust_exactly_once_scenario_compares_both_designs_after_kills(tmp_path:
     for source in ("served", "changelog"):
         assert figures[f"faust_{source}_count_sum"] > 0
     assert "## faust_eos" in (tmp_path / "report-quick.md").read_text()
+
+
+def test_cluster_scaling_scenario_measures_every_store_and_node(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # When the cluster scaling scenario runs in quick mode (its own redis-servers and Redis
+    # Cluster; the session's broker and Redis only as the bench's environment), then it printed
+    # its summary line and reported figures (run_quick asserts both)
+    servers = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "REDIS_URL": settings.redis_url,
+    }
+    figures = run_quick(["cluster_scaling"], tmp_path, env=servers)["scenarios"]["cluster_scaling"][
+        "figures"
+    ]
+    for store in ("one1", "one12", "cluster12"):
+        for writers in (1, 2):
+            tag = f"{store}_w{writers}"
+            # And every store applied the slice and its Redis CPU was measured
+            assert figures[f"{tag}_events_per_s"] > 0 and figures[f"{tag}_redis_us"] > 0
+            assert figures[f"{tag}_writer_us"] > 0
+        assert figures[f"{store}_graph_bytes"] > 0
+    # And the sharded stores made more script calls per event than one shard (13 shards: an
+    # order's lines and every user fact go to several), and wrote the graph 13 times
+    calls = "w1_script_calls_per_1000_events"
+    assert figures[f"one12_{calls}"] > figures[f"one1_{calls}"] > 0
+    assert figures["one12_shard_ops_per_event"] > figures["one1_shard_ops_per_event"] == 1
+    assert figures["one12_graph_bytes"] > 5 * figures["one1_graph_bytes"]
+    # And on the cluster every master worked, the replicas replicated, and a projection came out
+    assert all(us > 0 for us in figures["cluster12_w1_master_us_each"])
+    assert len(figures["cluster12_w1_master_us_each"]) == 3
+    assert figures["cluster12_w1_replica_us"] > 0
+    assert figures["cluster12_w2_events_per_s_per_master"] > 0

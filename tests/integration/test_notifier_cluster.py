@@ -1,0 +1,130 @@
+"""The notifier on a Redis Cluster (#16): a notifier process whose ``REDIS_URL`` names a node of
+the session's cluster (3 masters + 3 replicas) serves proof, friends_bought, batch reads across
+shards, trending and activity, and pushes a change announced on the cluster over SSE.
+
+The facts are written by the counter store itself through redis-py's cluster client (12 shards,
+as a worker on a cluster records them) and announced on ``{ns}:changes`` as the worker does: the
+stack's worker writes the single Redis, not the cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from contracts import events as ev
+from contracts import namespaces
+from contracts.layout import CLUSTER_SHARDS, StoreLayout
+from services.counters.store import CounterStore
+from socialproof.redis import connect_store
+from socialproof.settings import Settings
+from tests.integration.test_counters_store import consent, friends, name, purchase
+from tests.support.rediscluster import (
+    ClusterUnderTest,
+    redis_cluster,  # noqa: F401 (a fixture)
+)
+from tests.support.sse import SseClient
+from tests.support.storefront import extra_notifier
+from tools.devstack import Stack
+
+
+async def _apply(url: str, namespace: str, events: list[ev.Event]) -> StoreLayout:
+    """Apply and announce ``events`` as the worker does, on the cluster; the layout used."""
+    redis = await connect_store(Settings(redis_url=url, redis_namespace=namespace))
+    try:
+        store = CounterStore(redis, namespace, coupon_secret="")
+        await store.announce(await store.apply(events))
+        return await store.layout()
+    finally:
+        await redis.aclose()
+
+
+async def _drop(url: str, namespace: str) -> None:
+    redis = await connect_store(Settings(redis_url=url, redis_namespace=namespace))
+    try:
+        for node in redis.get_primaries():
+            async for key in redis.scan_iter(f"{namespace}:*", target_nodes=node):
+                await redis.delete(key)
+        await redis.delete(namespaces.pointer_key(namespace))
+    finally:
+        await redis.aclose()
+
+
+def test_a_notifier_on_a_redis_cluster_serves_reads_and_pushes_changes(
+    stack: Stack,
+    redis_cluster: ClusterUnderTest,  # noqa: F811
+    service_token: str,
+) -> None:
+    ns = f"nc{uuid.uuid4().hex[:10]}"
+    url = redis_cluster.url
+    now = datetime.now(UTC).replace(microsecond=0)
+    t = now - timedelta(minutes=5)
+    ana, ben, cleo = "ana", "ben", "cleo"
+    # two products of different shards, so reads cross slots (and masters)
+    shard_of = StoreLayout(ns, CLUSTER_SHARDS).shard_of
+    first = "p-0"
+    second = next(f"p-{i}" for i in range(1, 100) if shard_of(f"p-{i}") != shard_of(first))
+    try:
+        # Given Ben and Cleo, who share purchases and show in the feed, Ana's friends, and Ben
+        # buying the first product, written to the cluster by the counter store
+        layout = asyncio.run(
+            _apply(
+                url,
+                ns,
+                [
+                    name(ben, "Ben", t),
+                    name(cleo, "Cleo", t),
+                    consent(ben, True, True, t),
+                    consent(cleo, True, True, t),
+                    friends(ana, ben, t),
+                    friends(ana, cleo, t),
+                    purchase("o1", ben, first, t),
+                ],
+            )
+        )
+        assert layout.shards == CLUSTER_SHARDS  # what a worker on a cluster records
+        # And a notifier whose REDIS_URL names a node of the cluster
+        with (
+            extra_notifier(stack, REDIS_URL=url, SOCIALPROOF_REDIS_NAMESPACE=ns) as notifier,
+            httpx.Client(base_url=notifier, timeout=5) as client,
+        ):
+            assert client.get("/readyz").json()["checks"]["redis"] == "ok"
+            token = client.post(
+                "/v1/viewer-tokens",
+                json={"viewer_id": ana},
+                headers={"Authorization": f"Bearer {service_token}"},
+            ).json()["token"]
+            # Then it serves the proof, and Ana's friends who bought it
+            public = client.get(f"/v1/proof/products/{first}")
+            assert public.status_code == 200, public.text
+            assert public.json()["bought"] == {"1h": 1, "24h": 1, "7d": 1}
+            mine = client.get(
+                f"/v1/proof/products/{first}", headers={"Authorization": f"Bearer {token}"}
+            ).json()
+            assert mine["friends_bought"] == {"count": 1, "names": ["Ben"]}
+            # And a batch read across shards, trending and the activity feed
+            batch = client.get("/v1/proof/products", params={"ids": f"{first},{second}"}).json()
+            bought = {p["product_id"]: p["bought"]["24h"] for p in batch["products"]}
+            assert bought == {first: 1, second: 0}
+            trending = client.get("/v1/trending").json()
+            assert [p["product_id"] for p in trending["products"]] == [first]
+            activity = client.get("/v1/activity", params={"products": first}).json()
+            assert [(a["kind"], a["first_name"]) for a in activity["items"]] == [("bought", "Ben")]
+            # When Ana watches the second product and Cleo buys it (announced on the cluster)
+            stream = f"{notifier}/v1/proof/stream?products={second}&viewer_token={token}"
+            with SseClient(stream) as sse:
+                initial = sse.next(timeout=10).json()
+                assert initial["bought"]["24h"] == 0
+                assert initial["friends_bought"] == {"count": 0, "names": []}
+                asyncio.run(_apply(url, ns, [purchase("o2", cleo, second, now)]))
+                # Then the change is pushed, with Ana's friend named
+                pushed = sse.next_matching(
+                    lambda e: e.json()["bought"]["24h"] == 1, timeout=10
+                ).json()
+                assert pushed["friends_bought"] == {"count": 1, "names": ["Cleo"]}
+            trending = client.get("/v1/trending").json()
+            assert {p["product_id"] for p in trending["products"]} == {first, second}
+    finally:
+        asyncio.run(_drop(url, ns))

@@ -188,9 +188,13 @@ class ClusterSubscriber:
     node of the cluster client's current view, starting at a random one so notifier replicas
     spread over the nodes: when the hub's node dies, its next subscription goes to another."""
 
-    def __init__(self, cluster: AsyncRedisCluster, url: str, **options: Any) -> None:
+    def __init__(
+        self, cluster: AsyncRedisCluster, url: str, first: int | None = None, **options: Any
+    ) -> None:
+        """``first``: the node (in name order) of the first subscription (None: a random one);
+        ``options`` go to the plain client."""
         self.cluster, self.url, self.options = cluster, url, options
-        self._turn = random.randrange(1 << 16)
+        self._turn = random.randrange(1 << 16) if first is None else first
         #: ``host:port`` of the node of the current subscription (None before the first)
         self.node: str | None = None
 

@@ -1,6 +1,7 @@
 """The notifier on a Redis Cluster (#16): a notifier process whose ``REDIS_URL`` names a node of
 the session's cluster (3 masters + 3 replicas) serves proof, friends_bought, batch reads across
-shards, trending and activity, and pushes a change announced on the cluster over SSE.
+shards, trending and activity, and pushes a change announced on the cluster over SSE; its hub,
+subscribed to one node, moves to another when that node dies.
 
 The facts are written by the counter store itself through redis-py's cluster client (12 shards,
 as a worker on a cluster records them) and announced on ``{ns}:changes`` as the worker does: the
@@ -13,11 +14,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from contracts import events as ev
 from contracts import namespaces
 from contracts.layout import CLUSTER_SHARDS, StoreLayout
 from services.counters.store import CounterStore
+from services.notifier.hub import ClusterSubscriber, Hub
 from socialproof.redis import connect_store
 from socialproof.settings import Settings
 from tests.integration.test_counters_store import consent, friends, name, purchase
@@ -128,3 +131,49 @@ def test_a_notifier_on_a_redis_cluster_serves_reads_and_pushes_changes(
             assert {p["product_id"] for p in trending["products"]} == {first, second}
     finally:
         asyncio.run(_drop(url, ns))
+
+
+async def test_the_hub_moves_to_another_node_when_its_node_dies(
+    redis_cluster: ClusterUnderTest,  # noqa: F811
+) -> None:
+    local = redis_cluster.require_local()
+    cluster = AsyncRedisCluster.from_url(redis_cluster.url, decode_responses=True)
+    await cluster.initialize()
+    # Given a hub subscribed through a replica (killing it needs no failover: the test is quick)
+    masters = {node.port for node in local.masters()}
+    replica = next(node for node in local.nodes if node.port not in masters)
+    names = sorted(node.name for node in cluster.get_nodes())
+    subscriber = ClusterSubscriber(
+        cluster, redis_cluster.url, first=names.index(replica.address), decode_responses=True
+    )
+    reads = 0
+
+    async def read_encoded(products: list[str]) -> list[tuple[dict, bytes]]:
+        nonlocal reads
+        reads += 1
+        return [({"product_id": p, "read": reads}, b"") for p in products]
+
+    channel = f"hub{uuid.uuid4().hex[:8]}:changes"
+    hub = Hub(subscriber, channel, read_encoded)
+    box = hub.subscribe(frozenset({"p"}))
+    hub.start()
+    publisher = local.masters()[0].client()
+    try:
+        assert (await box.take(10))["p"][0]["read"] == 1  # refreshed once subscribed
+        assert subscriber.node == replica.address
+        publisher.publish(channel, '["p"]')
+        assert (await box.take(5))["p"][0]["read"] == 2  # heard on the replica
+        # When that node dies
+        local.kill(replica)
+        # Then the hub subscribes to another node, refreshes its watchers (announcements made
+        # in between were missed) and hears the next announcement there
+        assert (await box.take(10))["p"][0]["read"] == 3
+        assert subscriber.node != replica.address and hub.connected.is_set()
+        publisher.publish(channel, '["p"]')
+        assert (await box.take(5))["p"][0]["read"] == 4
+    finally:
+        await hub.stop()
+        publisher.close()
+        await cluster.aclose()
+        if not replica.running:
+            local.restart(replica)

@@ -1,14 +1,17 @@
-"""The Redis client every service uses for the serving store (asyncio, pooled, with timeouts).
+"""The Redis clients of the serving store (asyncio, pooled, with timeouts), on one Redis node or
+on a Redis Cluster.
 
 Redis holds derived views only: everything in it can be rebuilt from the Kafka topics.
 
-:func:`connect` is the client every service uses today: one Redis node. Issue #16 moves the
-store onto Redis Cluster; :func:`connect_store` is the first piece of that: it asks the node the
-URL names whether it is a cluster node (:func:`is_cluster`, one ``INFO cluster`` round trip) and
-returns redis-py's public cluster client for a cluster, the plain client otherwise. No service
-uses it yet: the stream processor's Lua script touches the keys of many products and users at
-once, which a cluster refuses (CROSSSLOT), and the notifier's reads are not cluster-aware yet;
-both are the open part of #16.
+:func:`connect_store` is the serving store's client (issue #16): it asks the node ``REDIS_URL``
+names whether it is a cluster node (:func:`is_cluster`, one ``INFO cluster`` round trip) and
+returns redis-py's public cluster client for a cluster, the plain client otherwise; no setting
+says which. The stream worker and the reward relay (``services/counters``) connect through it
+inside their event loop, and the key layout that lets their scripts run on a cluster (no script
+touches two hash slots) is :mod:`contracts.layout`. :func:`connect_store_sync` is the same choice
+for operations tools (``socialproof replay``: scans and drops of a namespace visit every master
+and delete per slot, :mod:`ops.rebuild`). :func:`connect` stays the single-node client for code
+that never talks to a cluster.
 
 The cluster client retries on its own, through redis-py's options: MOVED and ASK redirects and
 TRYAGAIN are followed within one attempt (up to 16 redirects), and a connection error, a timeout
@@ -19,14 +22,17 @@ replica takes over 3.6-4.9 s after its master's SIGKILL with a 2 s ``cluster-nod
 a write sent at the kill was done 4.2 s after it, measured in tests/integration/
 test_redis_cluster.py). After that the command raises the last error, which names the node it
 could not reach (with a 0.5 s deadline: ConnectionError after 0.7 s, the write not applied).
-A command retried after a *timeout* may have been applied by the first attempt: the per-slot
-processor of #16 must keep its writes idempotent, as the counter store's are today.
+A command retried after a *timeout* may have been applied by the first attempt: the worker's
+writes are idempotent facts, and a batch whose writes did not all succeed is retried whole with
+its offsets uncommitted (``services/counters/app.py``; tests/integration/
+test_processor_cluster.py kills a master under a worker).
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import redis as redis_sync
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry
@@ -58,14 +64,29 @@ def connect(settings: Settings, **overrides: object) -> aioredis.Redis:
     return aioredis.Redis.from_url(settings.redis_url, **_client_options(**overrides))
 
 
-async def is_cluster(url: str) -> bool:
-    """Whether the node ``url`` names runs with ``cluster-enabled yes`` (``INFO cluster`` says
-    ``cluster_enabled:1``). Raises redis-py's ConnectionError when nothing answers there."""
+def _database_zero(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme in ("redis", "rediss"):
         # asked of database 0: a cluster node refuses to SELECT another, and INFO is server-wide
-        url = parts._replace(path="/0").geturl()
-    client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        return parts._replace(path="/0").geturl()
+    return url
+
+
+def _cluster_database(url: str) -> None:
+    database = urlsplit(url).path.strip("/") or "0"
+    if database != "0":
+        raise ValueError(
+            f"REDIS_URL={url} names database {database}, but a Redis Cluster has database 0 "
+            "only: end the URL with /0 (or nothing)"
+        )
+
+
+async def is_cluster(url: str) -> bool:
+    """Whether the node ``url`` names runs with ``cluster-enabled yes`` (``INFO cluster`` says
+    ``cluster_enabled:1``). Raises redis-py's ConnectionError when nothing answers there."""
+    client = aioredis.Redis.from_url(
+        _database_zero(url), socket_timeout=2.0, socket_connect_timeout=2.0
+    )
     try:
         info = await client.info("cluster")
     finally:
@@ -99,12 +120,24 @@ async def connect_store(
     url = settings.redis_url
     if not await is_cluster(url):
         return connect(settings, **overrides)
-    database = urlsplit(url).path.strip("/") or "0"
-    if database != "0":
-        raise ValueError(
-            f"REDIS_URL={url} names database {database}, but a Redis Cluster has database 0 "
-            "only: end the URL with /0 (or nothing)"
-        )
+    _cluster_database(url)
     options = _client_options(**overrides)
     options.setdefault("retry", cluster_retry(failover_deadline))
     return AsyncRedisCluster.from_url(url, **options)
+
+
+def connect_store_sync(url: str, **options: object) -> redis_sync.Redis | redis_sync.RedisCluster:
+    """A blocking client of the serving store for operations tools: redis-py's ``RedisCluster``
+    when the node ``url`` names is a cluster node (its ``scan_iter`` visits every master), else
+    the plain client. ``options`` go to either (``decode_responses``, timeouts)."""
+    probe = redis_sync.Redis.from_url(
+        _database_zero(url), socket_timeout=2.0, socket_connect_timeout=2.0
+    )
+    try:
+        cluster = str(probe.info("cluster").get("cluster_enabled", 0)) == "1"
+    finally:
+        probe.close()
+    if not cluster:
+        return redis_sync.Redis.from_url(url, **options)
+    _cluster_database(url)
+    return redis_sync.RedisCluster.from_url(url, **options)

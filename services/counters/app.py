@@ -42,6 +42,19 @@ reward transitions for ``promotions.rewards``, goes through an outbox stream and
 (:mod:`services.counters.relay`), a task of the worker that holds partition 0 of
 ``orders.events`` (checked every second; ``/readyz`` shows it under ``reward_relay``).
 
+The same worker runs on one Redis and on a Redis Cluster: ``REDIS_URL`` may name any node of
+a cluster, which the worker finds out by asking it (:class:`StoreConnection`,
+``socialproof.redis.connect_store``; no setting), and the store then splits each batch into one
+script call per shard (``contracts/layout.py``, ``CounterStore``'s router). A batch's offsets are
+committed only once every shard's calls of every chunk are confirmed (:meth:`BatchProcessor.handle`
+gathers them all). MOVED/ASK, TRYAGAIN, CLUSTERDOWN and an unreachable master are retried by the
+cluster client until its failover deadline (10 s); then the batch fails and is retried whole
+(:func:`_with_retry`), its offsets uncommitted meanwhile, so lag grows and nothing is dropped;
+the calls that had succeeded are applied again, which the idempotent facts absorb. Measured in
+tests/integration/test_processor_cluster.py with a 0.5 s deadline: a master SIGKILLed under the
+batches, 6-9 failed batch attempts, every event committed 4.3-5.0 s after the kill and the state
+equal, key for key, to the same events applied without a failure.
+
 Run: ``socialproof worker`` (any number of replicas; they share partitions via the consumer group
 ``SOCIALPROOF_WORKER_CONSUMER_GROUP``, state in ``SOCIALPROOF_REDIS_NAMESPACE``). Health,
 readiness (with ``assigned_partitions``) and metrics are served by Faust's web server on
@@ -59,6 +72,8 @@ from typing import Any
 import faust
 from faust.app.base import BootStrategy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.exceptions import RedisError
 
 from contracts import codec
 from contracts.fastcodec import decode as fast_decode
@@ -337,6 +352,70 @@ def _newest_timestamp_ms(fetched: dict) -> int:
     return max(batch[-1].timestamp for batch in fetched.values() if batch)
 
 
+class StoreConnection:
+    """The worker's client of the serving store, made once inside the worker's event loop by
+    :func:`socialproof.redis.connect_store`: redis-py's cluster client when ``REDIS_URL`` names
+    a Redis Cluster node, the plain client otherwise (asked of the node, no setting). Until the
+    node answers, it asks again with a backoff (a worker may start before Redis), and
+    ``/readyz`` says Redis is failing; a URL a cluster cannot serve (another database than 0)
+    stops the worker with the error saying so."""
+
+    def __init__(
+        self,
+        settings: CountersSettings,
+        failover_deadline: float = redis_client.DEFAULT_FAILOVER_DEADLINE_S,
+    ) -> None:
+        self.settings = settings
+        self.failover_deadline = failover_deadline
+        self.redis: Any = None
+        self._connecting: asyncio.Future | None = None
+
+    async def get(self) -> Any:
+        if self.redis is None:
+            if self._connecting is None or (
+                self._connecting.done() and self._connecting.exception() is not None
+            ):
+                self._connecting = asyncio.ensure_future(self._connect())
+            await asyncio.shield(self._connecting)
+        return self.redis
+
+    async def _connect(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                redis = await redis_client.connect_store(
+                    self.settings, failover_deadline=self.failover_deadline
+                )
+            except (RedisError, OSError) as exc:
+                log.error(
+                    "Redis does not answer; asking again",
+                    extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self.redis = redis
+            log.info(
+                "serving store connected",
+                extra={
+                    "redis_cluster": isinstance(redis, AsyncRedisCluster),
+                    "redis_url": self.settings.redis_url,
+                },
+            )
+            return
+
+    async def ping(self) -> None:
+        if self.redis is None:
+            raise ConnectionError(f"not connected to {self.settings.redis_url} yet")
+        await self.redis.ping()
+
+    async def aclose(self) -> None:
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
 class _WebOnlyBoot(BootStrategy):
     """Faust hosts the worker (lifecycle, web, sensors) without its own Kafka clients."""
 
@@ -393,19 +472,13 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
         # The registry's topics are created by the platform (dev stack, KafkaTopic resources).
         internal=False,
     )
-    # Clients connect lazily on first use, inside the worker's event loop.
-    redis = redis_client.connect(settings)
+    # Nothing connects here: the serving store's client is made inside the worker's event loop
+    # (StoreConnection), by asking the node REDIS_URL names whether it is a cluster node.
+    connection = StoreConnection(settings)
     publisher = EventPublisher(settings, client_id="social-processor")
     broker = BrokerProbe(settings)
     processor = BatchProcessor(
-        CounterStore(
-            redis,
-            settings.redis_namespace,
-            settings.default_share_purchases,
-            follow_active=settings.worker_follow_active,
-            fanout_at=settings.worker_friends_fanout_at,
-            coupon_secret=settings.coupon_key(),
-        ),
+        None,  # type: ignore[arg-type]  # the CounterStore, once connected (connected() below)
         publisher,
         consumer=settings.worker_consumer_group,
         dead_letter_topic=topic_name(settings, DEAD_LETTERS),
@@ -414,12 +487,29 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
     # The reward relay (services/counters/relay.py) runs in the worker holding orders.events
     # partition 0, not in a rebuild's replay worker (it writes no outbox) nor the bench baseline.
     relaying = settings.worker_follow_active and not per_event
-    relay = RewardRelay(settings, redis) if relaying else None
+    relay = RewardRelay(settings, None) if relaying else None
+
+    async def connected() -> None:
+        """The store (and the relay's client) on the worker's loop, once: every task awaits it
+        before its first Redis call."""
+        redis = await connection.get()
+        if processor.store is None:
+            processor.store = CounterStore(
+                redis,
+                settings.redis_namespace,
+                settings.default_share_purchases,
+                follow_active=settings.worker_follow_active,
+                fanout_at=settings.worker_friends_fanout_at,
+                coupon_secret=settings.coupon_key(),
+            )
+        if relay is not None:
+            relay.redis = redis
+
     app.closing_resources = [  # type: ignore[attr-defined]
         # the relay first: it may still checkpoint in Redis while its producer closes
         *([relay.stop] if relay is not None else []),
         publisher.close,
-        redis.aclose,
+        connection.aclose,
     ]
     if not per_event:
         # BatchConsumer is the group member: Faust's own consumer and producer stay off.
@@ -428,6 +518,7 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
 
         @app.agent(source, name="counters", concurrency=1)
         async def counters_per_event(stream: faust.StreamT) -> None:
+            await connected()
             async for record in stream.events():
                 await _with_retry(processor.handle, [record.message])
 
@@ -438,6 +529,7 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
 
         @app.task
         async def counters() -> None:
+            await connected()
             await batches.run()
 
         def assigned() -> int:
@@ -447,6 +539,7 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
 
         @app.task
         async def reward_relay() -> None:
+            await connected()
             await relay.run(owns=lambda: owns_partition_zero(batches.assignment(), settings))
 
     @app.page("/healthz")
@@ -456,7 +549,7 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
         checks: dict[str, str] = {}
-        for name, check in (("kafka", broker.check), ("redis", redis.ping)):
+        for name, check in (("kafka", broker.check), ("redis", connection.ping)):
             try:
                 await asyncio.wait_for(check(), 3)
                 checks[name] = "ok"

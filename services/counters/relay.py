@@ -1,6 +1,10 @@
 """The reward relay: publishes the reward transitions the processor's script appends to the
 Redis stream ``{base}:rewards:outbox`` (fields in ``contracts.views``) to ``promotions.rewards``,
-exactly once across crashes, restarts and overlapping relays.
+exactly once across crashes, restarts and overlapping relays. On a Redis Cluster the outbox, the
+checkpoint and the emission counters are under ``{base}:{rw}`` instead
+(``contracts.layout.outbox_prefix``: the referrals shard's slot, where the script deciding a
+reward appends to the outbox), and the relay's commands go through the cluster client
+(``socialproof.redis.connect_store``) like the worker's.
 
 - **One transaction per batch.** Up to ``BATCH`` entries after the last published one go out in
   one Kafka transaction, a record each: key ``reward_id``, value the contract event
@@ -55,6 +59,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
 from prometheus_client import Counter, Gauge
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from contracts import codec
 from contracts.events import (
@@ -65,6 +70,7 @@ from contracts.events import (
     RewardWithdrawn,
     RewardWithdrawnPayload,
 )
+from contracts.layout import outbox_prefix
 from contracts.topics import ORDERS, REWARDS
 from contracts.views import Keys
 from services.counters.settings import CountersSettings
@@ -232,8 +238,9 @@ class RewardRelay:
 
     def __init__(self, settings: CountersSettings, redis: Any) -> None:
         self.settings = settings
+        #: the serving store's client (``socialproof.redis.connect_store``); the worker sets it
+        #: once connected, before :meth:`run`
         self.redis = redis
-        self.keys = Keys(settings.redis_namespace)
         self.topic = topic_name(settings, REWARDS)
         self.transactional_id = transactional_id(settings)
         # every blocking client call runs here, one at a time (see the module docstring)
@@ -244,6 +251,14 @@ class RewardRelay:
         self.last_error: str | None = None
         self.pending: int | None = None
         self.lag_s: float | None = None
+
+    @property
+    def keys(self) -> Keys:
+        """The outbox, checkpoint and emission keys: under the base namespace on one Redis,
+        under the referrals shard's tag on a cluster (``contracts.layout.outbox_prefix``), in the
+        slot of the script that appends to the outbox."""
+        cluster = isinstance(self.redis, AsyncRedisCluster)
+        return Keys(outbox_prefix(self.settings.redis_namespace, cluster))
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -478,7 +493,7 @@ async def main(relay_class: type[RewardRelay] = RewardRelay) -> None:
 
     settings = CountersSettings()
     logs.configure("reward-relay", settings.log_level, settings.log_format)
-    redis = redis_client.connect(settings)
+    redis = await redis_client.connect_store(settings)
     relay = relay_class(settings, redis)
     task = asyncio.ensure_future(relay.run())
     loop = asyncio.get_running_loop()

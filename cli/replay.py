@@ -37,6 +37,14 @@ def replay_rebuild(
     dry_run: Annotated[bool, typer.Option(help="only say what would be done")] = False,
     grace: Annotated[float, typer.Option(help="seconds before the old namespace is deleted")] = 60,
     handover: Annotated[float, typer.Option(help="seconds for live batches in flight")] = 5,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="product shards of the new namespace (contracts/layout.py); default 1 on one "
+            "Redis, 12 on a Redis Cluster. A rebuild is how a namespace changes its shard count",
+        ),
+    ] = None,
     yes: Yes = False,
     as_json: AsJson = False,
 ) -> None:
@@ -46,7 +54,7 @@ def replay_rebuild(
     settings = _worker_settings()
     begin = parse_time(None if start == "earliest" else start, "--from")
     try:
-        the_plan = rebuild.plan(settings, settings.worker_consumer_group, begin)
+        the_plan = rebuild.plan(settings, settings.worker_consumer_group, begin, shards=shards)
     except (rebuild.RebuildError, ops.OpsError) as exc:
         raise fail(exc) from None
     for line in the_plan.describe():
@@ -69,7 +77,8 @@ def replay_rebuild(
             raise typer.Exit(130) from None
         except (rebuild.RebuildError, ops.OpsError, Exception) as exc:
             raise fail(exc) from None
-    summary = {"namespace": the_plan.new, "previous": the_plan.old, "switched": result.switched,
+    summary = {"namespace": the_plan.new, "previous": the_plan.old, "shards": the_plan.shards,
+               "switched": result.switched,
                "replayed": result.replayed, "seconds": round(result.seconds, 2),
                "events_per_second": round(result.rate, 1),
                "old_keys_deleted": result.old_keys_deleted}

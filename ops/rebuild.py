@@ -13,6 +13,14 @@
    over atomically. The replay worker stops and its consumer group is deleted.
 5. **clean up**: after a grace period the old namespace's keys are deleted.
 
+``--shards N`` gives the new namespace N product shards (``contracts/layout.py``; default: 1 on
+one Redis, 12 on a Redis Cluster), recorded beside the pointer before the replay worker starts,
+so it, the live workers during the hand-over and the readers after the switch use the same
+layout. This is how a namespace changes its layout (1 shard to 4 on one Redis, or the 12 a
+cluster wants): rebuild, then switch. On a Redis Cluster (``REDIS_URL`` naming any node) the
+scans visit every master and keys are deleted per hash slot; dropping the base namespace keeps
+its rewards outbox, the relay's checkpoint and the pointer (:func:`base_keys`), which outlive it.
+
 Interrupted before the switch (Ctrl-C, an error), it undoes itself: shadow cleared, replay worker
 stopped, partial namespace and consumer group deleted. After the switch only the clean-up is
 left; ``socialproof replay drop NS`` finishes it. Nothing is ever half-switched.
@@ -28,12 +36,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis as redis_sync
+from redis.crc import key_slot
 
 from contracts import namespaces
+from contracts.layout import default_shards, layout_field, outbox_prefix, parse_shards
 from contracts.topics import PROCESSOR_TOPICS
 from ops import topics
 from socialproof.kafka import topic_name
 from socialproof.processes import ManagedProcess, free_port, worker_argv
+from socialproof.redis import connect_store_sync
 from socialproof.settings import Settings
 
 Report = Callable[[str], None]
@@ -44,9 +55,14 @@ class RebuildError(RuntimeError):
     pass
 
 
-def connect(settings: Settings) -> redis_sync.Redis:
-    return redis_sync.Redis.from_url(settings.redis_url, decode_responses=True,
-                                     socket_timeout=10)
+def connect(settings: Settings) -> redis_sync.Redis | redis_sync.RedisCluster:
+    """The store's client: a cluster client when REDIS_URL names a Redis Cluster node (its
+    scans visit every master), else the plain one."""
+    return connect_store_sync(settings.redis_url, decode_responses=True, socket_timeout=10)
+
+
+def is_cluster_client(client: redis_sync.Redis | redis_sync.RedisCluster) -> bool:
+    return isinstance(client, redis_sync.RedisCluster)
 
 
 def current(settings: Settings, client: redis_sync.Redis) -> namespaces.Namespaces:
@@ -63,19 +79,50 @@ def namespace_keys(client: redis_sync.Redis, ns: str) -> Iterator[str]:
     return client.scan_iter(match=f"{ns}:*", count=2000)
 
 
-def drop_namespace(client: redis_sync.Redis, ns: str, progress: Progress | None = None) -> int:
-    """Delete every key of a namespace (UNLINK, in chunks); returns how many."""
+def base_keys(base: str) -> frozenset[str]:
+    """Keys under the base namespace that outlive its data: the rewards outbox, the relay's
+    checkpoint and the emission counters (``contracts.layout.outbox_prefix``, on one Redis and
+    on a cluster), and the live-namespace pointer. Dropping the base namespace after a switch
+    keeps them: the live workers and the relay go on using them."""
+    kept = {namespaces.pointer_key(base)}
+    for cluster in (False, True):
+        prefix = outbox_prefix(base, cluster)
+        kept |= {f"{prefix}:rewards:outbox", f"{prefix}:rewards:relay", f"{prefix}:rewards:seq"}
+    return frozenset(kept)
+
+
+def _unlink(client: redis_sync.Redis | redis_sync.RedisCluster, keys: list[str]) -> int:
+    """UNLINK ``keys``: at once on one Redis; on a cluster one UNLINK per hash slot (a
+    multi-key command must not cross slots), pipelined per node."""
+    if not is_cluster_client(client):
+        return client.unlink(*keys)
+    by_slot: dict[int, list[str]] = {}
+    for key in keys:
+        by_slot.setdefault(key_slot(key.encode()), []).append(key)
+    pipe = client.pipeline(transaction=False)
+    for same_slot in by_slot.values():
+        pipe.unlink(*same_slot)
+    return sum(pipe.execute())
+
+
+def drop_namespace(client: redis_sync.Redis | redis_sync.RedisCluster, ns: str,
+                   progress: Progress | None = None, base: str | None = None) -> int:
+    """Delete every key of a namespace, on every master of a cluster (UNLINK, in chunks, per
+    slot); returns how many. Dropping the ``base`` namespace keeps :func:`base_keys`."""
+    kept = base_keys(base) if base is not None and ns == base else frozenset()
     deleted = 0
     chunk: list[str] = []
     for key in namespace_keys(client, ns):
+        if key in kept:
+            continue
         chunk.append(key)
         if len(chunk) >= 1000:
-            deleted += client.unlink(*chunk)
+            deleted += _unlink(client, chunk)
             chunk.clear()
             if progress:
                 progress(deleted, deleted)
     if chunk:
-        deleted += client.unlink(*chunk)
+        deleted += _unlink(client, chunk)
     return deleted
 
 
@@ -87,6 +134,10 @@ class Plan:
     live_group: str
     start: datetime | None  # None: from the earliest offsets
     ends: dict[str, dict[int, int]] = field(default_factory=dict)
+    #: product shards of the new namespace (contracts/layout.py), recorded before the replay
+    shards: int = 1
+    #: the old namespace's, as recorded (None: nothing recorded yet)
+    old_shards: int | None = None
 
     @property
     def events(self) -> int:
@@ -94,19 +145,32 @@ class Plan:
 
     def describe(self) -> list[str]:
         origin = "the earliest offsets" if self.start is None else self.start.isoformat()
+        was = "" if self.old_shards is None else f", was {self.old_shards}"
         return [
             f"replay {self.events} record(s) of {len(self.ends)} event topics from {origin}",
             f"into the new namespace {self.new!r} with consumer group {self.group!r}",
+            f"with {self.shards} shard(s){was} (contracts/layout.py)",
             f"while live workers ({self.live_group!r}) keep serving {self.old!r}",
         ]
 
 
 def plan(settings: Settings, live_group: str, start: datetime | None = None,
-         client: redis_sync.Redis | None = None) -> Plan:
+         client: redis_sync.Redis | redis_sync.RedisCluster | None = None,
+         shards: int | None = None) -> Plan:
     """What a rebuild would do: the new namespace, its own consumer group beside the live
-    workers' ``live_group``, and the records to replay (each event topic's end now)."""
+    workers' ``live_group``, the records to replay (each event topic's end now), and the new
+    namespace's shard count (``shards``; None: the default for this store, 1 on one Redis,
+    ``contracts.layout.CLUSTER_SHARDS`` on a cluster)."""
     client = client or connect(settings)
-    pointer = current(settings, client)
+    if shards is not None and shards < 1:
+        raise RebuildError(f"--shards must be at least 1, not {shards}")
+    if shards == 1 and is_cluster_client(client):
+        raise RebuildError(
+            "--shards 1 on a Redis Cluster: one shard is the single-node layout, whose keys have "
+            "no hash tag and whose script would cross slots; give 2 or more (default "
+            f"{default_shards(True)})")
+    raw = client.hgetall(namespaces.pointer_key(settings.redis_namespace))
+    pointer = namespaces.parse(raw, settings.redis_namespace)
     if pointer.shadow:
         raise RebuildError(
             f"a rebuild into {pointer.shadow!r} is handing over right now (or was interrupted "
@@ -118,7 +182,9 @@ def plan(settings: Settings, live_group: str, start: datetime | None = None,
     names = [topic_name(settings, t) for t in PROCESSOR_TOPICS]
     ends = {name: topics.true_end_offsets(settings, name) for name in names}
     return Plan(old=pointer.active, new=new, group=f"{live_group}-{new}",
-                live_group=live_group, start=start, ends=ends)
+                live_group=live_group, start=start, ends=ends,
+                shards=shards or default_shards(is_cluster_client(client)),
+                old_shards=parse_shards(raw, pointer.active))
 
 
 def group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
@@ -167,12 +233,18 @@ class Rebuild:
         self.worker_log = worker_log
         self.client = connect(settings)
         self.pointer = namespaces.pointer_key(settings.redis_namespace)
+        self.replay_pointer = namespaces.pointer_key(the_plan.new)
         self.worker: ManagedProcess | None = None
         self.switched = False
 
     def _start_worker(self) -> None:
         from pathlib import Path
 
+        # The layout first, where readers and live workers read it (the base pointer) and where
+        # the replay worker does: its store's namespace is the new one, so it reads the pointer
+        # hash named after it (removed again when the replay worker stops).
+        for pointer in (self.pointer, self.replay_pointer):
+            self.client.hset(pointer, layout_field(self.plan.new), self.plan.shards)
         if self.plan.start is not None:
             # A new group starts where we put it: at the first record at or after --from.
             topics.reset_group(self.settings, self.plan.group,
@@ -255,6 +327,7 @@ class Rebuild:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        self.client.delete(self.replay_pointer)
         with contextlib.suppress(Exception):
             adm = topics.admin(self.settings)
             adm.delete_consumer_groups([self.plan.group], request_timeout=10)[
@@ -269,7 +342,9 @@ class Rebuild:
             self.report(f"interrupted: {self.plan.old} kept; remove it with "
                         f"`socialproof replay drop {self.plan.old}`")
             return None
-        deleted = drop_namespace(self.client, self.plan.old)
+        deleted = drop_namespace(self.client, self.plan.old,
+                                 base=self.settings.redis_namespace)
+        self.client.hdel(self.pointer, layout_field(self.plan.old))
         self.report(f"deleted {deleted} key(s) of {self.plan.old}")
         return deleted
 
@@ -283,6 +358,7 @@ class Rebuild:
             self._stop_worker()
         with contextlib.suppress(Exception):
             drop_namespace(self.client, self.plan.new)
+            self.client.hdel(self.pointer, layout_field(self.plan.new))
 
 
 def status(settings: Settings) -> dict[str, object]:
@@ -294,9 +370,11 @@ def status(settings: Settings) -> dict[str, object]:
         ns = key.split(":", 1)[0]
         if ns != "socialproof":
             found[ns] = found.get(ns, 0) + 1
+    shards = {field_.split(":", 1)[1]: int(value) for field_, value in raw.items()
+              if field_.startswith("shards:")}
     return {"active": pointer.active, "shadow": pointer.shadow,
             "previous": raw.get("previous"), "switched_at": raw.get("switched_at"),
-            "namespaces": found}
+            "namespaces": found, "shards": shards}
 
 
 def drop(settings: Settings, ns: str) -> int:
@@ -304,6 +382,9 @@ def drop(settings: Settings, ns: str) -> int:
     pointer = current(settings, client)
     if ns == pointer.active:
         raise RebuildError(f"{ns!r} is the active namespace: switch away from it first")
+    key = namespaces.pointer_key(settings.redis_namespace)
     if ns == pointer.shadow:
-        client.hdel(namespaces.pointer_key(settings.redis_namespace), "shadow")
-    return drop_namespace(client, ns)
+        client.hdel(key, "shadow")
+    deleted = drop_namespace(client, ns, base=settings.redis_namespace)
+    client.hdel(key, layout_field(ns))
+    return deleted

@@ -184,3 +184,75 @@ def test_a_switch_loses_no_event_published_during_the_rebuild(
     assert oracle.bought(f"{base}-late-p", now_ms)["24h"] == len(late)
     # And the old namespace is gone after the grace period
     assert list(client.scan_iter(match=f"{base}:*", count=5000)) == []
+
+
+def test_a_one_shard_namespace_rebuilt_into_four_shards_answers_the_same(
+    private: PrivateBackend, world
+) -> None:
+    """The migration path of #16 on one Redis: rebuild into a new namespace with another shard
+    count (``--shards``), switch, and readers answer as before; live writes follow the switch."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from contracts.layout import layout_field, resolve_shards
+    from services.notifier.proof import ProofReader
+
+    client, base = world["client"], world["base"]
+    events = world["events"]
+    products = sorted({line.product_id for e in events if isinstance(e, ev.PurchaseCompleted)
+                       for line in e.payload.lines})
+    viewers = sorted({e.payload.user_id for e in events if isinstance(e, ev.FriendshipAdded)})
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+
+    async def answers(namespace: str, shards: int) -> tuple:
+        aredis = aioredis.Redis.from_url(private.redis_url, decode_responses=True)
+        try:
+            reader = ProofReader(aredis, namespace, shards=shards)
+            proofs = await reader.read_many(products, now_ms=now_ms)
+            friends = [await reader.friends_bought(v, p) for v in viewers for p in products[:4]]
+            trending = await reader.trending(now_ms=now_ms)
+            return proofs, friends, trending
+        finally:
+            await aredis.aclose()
+
+    raw = client.hgetall(namespaces.pointer_key(base))
+    old = namespaces.parse(raw, base).active
+    assert resolve_shards(raw, old, cluster=False) == 1  # the single-node default
+    before = asyncio.run(answers(old, 1))
+    assert any(p.bought.d7 for p in before[0]) and any(n for n, _ in before[1])
+    # When the namespace is rebuilt with 4 shards and readers are switched to it
+    result = rebuild(private, base, world["group"], "--shards", "4", "--switch", "--yes",
+                     "--handover", "1", "--grace", "0", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    new = summary["namespace"]
+    assert summary["switched"] and summary["shards"] == 4
+    # Then the layout is recorded beside the pointer, the keys are under the shards' tags
+    raw = client.hgetall(namespaces.pointer_key(base))
+    assert namespaces.parse(raw, base).active == new and raw[layout_field(new)] == "4"
+    assert layout_field(old) not in raw  # dropped with the old namespace
+    keys = list(client.scan_iter(match=f"{new}:*", count=5000))
+    assert keys and all(k.startswith(f"{new}:{{") for k in keys)
+    assert len({k.split("}", 1)[0] for k in keys}) == 5  # 4 product shards + referrals
+    # And readers of the 4 shards answer exactly what the one shard answered
+    after = asyncio.run(answers(new, 4))
+    assert after[0] == before[0]
+    assert after[1] == before[1]
+    assert after[2] == before[2]
+    # And the live worker writes the new layout: a purchase after the switch is counted there
+    product = f"{base}-after-p"
+    sold = ev.PurchaseCompleted.create(
+        {"order_id": f"{base}-after-shards", "user_id": f"{base}-after-u", "currency": "EUR",
+         "lines": [{"product_id": product, "quantity": 1, "unit_price": "1.00"}]},
+        producer="orders", occurred_at=datetime.now(UTC))
+    publish_all(private.settings, [sold])
+
+    async def counted() -> bool:
+        aredis = aioredis.Redis.from_url(private.redis_url, decode_responses=True)
+        try:
+            return (await ProofReader(aredis, new, shards=4).read(product)).bought.h1 == 1
+        finally:
+            await aredis.aclose()
+
+    wait_for(lambda: asyncio.run(counted()), 30, "the live worker to write the 4-shard layout")

@@ -23,10 +23,10 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from contracts import events as ev
 from contracts import namespaces
-from contracts.layout import CLUSTER_SHARDS, StoreLayout, layout_field
+from contracts.layout import CLUSTER_SHARDS, StoreLayout, layout_field, outbox_prefix
 from contracts.topics import DEAD_LETTERS, PROCESSOR_TOPICS
 from ops import topics as topic_ops
-from ops.rebuild import group_offsets
+from ops.rebuild import connect, drop_namespace, group_offsets
 from services.counters.app import BatchConsumer, BatchProcessor
 from services.counters.settings import CountersSettings
 from services.counters.store import CounterStore
@@ -132,6 +132,18 @@ async def test_a_worker_given_a_cluster_node_writes_what_the_store_writes(
             for prefix in store.layout.prefixes
         }
         assert len(masters) == 3, f"the shards are not spread over the masters: {masters}"
+        # And `replay drop` of it visits every master and deletes per slot, keeping what
+        # outlives the base namespace (its rewards outbox)
+        worker.stop()
+        outbox = f"{outbox_prefix(s.redis_namespace, True)}:rewards:outbox"
+        store.sync.xadd(outbox, {"kept": "1"})
+        client = connect(s)
+        try:
+            deleted = drop_namespace(client, s.redis_namespace, base=s.redis_namespace)
+        finally:
+            client.close()
+        assert deleted == len(written)
+        assert list(store.dump()) == ["{rw}:rewards:outbox"]
     finally:
         if worker is not None:
             worker.stop()

@@ -16,10 +16,11 @@ SYSTEM_PACKAGES      := redis-server $(KAFKA_SYSTEM_PACKAGES)
 TEST_SYSTEM_PACKAGES := $(SYSTEM_PACKAGES) kcat chromium wrk
 BENCH_SYSTEM_PACKAGES := $(SYSTEM_PACKAGES) wrk
 
-.PHONY: help setup kafka-jars run test deploy-check test-fast bench schemas check-schemas lint clean peer-venv
+.PHONY: help setup kafka-jars run run-cluster test deploy-check test-fast bench schemas check-schemas lint clean peer-venv
 
 help:
 	@echo "make run    - start the whole stack (embedded Apache Kafka, Redis, every service)"
+	@echo "make run-cluster - the same on a local Redis Cluster (3 masters + 3 replicas)"
 	@echo "make test   - set up what is missing, then run the whole test suite"
 	@echo "make setup  - only create .venv, install system packages and fetch Apache Kafka's jars"
 	@echo "make deploy-check - build, validate and policy-check the Kubernetes manifests (deploy/)"
@@ -41,6 +42,10 @@ kafka-jars: $(STAMP)
 
 run: setup
 	$(VENV)/bin/socialproof run
+
+# REDIS_URL naming a node of an existing Redis Cluster works with `make run` as it is
+run-cluster: setup
+	$(VENV)/bin/socialproof run --redis-cluster
 
 test: $(STAMP) $(PEER_STAMP) deploy-check
 	@scripts/ensure-system-packages.sh $(TEST_SYSTEM_PACKAGES)

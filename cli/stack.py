@@ -40,6 +40,15 @@ def run(
             "(kept across runs otherwise)",
         ),
     ] = False,
+    redis_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--redis-cluster",
+            help="run on a local Redis Cluster (3 masters + 3 replicas under the dev stack's "
+            "folder) instead of one redis-server; REDIS_URL naming a node of an existing cluster "
+            "needs no option",
+        ),
+    ] = False,
     verbose: Annotated[
         bool,
         typer.Option(
@@ -53,7 +62,8 @@ def run(
     """Start the whole stack (Apache Kafka, Redis, every service) until Ctrl-C.
 
     Topics, consumer offsets and counters are kept under the dev stack's folder, so a second
-    `make run` carries on where the first stopped; --fresh starts empty."""
+    `make run` carries on where the first stopped; --fresh starts empty. REDIS_URL may name an
+    existing Redis or any node of a Redis Cluster; --redis-cluster starts a local cluster."""
     from services.counters.settings import CountersSettings
     from services.notifier.settings import NotifierSettings
     from socialproof.processes import ProcessError
@@ -62,6 +72,10 @@ def run(
     from tools.devstack import DevStackSettings, Stack, StackConfig
     from tools.simulate import write_demo_catalog
 
+    if redis_cluster and os.environ.get("REDIS_URL"):
+        err.print(f"[bold red]error:[/] --redis-cluster starts a local Redis Cluster, but "
+                  f"REDIS_URL={os.environ['REDIS_URL']} names one to use: unset one of them")
+        raise typer.Exit(2)
     dev = load(DevStackSettings)
     counters = load(CountersSettings)
     notifier = load(NotifierSettings)
@@ -81,6 +95,7 @@ def run(
         worker_web_port=counters.worker_web_port,
         kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
         redis_url=os.environ.get("REDIS_URL"),
+        redis_cluster=redis_cluster,
         service_token=token or _kept_token(token_file),
         # the demo storefront (and its unauthenticated viewer tokens) exists only in the dev stack;
         # it shows the products and viewers of the simulator's seed

@@ -7,7 +7,12 @@ is ready, and its warnings and errors (every line with ``--verbose``).
   Central) with its log dirs under ``.devstack/kafka``, so topics survive a restart, unless
   ``KAFKA_BOOTSTRAP_SERVERS`` names an existing Kafka.
 - Redis: Debian's ``redis-server`` with append-only persistence under ``.devstack/redis``,
-  unless ``REDIS_URL`` names an existing Redis.
+  unless ``REDIS_URL`` names an existing Redis, or any node of an existing Redis Cluster (every
+  process finds out by asking that node: ``socialproof.redis.connect_store``; the worker and
+  readers then use the sharded layout of ``contracts/layout.py``). ``socialproof run
+  --redis-cluster`` starts a local one instead: 3 masters + 3 replicas of the same
+  ``redis-server`` under ``.devstack/redis-cluster`` (:mod:`tools.rediscluster`; formed once in
+  2.2-4 s, then reused with its data), so the demo runs on a cluster with nothing else to set.
 - Topics are created from the contracts registry; services get a generated service token (kept in
   ``.devstack/service-token`` by ``socialproof run``) when
   ``SOCIALPROOF_SERVICE_TOKEN`` is unset.
@@ -26,6 +31,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import Field
@@ -192,6 +198,8 @@ class StackConfig:
     worker_web_port: int = 6066
     kafka_bootstrap_servers: str | None = None  # existing Kafka instead of the embedded one
     redis_url: str | None = None  # existing Redis instead of a local redis-server
+    #: a local Redis Cluster (3 masters + 3 replicas) instead of one redis-server
+    redis_cluster: bool = False
     service_token: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     echo: bool = True  # children's output and the stack's notes on the console (below)
@@ -209,6 +217,12 @@ class Stack:
         self.service_token = config.service_token or secrets.token_urlsafe(24)
         self.bootstrap = config.kafka_bootstrap_servers or f"127.0.0.1:{config.broker_port}"
         self.redis_url = config.redis_url or f"redis://127.0.0.1:{config.redis_port}/0"
+        if config.redis_cluster and config.redis_url is not None:
+            raise StackError(
+                f"--redis-cluster starts a local Redis Cluster, but REDIS_URL={config.redis_url} "
+                "names one to use: unset one of them"
+            )
+        self.cluster: Any = None  # tools.rediscluster.RedisCluster, when started here
         self._colors = iter(COLORS * 4)
         self.console = (config.console or Console(verbose=True)) if config.echo else None
         self.logs = config.workdir / "logs"
@@ -286,6 +300,7 @@ class Stack:
             folders.append(self.config.workdir / "kafka")
         if self.config.redis_url is None:
             folders.append(self.config.workdir / "redis")
+            folders.append(self.config.workdir / "redis-cluster")
         deleted = [f for f in folders if f.exists()]
         for folder in deleted:
             shutil.rmtree(folder)
@@ -304,7 +319,18 @@ class Stack:
             self.processes.append(broker.start())
         else:
             broker = None
-        if cfg.redis_url is None:
+        if cfg.redis_cluster:
+            from tools.rediscluster import RedisCluster
+
+            self._echo("redis", next(self._colors))  # the notes' colour
+            folder = cfg.workdir / "redis-cluster"
+            self.cluster = RedisCluster(folder, log_dir=self.logs / "redis-cluster")
+            self.cluster.start()
+            self.redis_url = self.cluster.url
+            self.note("redis", f"Redis Cluster of {len(self.cluster.nodes)} nodes (3 masters, "
+                      f"3 replicas) ready at {self.redis_url} (data: {self.shown(folder)}, "
+                      f"logs: {self.shown(self.logs / 'redis-cluster')})")
+        elif cfg.redis_url is None:
             self._check_port_free(cfg.redis_port, "redis-server", "SOCIALPROOF_REDIS_PORT")
             redis = redis_server(cfg.redis_port, cfg.workdir / "redis",
                                  **self._echo("redis", next(self._colors)))
@@ -319,7 +345,9 @@ class Stack:
         else:
             self.note("kafka", f"using the broker at {self.bootstrap}")
         wait_for_redis(self.redis_url)
-        if cfg.redis_url is None:
+        if cfg.redis_cluster:
+            pass  # noted above
+        elif cfg.redis_url is None:
             self.note("redis", f"ready at {self.redis_url} (data: "
                       f"{self.shown(cfg.workdir / 'redis')}, log: "
                       f"{self.shown(self.logs / 'redis.log')})")
@@ -370,12 +398,18 @@ class Stack:
     def check_alive(self) -> None:
         for proc in self.processes:
             proc.ensure_alive()
+        if self.cluster is not None:
+            for node in self.cluster.nodes:
+                node.proc.ensure_alive()
 
     def stop(self) -> None:
         # Services first (they flush producers), infrastructure last.
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
 
 
 @contextlib.contextmanager

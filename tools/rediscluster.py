@@ -27,8 +27,8 @@ Started again on a folder it formed (``python -m tools.rediscluster --dir ...`` 
 the nodes reuse their ports (kept in ``ports``) and ``nodes.conf``, so the cluster and its data
 come back as they were; a folder with anything else in it is rejected, not overwritten.
 
-Run one by hand (``make run`` does not yet: the stream processor still needs a single node, see
-the README's "Redis Cluster (work in progress, #16)")::
+``make run-cluster`` (``socialproof run --redis-cluster``) runs the dev stack on one of these
+under ``.devstack/redis-cluster``; ``REDIS_URL=<its URL> make run`` uses one started by hand::
 
     python -m tools.rediscluster --dir .devstack/redis-cluster
 """

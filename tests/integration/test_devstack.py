@@ -240,3 +240,15 @@ def test_run_explains_a_busy_port(dev_env: dict[str, str]) -> None:
     message = " ".join((result.stdout + result.stderr).split())
     assert f"port {dev_env['SOCIALPROOF_BROKER_PORT']} for the embedded broker is already in use" in message
     assert "SOCIALPROOF_BROKER_PORT" in message
+
+
+def test_run_refuses_a_local_cluster_beside_a_redis_url(dev_env: dict[str, str]) -> None:
+    """``--redis-cluster`` starts a cluster of its own; with REDIS_URL also naming one, which to
+    use is ambiguous: it says so before starting anything."""
+    env = {**dev_env, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = subprocess.run([sys.executable, "-m", "cli", "run", "--redis-cluster"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    message = " ".join((result.stdout + result.stderr).split())
+    assert "--redis-cluster starts a local Redis Cluster, but REDIS_URL=redis://127.0.0.1:1/0" in message
+    assert not Path(dev_env["SOCIALPROOF_DEVSTACK_DIR"]).exists()

@@ -51,6 +51,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -170,7 +171,11 @@ def servers(workdir: Path, quick: bool) -> Iterator[dict[str, Store]]:
             client = redis_sync.Redis.from_url(url, decode_responses=True)
             stack.callback(client.close)
             stores[name] = Store(name, url, shards, False, [Node("one", port, client)])
-        cluster = stack.enter_context(RedisCluster(workdir / "cluster", log_dir=workdir))
+        # Redis's default node timeout (15 s), not the tests' 2 s: a master busy with the
+        # graph's seeding on a loaded machine must not be failed over mid-bench
+        cluster = stack.enter_context(
+            RedisCluster(workdir / "cluster", log_dir=workdir, node_timeout_ms=15_000)
+        )
         store = Store("cluster12", cluster.url, SHARDS, True)
         for master in cluster.masters():
             for role, node in (
@@ -218,9 +223,13 @@ def _wait_replicated(store: Store, timeout: float = 120.0) -> None:
     for master in [n for n in store.nodes if n.role == "master"]:
         while time.monotonic() < deadline:
             info = master.client.info("replication")
+            if info["role"] != "master":  # the per-node figures would be mislabelled
+                raise RuntimeError(f"redis {master.port} was failed over during the bench")
             offset = int(info["master_repl_offset"])
             lagging = [
-                v for k, v in info.items() if k.startswith("slave") and int(v["offset"]) < offset
+                v
+                for k, v in info.items()
+                if re.fullmatch(r"slave\d+", k) and int(v["offset"]) < offset
             ]
             if not lagging:
                 break
@@ -383,8 +392,11 @@ def measure(
     users: int = USERS,
     rounds: int = ROUNDS,
     slice_events: int = SLICE,
-    per_call: int = PER_CALL,
+    per_calls: tuple[int, ...] = (PER_CALL,),
 ) -> dict[str, Any]:
+    """The figures (module docstring). ``per_calls``: operations per store call of the writers;
+    the first is the scenario's, the others are measured too, on slices of their own, under
+    the store name + ``_c<n>`` (e.g. ``one12_c3250_w1_redis_us``)."""
     from bench.env import new_namespace
 
     if quick:
@@ -392,19 +404,21 @@ def measure(
     else:
         products, friends = 1_000, 150
     started = time.monotonic()
-    setup, activity = workload(users, products, friends, rounds * len(WRITERS) * slice_events)
+    setup, activity = workload(
+        users, products, friends, rounds * len(WRITERS) * len(per_calls) * slice_events
+    )
     figures: dict[str, Any] = {
         "users": users,
         "products": products,
         "mean_friends": friends,
         "graph_operations": len(setup),
         "events_per_run": slice_events,
-        "ops_per_store_call": per_call,
+        "ops_per_store_call": per_calls[0],
         "rounds": rounds,
         "inner_runs": rounds,
         "load_before": round(os.getloadavg()[0], 2),
     }
-    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (store[_c<n>], writers)
     with servers(workdir, quick) as stores:
         for store in stores.values():
             store.namespace = new_namespace()
@@ -422,17 +436,20 @@ def measure(
         k = 0
         for r in range(rounds):
             writer_order = WRITERS if r % 2 == 0 else tuple(reversed(WRITERS))
+            calls_order = per_calls if r % 2 == 0 else tuple(reversed(per_calls))
             for writers in writer_order:
-                part = activity[k * slice_events : (k + 1) * slice_events]
-                k += 1
-                parts = split(part, writers)
-                for i in range(len(order)):
-                    store = order[(i + r) % len(order)]
-                    got = measure_run(
-                        store, parts, workdir, f"{store.name}-{r}-{writers}", per_call
-                    )
-                    runs.setdefault((store.name, writers), []).append(got)
-                    print(f"[cluster_scaling] round {r} {store.name} w{writers}: {got}", flush=True)
+                for per_call in calls_order:
+                    part = activity[k * slice_events : (k + 1) * slice_events]
+                    k += 1
+                    parts = split(part, writers)
+                    for i in range(len(order)):
+                        store = order[(i + r) % len(order)]
+                        name = store.name
+                        if per_call != per_calls[0]:
+                            name += f"_c{per_call}"
+                        got = measure_run(store, parts, workdir, f"{name}-{r}-{writers}", per_call)
+                        runs.setdefault((name, writers), []).append(got)
+                        print(f"[cluster_scaling] round {r} {name} w{writers}: {got}", flush=True)
         for store in stores.values():
             used = memory(store)
             figures[f"{store.name}_backlog_bytes"] = used["masters"]
@@ -537,7 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=SLICE, help="events per run")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
-        "--per-call", type=int, default=PER_CALL, help="operations per store call (writer)"
+        "--per-call",
+        default=str(PER_CALL),
+        help="operations per store call of a writer; several (250,3250) are alternated",
     )
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
@@ -548,7 +567,12 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="cluster-scaling-") as tmp:
         figures = measure(
-            Path(tmp), args.quick, args.users, args.rounds, args.events, args.per_call
+            Path(tmp),
+            args.quick,
+            args.users,
+            args.rounds,
+            args.events,
+            tuple(int(n) for n in args.per_call.split(",")),
         )
     print(json.dumps(figures, indent=1))
     print(summarize(figures))

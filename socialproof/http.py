@@ -8,6 +8,11 @@
 - a request body limit (413) and per-route request metrics.
 
 ``ServiceAuth`` is the dependency that write endpoints declare to require the service token.
+
+``standard_lifespan`` gives the services (catalog, orders, social) their broker probe, publisher
+and serving store: a :class:`ServingStore`, whose client is one Redis's or a Redis Cluster's,
+whichever ``REDIS_URL`` names (detected on first use, so a service starts and answers 503 while
+Redis does not answer).
 """
 
 from __future__ import annotations
@@ -21,17 +26,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
+import redis.asyncio as aioredis
 import redis.exceptions
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from pydantic import BaseModel, Field
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from socialproof.kafka import PublishFailed
 from socialproof.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from socialproof.redis import connect, connect_store
 from socialproof.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -331,21 +339,87 @@ async def lifespan_noop(_: FastAPI) -> AsyncIterator[None]:
     yield
 
 
+StoreClient = aioredis.Redis | AsyncRedisCluster
+
+
+class ServingStore:
+    """The serving store of a service (``app.state.redis``): the client for ``REDIS_URL``, a
+    Redis Cluster's (redis-py's ``RedisCluster``) when that URL names a cluster node, else one
+    node's (:func:`socialproof.redis.connect_store` tells them apart with one ``INFO cluster``).
+
+    Handlers get it with ``await store.client()``. Telling the kinds apart needs Redis to
+    answer, and a service must start and answer 503 while it does not, so nothing is asked at
+    start-up: the first ``client()`` asks (one question at a time, shared by the requests
+    waiting for it) and the answer is kept for the process's life. While Redis does not answer,
+    ``client()`` returns the single-node client :func:`socialproof.redis.connect` always gave:
+    a command on it raises ConnectionError (503, as before), and a request that needs no Redis
+    (an order without Idempotency-Key or coupon) is served as before; the next call asks again.
+    (On a cluster, a node that comes back between that failed question and the request's
+    command could answer a key of another node MOVED: a 500 within that instant, then the
+    cluster client.)
+
+    Readiness (:meth:`ping`) is a PING through that client: on a cluster redis-py sends it to
+    one node, so readiness says the cluster answers; a failed master makes the requests that
+    need its keys 503 (after the client's failover retries) without taking every instance of
+    the service out of rotation.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: StoreClient | None = None
+        self._fallback: aioredis.Redis | None = None
+        self._asking: asyncio.Task[StoreClient] | None = None
+
+    @property
+    def cluster(self) -> bool | None:
+        """Whether it is a Redis Cluster; None until Redis answered."""
+        return None if self._client is None else isinstance(self._client, AsyncRedisCluster)
+
+    async def client(self) -> StoreClient:
+        if self._client is not None:
+            return self._client
+        if self._asking is None:
+            self._asking = asyncio.create_task(connect_store(self.settings))
+        asking = self._asking
+        try:
+            found = await asyncio.shield(asking)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            if self._asking is asking:  # the first of the waiters: the next call asks again
+                self._asking = None
+                log.warning("the serving store does not answer", extra={"error": repr(exc)})
+            if self._fallback is None:
+                self._fallback = connect(self.settings)
+            return self._fallback
+        if self._client is None:
+            self._client = found
+        return self._client
+
+    async def ping(self) -> None:
+        await (await self.client()).ping()
+
+    async def aclose(self) -> None:
+        if self._asking is not None and not self._asking.done():
+            self._asking.cancel()
+        for client in (self._client, self._fallback):
+            if client is not None:
+                await client.aclose()
+
+
 def standard_lifespan(
     settings: Settings, service: str, *, publisher: bool = True
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """The resources most services hold for their lifetime, on ``app.state``:
-    ``publisher`` (when the service writes events), ``broker`` (readiness probe), ``redis``."""
+    ``publisher`` (when the service writes events), ``broker`` (readiness probe), ``redis``
+    (a :class:`ServingStore`: ``await app.state.redis.client()`` is the client)."""
     from contextlib import asynccontextmanager
 
-    from socialproof import redis as redis_client
     from socialproof.kafka import BrokerProbe, EventPublisher
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.publisher = EventPublisher(settings, client_id=service) if publisher else None
         app.state.broker = BrokerProbe(settings)
-        app.state.redis = redis_client.connect(settings)
+        app.state.redis = ServingStore(settings)
         try:
             yield
         finally:

@@ -9,6 +9,10 @@ A client that did not hear the answer retries with the same key. The record kept
   order/event id and consumers deduplicate it;
 - same key, different body -> 409 ``idempotency_key_reused``.
 
+Each record is one key (``{namespace}:idem:{scope}:{sha256 of the key}``) read and written by
+single-key commands (GET, SET NX EX), so the same code runs on one Redis and on a Redis Cluster,
+where the records spread over the masters by their key.
+
 Handlers call :func:`idempotent`, which runs the whole sequence: look the key up (a stored answer
 is sent again with ``Idempotent-Replay: true``), run the handler's checks, reserve the ids, publish
 with them, store the answer::
@@ -32,6 +36,7 @@ import orjson
 import redis.asyncio as aioredis
 from fastapi import Header
 from fastapi.responses import JSONResponse
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from socialproof.http import ApiError
 
@@ -69,7 +74,9 @@ class Replay:
 class Idempotency:
     """The records of one endpoint family (``scope``) in one Redis namespace."""
 
-    def __init__(self, redis: aioredis.Redis, namespace: str, scope: str, ttl_s: int) -> None:
+    def __init__(
+        self, redis: aioredis.Redis | AsyncRedisCluster, namespace: str, scope: str, ttl_s: int
+    ) -> None:
         self.redis, self.namespace, self.scope, self.ttl_s = redis, namespace, scope, ttl_s
 
     @staticmethod

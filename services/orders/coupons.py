@@ -18,7 +18,9 @@ Single use across processes is :class:`CouponHolds`: before publishing an order 
 service takes ``{SOCIALPROOF_REDIS_NAMESPACE}:coupon-hold:{code}`` with ``SET NX`` (value: the
 order id; a retry of the same order, with the same Idempotency-Key and so the same order id, holds
 it again), and gives it back only when the publish fails (503). The hold outlives the moment the
-purchase reaches every replica's view, where the coupon is then ``redeemed``.
+purchase reaches every replica's view, where the coupon is then ``redeemed``. Each hold is one
+key, taken with one command and given back by a one-key script (``coupon_release.lua``), so
+holds work alike on one Redis and on a Redis Cluster.
 
 :func:`discount` is what a reward takes off an order: a percentage of the total (rounded to the
 cent), or a fixed amount in the order's currency, never more than the total.
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Literal
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from contracts.events import RewardEarned, RewardSpec, RewardWithdrawn
 
@@ -150,7 +153,9 @@ def discount(spec: RewardSpec, total: Decimal, currency: str) -> Decimal:
 class CouponHolds:
     """The Redis side of single use: one order at a time may carry a coupon code."""
 
-    def __init__(self, redis: aioredis.Redis, namespace: str, ttl_s: int) -> None:
+    def __init__(
+        self, redis: aioredis.Redis | AsyncRedisCluster, namespace: str, ttl_s: int
+    ) -> None:
         self.redis, self.prefix, self.ttl_s = redis, f"{namespace}:coupon-hold", ttl_s
         self._release = redis.register_script(RELEASE_LUA)
 

@@ -9,7 +9,8 @@ cent, fixed never above the total, fixed only in the order's currency), the even
 and discount, the coupon reads ``redeemed`` with its order; a second use, a withdrawn coupon and
 another user's coupon are refused; a replay with the same Idempotency-Key answers the same and
 redeems nothing twice; concurrent orders with one coupon: exactly one wins (the Redis hold); an
-order the broker does not acknowledge (503, in process with a stub broker) gives the coupon back.
+order the broker does not acknowledge (503, in process with a stub broker) gives the coupon back,
+and a repeated Idempotency-Key is answered once, on one Redis and on a Redis Cluster.
 A view over a transactional topic catches up past its commit markers and skips aborted records.
 """
 
@@ -41,9 +42,11 @@ from contracts.topics import ORDERS, REWARDS, Topic
 from services.orders.app import create_app
 from services.orders.coupons import CouponHolds, discount
 from services.orders.settings import OrdersSettings
+from socialproof.http import ServingStore
 from socialproof.kafka import Delivered, PublishFailed, ensure_topics, topic_name
 from socialproof.settings import Settings
 from socialproof.topicview import Record, TopicView
+from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
 from tests.support.services import api, run_async, topic_events
 from tests.support.storefront import product
 from tests.support.waiting import wait_for
@@ -461,15 +464,21 @@ class FailingBroker:
         return True
 
 
-def test_a_503_gives_the_coupon_back(settings: Settings, namespace: str, uid) -> None:
-    """In process (the broker's outage is a stub; Redis is the real one): an order whose purchase
-    the broker does not acknowledge releases its coupon for the next order."""
+@pytest.mark.parametrize("deployment", ["one", "cluster"])
+def test_a_503_gives_the_coupon_back_and_a_repeated_key_is_answered_once(
+    deployment: str, settings: Settings, namespace: str, uid, request: pytest.FixtureRequest
+) -> None:
+    """In process (the broker's outage is a stub; Redis is the real one: the session's single
+    node, or the session's Redis Cluster, which the app detects from REDIS_URL alone): an order
+    whose purchase the broker does not acknowledge releases its coupon for the next order, and a
+    repeated Idempotency-Key is answered once (the same order, published once)."""
+    url = (
+        settings.redis_url if deployment == "one" else request.getfixturevalue("redis_cluster").url
+    )
     ana, product_id, code = uid("ana"), uid("p"), f"SP-{secrets.token_hex(8).upper()}"
     app = create_app(
         OrdersSettings(
-            service_token=settings.service_token,
-            redis_url=settings.redis_url,
-            redis_namespace=namespace,
+            service_token=settings.service_token, redis_url=url, redis_namespace=namespace
         )
     )
     book = app.state.book
@@ -491,7 +500,7 @@ def test_a_503_gives_the_coupon_back(settings: Settings, namespace: str, uid) ->
     token = settings.service_token.get_secret_value()  # type: ignore[union-attr]
 
     async def scenario() -> None:
-        app.state.redis = aioredis.Redis.from_url(settings.redis_url)
+        store = app.state.redis = ServingStore(app.state.settings)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport,
@@ -507,6 +516,7 @@ def test_a_503_gives_the_coupon_back(settings: Settings, namespace: str, uid) ->
                 # When the broker does not acknowledge the order: 503, not accepted
                 first = await place("k-first")
                 assert first.status_code == 503, first.text
+                assert store.cluster is (deployment == "cluster")
                 # Then the coupon is free again: another order takes it once the broker is back
                 broker.up = True
                 second = await place("k-second")
@@ -516,7 +526,17 @@ def test_a_503_gives_the_coupon_back(settings: Settings, namespace: str, uid) ->
                 # And the first order's retry finds it held by the second
                 retry = await place("k-first")
                 assert retry.status_code == 409 and retry.json()["error"] == "coupon_in_use"
+                # And the second order's key repeated is answered once: the same answer again,
+                # nothing published
+                again = await place("k-second")
+                assert again.status_code == 201 and again.json() == second.json()
+                assert again.headers["Idempotent-Replay"] == "true"
+                assert broker.published == [event]
             finally:
-                await app.state.redis.aclose()
+                redis = await store.client()
+                if deployment == "cluster":  # (the namespace fixture cleans the single node)
+                    async for key in redis.scan_iter(f"{namespace}:*"):
+                        await redis.delete(key)
+                await store.aclose()
 
     run_async(scenario)

@@ -4,7 +4,8 @@ holds in Redis), the order lookup (404), the 422 helper, and waiting for the vie
 topics' end (:func:`caught_up`).
 
 :func:`services.orders.app.create_app` puts ``settings``, ``book`` and ``order_lock`` on the state;
-the lifespan adds ``publisher``, ``view`` and ``redis``.
+the lifespan adds ``publisher``, ``view`` and ``redis`` (a :class:`socialproof.http.ServingStore`:
+one Redis or a Redis Cluster, whichever ``REDIS_URL`` names).
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ SERVICE = "orders"
 def idempotency_records(scope: str) -> Callable[[Request], Awaitable[Idempotency]]:
     async def records(request: Request) -> Idempotency:
         settings: OrdersSettings = request.app.state.settings
-        return Idempotency(
-            request.app.state.redis, settings.redis_namespace, scope, settings.idempotency_ttl_s
-        )
+        redis = await request.app.state.redis.client()
+        return Idempotency(redis, settings.redis_namespace, scope, settings.idempotency_ttl_s)
 
     return records
 
@@ -39,9 +39,8 @@ def idempotency_records(scope: str) -> Callable[[Request], Awaitable[Idempotency
 async def coupon_holds(request: Request) -> CouponHolds:
     settings: OrdersSettings = request.app.state.settings
     # a hold lives as long as a retry of its order may come (the Idempotency-Key's life)
-    return CouponHolds(
-        request.app.state.redis, settings.redis_namespace, settings.idempotency_ttl_s
-    )
+    redis = await request.app.state.redis.client()
+    return CouponHolds(redis, settings.redis_namespace, settings.idempotency_ttl_s)
 
 
 Settings = Annotated[OrdersSettings, Depends(from_state("settings"))]

@@ -5,7 +5,9 @@ it (:class:`Emitter`), the 409 for erased users, and looking a Q&A id up once mo
 caught up with the topics (:func:`caught_up`).
 
 :func:`services.social.app.create_app` puts ``settings``, ``graph`` and ``write_lock`` on the
-state; the lifespan adds ``publisher``, ``view`` and ``redis``.
+state; the lifespan adds ``publisher``, ``view`` and ``redis`` (a
+:class:`socialproof.http.ServingStore`: one Redis or a Redis Cluster, whichever ``REDIS_URL``
+names).
 """
 
 from __future__ import annotations
@@ -32,24 +34,25 @@ log = logging.getLogger("socialproof.social")
 
 async def get_share_records(request: Request) -> Idempotency:
     settings: SocialSettings = request.app.state.settings
-    return Idempotency(request.app.state.redis, settings.redis_namespace, "shares", DEFAULT_TTL_S)
+    redis = await request.app.state.redis.client()
+    return Idempotency(redis, settings.redis_namespace, "shares", DEFAULT_TTL_S)
 
 
 async def get_question_records(request: Request) -> Idempotency:
     settings: SocialSettings = request.app.state.settings
-    return Idempotency(
-        request.app.state.redis, settings.redis_namespace, "questions", DEFAULT_TTL_S
-    )
+    redis = await request.app.state.redis.client()
+    return Idempotency(redis, settings.redis_namespace, "questions", DEFAULT_TTL_S)
 
 
 async def get_answer_records(request: Request) -> Idempotency:
     settings: SocialSettings = request.app.state.settings
-    return Idempotency(request.app.state.redis, settings.redis_namespace, "answers", DEFAULT_TTL_S)
+    redis = await request.app.state.redis.client()
+    return Idempotency(redis, settings.redis_namespace, "answers", DEFAULT_TTL_S)
 
 
 async def get_qa_store(request: Request) -> QaStore:
     settings: SocialSettings = request.app.state.settings
-    return QaStore(request.app.state.redis, settings.redis_namespace)
+    return QaStore(await request.app.state.redis.client(), settings.redis_namespace)
 
 
 Settings = Annotated[SocialSettings, Depends(from_state("settings"))]

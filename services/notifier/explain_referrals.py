@@ -39,8 +39,9 @@ purchases, by those, so it would miss a buyer whose referred purchases were all 
 the rest differently. So phase 1 is one script in the referrals shard, as on one Redis, and phase
 2 is walked here exactly as the script walks it (:func:`walk_other_buyers`: the same positions,
 ties and budget): a chunk of the product shard's buyers (``ZREVRANGEBYSCORE``), then their facts
-from the referrals shard (``explain.lua`` kind ``V``), two round trips a chunk of ``limit``
-buyers, where one Redis reads a page in one. The page's value still comes from one read (the
+from the referrals shard (``explain.lua`` kind ``V``), two round trips a chunk of
+max(``limit``, :data:`WALK_CHUNK`) buyers (so at most 1 + 2 x 5 a page, where one Redis reads a
+page in one; the buyers of a chunk after the page's last are read for nothing). The page's value still comes from one read (the
 first), but the chunks are separate reads: a purchase landing between them can show in a page
 without its value; a later page then sees the new value and answers ``FigureChanged``, as before.
 """
@@ -55,6 +56,8 @@ from services.notifier.explain_facts import Entry, Refs, as_list, as_str, iso
 
 #: buyers walked per page at most (most of a product's buyers may have no referred purchase)
 WALK_BUDGET = 1000
+#: the product shard's buyers read per chunk of the cross-shard walk, at least
+WALK_CHUNK = 200
 FIRST_PHASE = 1  # via:{p}
 OTHER_BUYERS = 2  # buyers:{p} not in via:{p}
 
@@ -169,7 +172,9 @@ async def walk_other_buyers(
     walked = 0
     cur, ties = start
     while True:
-        count = min(limit, WALK_BUDGET - walked)
+        # at least WALK_CHUNK buyers a chunk (those after the page's last are read for nothing,
+        # but a page of one buyer among many without referred purchases takes few round trips)
+        count = min(max(limit, WALK_CHUNK), WALK_BUDGET - walked)
         page = await buyers(cur, ties, count + 1)  # one more: is there anything after the page
         if not page:
             return items, None

@@ -17,8 +17,8 @@ import redis as redis_sync
 
 from contracts import namespaces
 from contracts.events import QaModerated
+from contracts.layout import StoreLayout, resolve_shards
 from contracts.topics import QUESTIONS
-from contracts.views import Keys
 from socialproof.processes import ManagedProcess, free_port, service_argv
 from socialproof.settings import Settings
 from tests.support.services import api, topic_events
@@ -42,8 +42,9 @@ def bought(
 
     def record(product_id: str, user_id: str) -> None:
         pointer = redis_client.hgetall(namespaces.pointer_key(settings.redis_namespace))
-        keys = Keys(namespaces.parse(pointer, settings.redis_namespace).active)
-        key = keys.user_buys(product_id, user_id)
+        active = namespaces.parse(pointer, settings.redis_namespace).active
+        layout = StoreLayout(active, resolve_shards(pointer, active, cluster=False))
+        key = layout.product_keys(product_id).user_buys(product_id, user_id)
         redis_client.hset(key, "o-test", int(time.time() * 1000))
         written.append(key)
 

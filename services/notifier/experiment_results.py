@@ -14,8 +14,12 @@ then one script per product shard (``lua/experiment_figures.lua``: the shard's `
 per node at once on a cluster), merged here exactly: ``xr`` fields summed (a product lives in one
 shard, so they are in fact disjoint), ``xvf``/``xcv`` united taking each visitor's earliest time,
 and the series counted over the merged times. What it costs: the visitors and converted visitors
-travel whole (about 40 bytes each per shard they touched; 100,000 visitors are a few MB), where
-one shard answers ``ZCARD``/``ZCOUNT``; and the shards are read each at its own instant, which is
+travel whole and are merged in Python, where one shard answers ``ZCARD``/``ZCOUNT`` whatever the
+size. Measured on a 3-master cluster with 12 shards (loopback, a 2-core machine at load 7-9),
+2 variants, one of them with every visitor in 2 shards, 48 points: 1,000 visitors 11-13 ms,
+10,000 92-114 ms, 100,000 1.0-1.3 s (mostly the merge loop, ~2 us an entry), in 1 round trip
+per node. Fine for a merchant's page; a shop with millions of experiment visitors would want
+the merge precomputed. And the shards are read each at its own instant, which is
 how the processor writes them too (one script per shard per batch), so each shard's figures stay
 consistent among themselves. The referrals shard is never read (its interaction counters are a
 by-product of applying referred purchases there).

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
@@ -70,6 +70,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts import namespaces
 from contracts.layout import StoreLayout, resolve_shards
@@ -131,37 +132,47 @@ def waiting(plain: aioredis.Redis) -> aioredis.Redis:
     return client
 
 
-async def connect_serving(settings: NotifierSettings) -> aioredis.Redis | AsyncRedisCluster:
-    """The serving store's client (:func:`socialproof.redis.connect_store`): redis-py's cluster
-    client when ``REDIS_URL`` names a Redis Cluster node, else the single node's client with a
-    waiting pool (:func:`connect_waiting`).
+async def connect_serving(
+    settings: NotifierSettings,
+) -> tuple[aioredis.Redis | AsyncRedisCluster, bool]:
+    """The serving store's client (:func:`socialproof.redis.connect_store`), and whether its
+    kind is known: redis-py's cluster client when ``REDIS_URL`` names a Redis Cluster node, else
+    the single node's client with a waiting pool (:func:`connect_waiting`).
 
     The cluster client has no waiting pool (a node's ``max_connections`` exhausted raises
     MaxConnectionsError at once); its equivalent is the reader's gate: at most
     ``max_connections`` reads at a time, each using at most one connection per node (the fan-out
     reads are one pipeline), so a burst queues there instead.
 
-    Which kind of store it is must be known before anything is served, so while the node does
-    not answer this waits and retries (logged), as a notifier started before its store."""
-    delay = 0.2
-    while True:
-        try:
-            store = await redis_client.connect_store(
-                settings, max_connections=STORE_MAX_CONNECTIONS
-            )
-        except RedisConnectionError as exc:
-            log.warning(
-                "the serving store does not answer; retrying",
-                extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-            continue
-        if isinstance(store, AsyncRedisCluster):
-            return store
-        client = waiting(store)
-        await store.aclose()
-        return client
+    While the node does not answer the notifier starts anyway and answers 503, as it always
+    did: with the single node's client, kind unknown; :func:`follow_active_namespace` asks again
+    and switches to the cluster client if the store turns out to be one."""
+    try:
+        store = await redis_client.connect_store(settings, max_connections=STORE_MAX_CONNECTIONS)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        log.warning(
+            "the serving store does not answer: 503 until it does",
+            extra={"error": f"{type(exc).__name__}: {exc}"},
+        )
+        return connect_waiting(settings), False
+    if isinstance(store, AsyncRedisCluster):
+        return store, True
+    client = waiting(store)
+    await store.aclose()
+    return client, True
+
+
+def cluster_subscriber(cluster: AsyncRedisCluster, settings: NotifierSettings) -> ClusterSubscriber:
+    """The hub's pub/sub on a cluster: a plain connection to one node at a time, no read
+    timeout (it holds its connection for ever)."""
+    return ClusterSubscriber(
+        cluster,
+        settings.redis_url,
+        socket_timeout=None,
+        socket_connect_timeout=2.0,
+        health_check_interval=15,
+        decode_responses=True,
+    )
 
 
 async def store_ready(redis: aioredis.Redis | AsyncRedisCluster) -> bool:
@@ -182,23 +193,37 @@ def viewer_tokens(settings: NotifierSettings) -> ViewerTokens:
 
 
 async def follow_active_namespace(
-    redis: aioredis.Redis,
     reader: ProofReader,
     hub: Hub,
     settings: NotifierSettings,
     interval_s: float = 1.0,
+    adopt: Callable[[AsyncRedisCluster], Awaitable[None]] | None = None,
 ) -> None:
-    cluster = isinstance(redis, AsyncRedisCluster)
-    """Serve the namespace ``replay rebuild --switch`` made active (contracts.namespaces).
+    """Serve the namespace ``replay rebuild --switch`` made active (contracts.namespaces), with
+    the shard count recorded for it (contracts.layout).
 
     The switch is one HSET; this sees it within ``interval_s``. Each read uses one namespace
     whole (the old one stays intact through the rebuild's grace period), and live connections
-    get the new namespace's state at once."""
+    get the new namespace's state at once.
+
+    ``adopt``: the store did not answer at start, so its kind is not known; until it answers it
+    is asked every ``interval_s``, and if it is a Redis Cluster ``adopt`` gets its client."""
     pointer = namespaces.pointer_key(settings.redis_namespace)
     while True:
         try:
+            if adopt is not None:
+                store = await redis_client.connect_store(
+                    settings, max_connections=STORE_MAX_CONNECTIONS
+                )
+                if isinstance(store, AsyncRedisCluster):
+                    await adopt(store)
+                else:
+                    await store.aclose()  # the single node's waiting client stays
+                adopt = None
+            redis = reader.redis
             raw = await redis.hgetall(pointer)
             active = namespaces.parse(raw, settings.redis_namespace).active
+            cluster = isinstance(redis, AsyncRedisCluster)
             served = StoreLayout(active, resolve_shards(raw, active, cluster))
             if served != reader.layout:
                 log.info(
@@ -228,14 +253,17 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = await connect_serving(settings)
+        redis, known = await connect_serving(settings)
         cluster = isinstance(redis, AsyncRedisCluster)
         # the shards of the base namespace; follow_active_namespace moves to the active one
-        try:
-            pointer = await redis.hgetall(namespaces.pointer_key(settings.redis_namespace))
-        except RedisError as exc:  # the follower reads it again every second
-            log.warning("namespace check failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-            pointer = {}
+        pointer: dict[str, str] = {}
+        if known:
+            try:
+                pointer = await redis.hgetall(namespaces.pointer_key(settings.redis_namespace))
+            except RedisError as exc:  # the follower reads it again every second
+                log.warning(
+                    "namespace check failed", extra={"error": f"{type(exc).__name__}: {exc}"}
+                )
         reader = ProofReader(
             redis,
             settings.redis_namespace,
@@ -257,21 +285,10 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             ]
 
         # Pub/sub holds its connection for ever: give it its own client with no read timeout.
-        pubsub_redis: aioredis.Redis | ClusterSubscriber = redis_client.connect(
-            settings, socket_timeout=None
-        )
-        if cluster:  # a plain connection to one node at a time (services.notifier.hub)
-            await pubsub_redis.aclose()
-            pubsub_redis = ClusterSubscriber(
-                redis,
-                settings.redis_url,
-                socket_timeout=None,
-                socket_connect_timeout=2.0,
-                health_check_interval=15,
-                decode_responses=True,
-            )
+        # (on a cluster a plain connection to one node at a time: services.notifier.hub)
+        plain_pubsub = None if cluster else redis_client.connect(settings, socket_timeout=None)
         hub = Hub(
-            pubsub_redis,
+            cluster_subscriber(redis, settings) if cluster else plain_pubsub,
             reader.keys.changes_channel,
             read_encoded,
             cache,
@@ -293,7 +310,22 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         hub.start()
         # On SIGTERM end live streams at once; clients reconnect (see socialproof.serve).
         app.state.on_exit_signal = [hub.close_all]
-        follower = asyncio.create_task(follow_active_namespace(redis, reader, hub, settings))
+
+        async def adopt(store: AsyncRedisCluster) -> None:
+            """The store that did not answer at start is a Redis Cluster: read through its
+            client from now on (reads and the readiness check at once; the hub's next
+            subscription goes through it, its current one hears every node already)."""
+            log.info("the serving store is a Redis Cluster", extra={"url": settings.redis_url})
+            previous = reader.redis
+            reader.use(store, STORE_MAX_CONNECTIONS)
+            app.state.redis = store
+            app.state.promotions = PromotionReader(reader, settings.default_share_purchases)
+            hub.redis = cluster_subscriber(store, settings)
+            await previous.aclose()
+
+        follower = asyncio.create_task(
+            follow_active_namespace(reader, hub, settings, adopt=None if known else adopt)
+        )
         # the notifier holds thousands of live connections: full collections were the tail of
         # change-to-client latency (see socialproof.gctune)
         tune_gc()
@@ -304,9 +336,9 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             follower.cancel()
             proofs.close()
             await hub.stop()
-            if not cluster:
-                await pubsub_redis.aclose()
-            await redis.aclose()
+            if plain_pubsub is not None:
+                await plain_pubsub.aclose()
+            await reader.redis.aclose()
             await app.state.experiments.stop()
             await asyncio.to_thread(app.state.publisher.close)
 

@@ -43,6 +43,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
@@ -240,20 +241,14 @@ def qa_key(keys: Keys, product_id: str) -> str:
 class ProofReader:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: aioredis.Redis | AsyncRedisCluster,
         namespace: str,
         default_show_in_activity_feed: bool = False,
         reviews_verified_only: bool = False,
         shards: int = 1,
         concurrency: int | None = None,
     ) -> None:
-        self.redis = redis
-        #: at most ``concurrency`` reads at a time (None: no limit). The app sets it on a cluster,
-        #: whose client cannot wait for a free connection: each read takes at most one
-        #: connection per node, so ``max_connections`` reads never exhaust a node's.
-        self._gate: AbstractAsyncContextManager[Any] = (
-            asyncio.Semaphore(concurrency) if concurrency else nullcontext()
-        )
+        self.use(redis, concurrency)
         #: the served namespace's shards (contracts.layout); the app replaces it when
         #: ``replay rebuild --switch`` makes another namespace active
         self.layout = StoreLayout(namespace, shards)
@@ -261,6 +256,20 @@ class ProofReader:
         self.reviews_verified_only = reviews_verified_only
         #: feed consent of users who never chose (SOCIALPROOF_DEFAULT_SHOW_IN_ACTIVITY_FEED)
         self._default_feed = "1" if default_show_in_activity_feed else "0"
+
+    def use(
+        self, redis: aioredis.Redis | AsyncRedisCluster, concurrency: int | None = None
+    ) -> None:
+        """Read through ``redis`` from now on (the app switches to the cluster client when a
+        store that did not answer at start turns out to be a Redis Cluster).
+
+        ``concurrency``: at most that many reads at a time (None: no limit). The app sets it on
+        a cluster, whose client cannot wait for a free connection: each read takes at most one
+        connection per node, so ``max_connections`` reads never exhaust a node's."""
+        self.redis = redis
+        self._gate: AbstractAsyncContextManager[Any] = (
+            asyncio.Semaphore(concurrency) if concurrency else nullcontext()
+        )
         self._friends = redis.register_script(FRIENDS_LUA)
         self._trending = redis.register_script(TRENDING_LUA)
         self._activity = redis.register_script(ACTIVITY_LUA)

@@ -5,21 +5,36 @@ viewer's own stream.
 
 The serving-store keys are written here as the stream processor would write them
 (``contracts.views``, "Referrals and promotions"), in a namespace of this module's own that a
-notifier of its own serves: the read side is tested without the processor."""
+notifier of its own serves: the read side is tested without the processor. On a Redis Cluster
+(#16), the counter store writes them (12 shards: promotions and credits in the referrals shard,
+the products and the badge impressions in theirs) and a notifier whose ``REDIS_URL`` names a
+cluster node serves promotions, progress, sharers, an explanation and badge results."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import redis as redis_sync
 
+from contracts import events as ev
+from contracts import namespaces
+from contracts.layout import CLUSTER_SHARDS, StoreLayout
 from contracts.views import Keys
+from services.counters.store import CounterStore
+from socialproof.redis import connect_store
 from socialproof.settings import Settings
+from tests.support.rediscluster import (
+    ClusterUnderTest,
+    redis_cluster,  # noqa: F401 (a fixture)
+)
+from tests.support.referrals import Shop
 from tests.support.sse import SseClient
 from tests.support.storefront import extra_notifier
 from tools.devstack import Stack
@@ -331,3 +346,108 @@ def test_progress_is_pushed_on_the_sharers_own_stream(
     # And a bad promotion list is 422 naming it
     bad = httpx.get(f"{base_url}/v1/me/stream?promotions=,&viewer_token={ana}", timeout=5)
     assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "promotions"
+
+
+# --- on a Redis Cluster ---------------------------------------------------------------------------
+
+
+async def _apply_on_cluster(url: str, namespace: str, events: list[ev.Event]) -> None:
+    """Apply ``events`` as a live worker on the cluster does (12 shards, recorded)."""
+    redis = await connect_store(Settings(redis_url=url, redis_namespace=namespace))
+    try:
+        await CounterStore(redis, namespace, follow_active=True, coupon_secret="c" * 32).apply(
+            events
+        )
+    finally:
+        await redis.aclose()
+
+
+async def _drop_on_cluster(url: str, namespace: str) -> None:
+    redis = await connect_store(Settings(redis_url=url, redis_namespace=namespace))
+    try:
+        for node in redis.get_primaries():
+            async for key in redis.scan_iter(f"{namespace}:*", target_nodes=node):
+                await redis.delete(key)
+        await redis.delete(namespaces.pointer_key(namespace))
+    finally:
+        await redis.aclose()
+
+
+def test_on_a_redis_cluster_promotions_explanations_and_results_are_served(
+    stack: Stack,
+    redis_cluster: ClusterUnderTest,  # noqa: F811
+    service_token: str,
+) -> None:
+    ns = f"npc{uuid.uuid4().hex[:10]}"
+    url = redis_cluster.url
+    now = datetime.now(UTC).replace(microsecond=0)
+    t = now - timedelta(minutes=30)
+    # two products of different shards (the referrals in a third), in one category
+    shard_of = StoreLayout(ns, CLUSTER_SHARDS).shard_of
+    first = "p-0"
+    second = next(f"p-{i}" for i in range(1, 100) if shard_of(f"p-{i}") != shard_of(first))
+    shop = Shop(21)
+    token = shop.token()
+    visitor = "visitor-cluster-1"
+    events = [
+        *(shop.product(p, "mugs", t - timedelta(days=1)) for p in (first, second)),
+        shop.promotion(
+            "pr-mugs",
+            t - timedelta(days=1),
+            t - timedelta(days=1),
+            now + timedelta(days=5),
+            category="mugs",
+            goal=2,
+            title="Mugs",
+        ),
+        shop.share("s-ana", "ana", first, t, token),
+        shop.purchase("o-ben", "ben", [first], t + timedelta(minutes=1), token),
+        shop.purchase("o-cleo", "cleo", [second], t + timedelta(minutes=2), token),
+        # one visitor sees the plain badge of both products: one visitor, in two shards
+        *(
+            shop.event(ev.BadgeViewed, {"visitor_id": visitor, "product_id": p}, t + dt)
+            for p, dt in ((first, timedelta(minutes=3)), (second, timedelta(minutes=4)))
+        ),
+    ]
+    admin = {"Authorization": f"Bearer {service_token}"}
+    try:
+        # Given the events written to the cluster by a live worker's store
+        asyncio.run(_apply_on_cluster(url, ns, events))
+        # And a notifier whose REDIS_URL names a node of the cluster
+        with (
+            extra_notifier(
+                stack,
+                REDIS_URL=url,
+                SOCIALPROOF_REDIS_NAMESPACE=ns,
+                SOCIALPROOF_PROOF_CACHE_MAX_AGE_S="0",
+            ) as notifier,
+            httpx.Client(base_url=notifier, timeout=5) as client,
+        ):
+            # Then both products list the category's promotion
+            for p in (first, second):
+                listed = client.get(f"/v1/products/{p}/promotions").json()["promotions"]
+                assert [promo["id"] for promo in listed] == ["pr-mugs"], p
+            # And Ana reached its goal with two buyers of two shards, and holds her reward
+            progress = client.get(
+                "/v1/promotions/pr-mugs/progress", params={"user_id": "ana"}, headers=admin
+            ).json()
+            assert (progress["buyers"], progress["remaining"]) == (2, 0)
+            assert [(r["role"], r["status"]) for r in progress["rewards"]] == [("sharer", "earned")]
+            # And she is the first product's top sharer
+            sharers = client.get(f"/v1/products/{first}/sharers", headers=admin).json()
+            assert sharers["sharers"] == [{"user_id": "ana", "buyers": 1}]
+            # And bought_via_shares is explained by Ben's purchase
+            explained = client.get(
+                f"/v1/proof/products/{first}/explain",
+                params={"figure": "bought_via_shares.24h"},
+                headers=admin,
+            ).json()
+            assert explained["value"] == 1
+            assert [e["order_id"] for e in explained["events"]] == ["o-ben"]
+            # And the plain badge's results count the visitor once, with both impressions
+            results = client.get("/v1/experiments/_/results", headers=admin)
+            assert results.status_code == 200, results.text
+            (badge,) = results.json()["variants"]
+            assert (badge["visitors"], badge["impressions"]) == (1, 2)
+    finally:
+        asyncio.run(_drop_on_cluster(url, ns))

@@ -103,6 +103,17 @@ STOP_GRACE_S = 20.0
 #: next)
 APPLY_CHUNK = 250
 
+#: chunks of one shard's layout whose script calls are sent and not yet answered, across the
+#: batches in flight; a layout of n shards gets CHUNKS_IN_REDIS // n of them, at least 2 (a chunk
+#: of user facts is a call to every shard, each as long as the whole chunk on one shard). Enough
+#: to keep Redis busy while Python decodes; few enough that a call does not queue behind more work
+#: than the client's socket timeout (2 s) and that the calls stay under the pool's
+#: max_connections (256 a node). Unbounded, a chunk of a sharded layout became a call per shard:
+#: 260 calls for a 5,000-event batch on 12+1 shards, 780 with 3 batches in flight, and on one Redis
+#: holding 12 shards a batch of friendships (250 of them: 90-350 ms of scripts over the 13 shards)
+#: failed with MaxConnectionsError and 2 s timeouts, again on every retry.
+CHUNKS_IN_REDIS = 8
+
 #: fetched batches being handled at once besides the newest: Redis always has a batch's scripts
 #: queued while Python decodes the next, also while a batch's offsets are being committed.
 #: Commits stay in batch order.
@@ -123,6 +134,10 @@ class BatchProcessor:
         self.dead_letters = dead_letters
         self.consumer = consumer
         self.dead_letter_topic = dead_letter_topic  # its name on the broker (topic_name)
+        #: chunks whose script calls are out at once, across the batches in flight, for the
+        #: shard count of the namespace served (CHUNKS_IN_REDIS)
+        self._in_redis: asyncio.Semaphore | None = None
+        self._bound_for: int | None = None
 
     async def handle(self, records: list[Any], fetched_at: float | None = None) -> None:
         """``records`` are Kafka records with topic, partition, offset, key and value.
@@ -139,6 +154,10 @@ class BatchProcessor:
         # Resolved once per batch: after a switch the next batch goes to the new namespace; during
         # a rebuild's hand-over every batch also goes to the shadow (idempotent, so harmless).
         written = await self.store.targets()
+        shards = (await self.store.layout(written[0])).shards
+        if shards != self._bound_for:  # the first batch, or a switch to another layout
+            self._in_redis = asyncio.Semaphore(max(2, CHUNKS_IN_REDIS // shards))
+            self._bound_for = shards
         chunk: list[list] = []
         applying: list[asyncio.Future] = []
         pending_dead: list[asyncio.Future] = []
@@ -189,12 +208,16 @@ class BatchProcessor:
         # of this batch (written[0]), so a switch while batches are in flight cannot drop one.
         return [
             asyncio.ensure_future(
-                self.store.apply_operations(
-                    ops, ns, emit=self.store.follow_active and ns == written[0]
-                )
+                self._bounded(ops, ns, self.store.follow_active and ns == written[0])
             )
             for ns in written
         ]
+
+    async def _bounded(self, ops: list[list], namespace: str, emit: bool) -> Changes:
+        """One chunk's script calls, once fewer than :data:`CHUNKS_IN_REDIS` chunks are."""
+        assert self._in_redis is not None  # made by handle()
+        async with self._in_redis:
+            return await self.store.apply_operations(ops, namespace, emit=emit)
 
     async def _dead_letter(self, msg: Any, exc: codec.EventDecodeError) -> None:
         letter = DeadLetter(

@@ -22,14 +22,18 @@ import pytest
 import redis as redis_sync
 import redis.asyncio as aioredis
 from confluent_kafka.admin import AdminClient
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from contracts.events import RewardEarned, RewardWithdrawn
+from contracts.layout import outbox_prefix
 from contracts.views import Keys
 from services.counters import relay as relay_module
 from services.counters.relay import REWARD_EVENT_NAMESPACE, RewardRelay, owns_partition_zero
 from services.counters.settings import CountersSettings
 from socialproof.processes import ManagedProcess, free_port, wait_until, worker_argv
+from socialproof.redis import connect_store
 from tests.support.backends import Backend
+from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
 from tests.support.relays import (
     RelayProcess,
     add_entries,
@@ -182,6 +186,38 @@ async def test_an_entry_that_makes_no_event_is_logged_and_passed_over(
     await asyncio.to_thread(assert_published_once, s, before + after)
     assert relay_module.RELAY_INVALID._value.get() == invalid + 1
     assert any(getattr(r, "entry_id", None) == bad for r in caplog.records)
+
+
+async def test_on_a_redis_cluster_the_outbox_is_beside_the_referrals_shard(
+    backend: Backend,
+    redis_cluster,  # noqa: F811
+) -> None:
+    """With the cluster client (what the worker connects to a cluster node), the relay reads the
+    outbox where the store's script appends it, ``{base}:{rw}`` (contracts.layout.outbox_prefix),
+    and checkpoints and trims there."""
+    s = relay_settings(backend.bootstrap, redis_cluster.url)
+    prefix = outbox_prefix(s.redis_namespace, cluster=True)
+    outbox, checkpoint_key = f"{prefix}:rewards:outbox", f"{prefix}:rewards:relay"
+    sync = redis_sync.RedisCluster.from_url(redis_cluster.url, decode_responses=True)
+    aredis = await connect_store(s)
+    try:
+        assert isinstance(aredis, AsyncRedisCluster)
+        ids = [sync.xadd(outbox, entry_fields(n)) for n in range(6)]
+        running = Running(RewardRelay(s, aredis))
+
+        async def done() -> bool:
+            return (await aredis.hgetall(checkpoint_key)).get("id") == ids[-1]
+
+        await wait_for_async(done, 20, "the cluster's outbox published and checkpointed")
+        await running.stop()
+        await asyncio.to_thread(assert_published_once, s, ids)
+        assert sync.xlen(outbox) == 0  # trimmed
+    finally:
+        for key in (outbox, checkpoint_key):
+            sync.delete(key)
+        sync.close()
+        await aredis.aclose()
+        _cleanup(s)  # its topics (the keys are on the cluster, deleted above)
 
 
 def test_a_crash_between_commit_and_checkpoint_publishes_nothing_twice(

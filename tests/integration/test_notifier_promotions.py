@@ -387,16 +387,16 @@ def test_on_a_redis_cluster_promotions_explanations_and_results_are_served(
     first = "p-0"
     second = next(f"p-{i}" for i in range(1, 100) if shard_of(f"p-{i}") != shard_of(first))
     shop = Shop(21)
-    token = shop.token()
+    token, category = shop.token(), f"mugs-{ns}"
     visitor = "visitor-cluster-1"
     events = [
-        *(shop.product(p, "mugs", t - timedelta(days=1)) for p in (first, second)),
+        *(shop.product(p, category, t - timedelta(days=1)) for p in (first, second)),
         shop.promotion(
             "pr-mugs",
             t - timedelta(days=1),
             t - timedelta(days=1),
             now + timedelta(days=5),
-            category="mugs",
+            category=category,
             goal=2,
             title="Mugs",
         ),
@@ -449,5 +449,43 @@ def test_on_a_redis_cluster_promotions_explanations_and_results_are_served(
             assert results.status_code == 200, results.text
             (badge,) = results.json()["variants"]
             assert (badge["visitors"], badge["impressions"]) == (1, 2)
+            # And an experiment on the products' category (a category of this test's own: every
+            # notifier reads the experiments topic) assigns the visitor and takes her beacon,
+            # the category read in the referrals shard
+            created = client.post(
+                "/v1/experiments",
+                json={
+                    "id": f"x-{ns}",
+                    "category": category,
+                    "variants": [{"name": "control", "badge": "none"}, {"name": "shown"}],
+                    "split": [50, 50],
+                },
+                headers=admin,
+            )
+            assert created.status_code == 201, created.text
+            try:
+                assigned = client.get(
+                    f"/v1/products/{second}/experiment", params={"visitor_id": visitor}
+                )
+                assert assigned.status_code == 200, assigned.text
+                variant = assigned.json()["variant"]
+                beacon = {
+                    "visitor_id": visitor,
+                    "events": [
+                        {
+                            "kind": "impression",
+                            "product_id": p,
+                            "experiment_id": f"x-{ns}",
+                            "variant": variant,
+                            "at": now.isoformat(),
+                        }
+                        for p in (first, second)
+                    ],
+                }
+                accepted = client.post("/v1/beacons", json=beacon)
+                assert accepted.status_code == 202, accepted.text
+                assert accepted.json()["accepted"] == 2
+            finally:
+                client.post(f"/v1/experiments/x-{ns}/stop", headers=admin)
     finally:
         asyncio.run(_drop_on_cluster(url, ns))

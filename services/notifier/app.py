@@ -54,6 +54,12 @@ WebSocket, ``me`` the viewer's own notifications, ``beacons`` and ``experiments`
 :mod:`services.notifier.experiment_schemas`); the other modules are the domain (reading proof, the cache and
 its fast path, the hub of live connections, rate limits, tokens).
 
+The serving store (issue #16): ``REDIS_URL`` names one Redis or a node of a Redis Cluster;
+:func:`connect_serving` tells them apart (:func:`socialproof.redis.connect_store`) and the
+reader follows the active namespace's recorded shard count (:func:`follow_active_namespace`).
+On a cluster the hub subscribes to one node at a time (classic ``PUBLISH`` reaches every node)
+and moves on when it dies, and readiness asks every master.
+
 Run: ``socialproof serve notifier`` (port ``SOCIALPROOF_NOTIFIER_PORT``, default 8004).
 """
 

@@ -1,14 +1,20 @@
 """Unit tests of the proof reader's review and question figures (services.notifier.proof), read
 from samples of the Redis hashes the stream processor writes (contracts.views and issue #19's
 layout): verified-purchase reviews, the verified-only setting, question counts, and zeros for
-what an older processor never wrote."""
+what an older processor never wrote; and how notes read from several shards are merged."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from contracts.views import Keys
-from services.notifier.proof import ProofReader, question_counts, review_summary, to_json
+from contracts.views import DAY_MS, NOTES_KEEP, QUESTION_NOTES_PER_DAY, Keys
+from services.notifier.proof import (
+    ProofReader,
+    merge_notes,
+    question_counts,
+    review_summary,
+    to_json,
+)
 
 NOW_MS = 1_800_000_000_000
 
@@ -118,3 +124,21 @@ def test_summaries_from_hashes() -> None:
         "answered": 0,
         "answered_by_buyers": 0,
     }
+
+
+def test_notes_merged_from_shards_are_capped_per_utc_day_then_kept_newest() -> None:
+    # Given a viewer's notes in three shards, each already capped on its own: day 0 has 4 + 3
+    # (more than QUESTION_NOTES_PER_DAY together), day 1 has one more at the same ms as another
+    # shard's (ties by question id), and one note is in two shards' replies (a duplicate)
+    day = DAY_MS
+    shard_a = [(10, "qa1", "p1"), (20, "qa2", "p1"), (30, "qa3", "p1"), (40, "qa4", "p1")]
+    shard_b = [(15, "qb1", "p2"), (25, "qb2", "p2"), (35, "qb3", "p2"), (day + 5, "qb4", "p2")]
+    shard_c = [(day + 5, "qc1", "p3"), (day + 5, "qb4", "p2")]
+    merged = merge_notes(shard_a + shard_b + shard_c)
+    # Then the first 5 of day 0 by (ms, id), both of day 1, once each, newest first
+    assert QUESTION_NOTES_PER_DAY == 5
+    assert [q for _, q, _ in merged] == ["qc1", "qb4", "qa3", "qb2", "qa2", "qb1", "qa1"]
+    # And of more than NOTES_KEEP notes (one a day) only the newest NOTES_KEEP stay
+    many = [(i * day, f"q{i:03}", "p") for i in range(NOTES_KEEP + 7)]
+    kept = merge_notes(many)
+    assert [q for _, q, _ in kept] == [f"q{i:03}" for i in reversed(range(7, NOTES_KEEP + 7))]

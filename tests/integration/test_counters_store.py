@@ -143,9 +143,11 @@ async def test_every_counter_matches_the_oracle_in_any_order_with_duplicates(
     # And every counter read back matches the oracle, question notes too
     reader = ProofReader(store.redis, store.namespace, shards=store.layout.shards)
     await assert_matches_oracle(reader, oracle, gen, notes=True)
-    # And replaying everything again changes nothing
-    await apply_in_chunks(mixed, events, 500)
-    assert store.dump(other) == b
+    # And replaying everything again changes nothing (not on the cluster: a dump of its 6,800
+    # keys takes 3.4 s, and the router is the same as the 4 shards' on one Redis)
+    if not store.cluster:
+        await apply_in_chunks(mixed, events, 500)
+        assert store.dump(other) == b
 
 
 def _event(cls, payload: dict, at: datetime) -> ev.Event:

@@ -103,16 +103,17 @@ STOP_GRACE_S = 20.0
 #: next)
 APPLY_CHUNK = 250
 
-#: chunks of one shard's layout whose script calls are sent and not yet answered, across the
-#: batches in flight; a layout of n shards gets CHUNKS_IN_REDIS // n of them, at least 2 (a chunk
-#: of user facts is a call to every shard, each as long as the whole chunk on one shard). Enough
-#: to keep Redis busy while Python decodes; few enough that a call does not queue behind more work
-#: than the client's socket timeout (2 s) and that the calls stay under the pool's
-#: max_connections (256 a node). Unbounded, a chunk of a sharded layout became a call per shard:
-#: 260 calls for a 5,000-event batch on 12+1 shards, 780 with 3 batches in flight, and on one Redis
-#: holding 12 shards a batch of friendships (250 of them: 90-350 ms of scripts over the 13 shards)
-#: failed with MaxConnectionsError and 2 s timeouts, again on every retry.
-CHUNKS_IN_REDIS = 8
+#: chunks whose script calls may be out at once on a one-shard layout, across the batches in
+#: flight (32 x 250 events: far more than keeps Redis busy while Python decodes, and more than a
+#: worker sent at once before #16, 20 a batch); a layout of n shards gets CHUNKS_IN_REDIS // n,
+#: at least 2, because a chunk of user facts is a call to every shard, each as long as the whole
+#: chunk on one shard. So a call does not queue behind more work than the client's socket timeout
+#: (2 s) and the calls stay under the pool's max_connections (256 a node). Unbounded, a chunk of a
+#: sharded layout became a call per shard: 260 calls for a 5,000-event batch on 12+1 shards, 780
+#: with 3 batches in flight, and on one Redis holding 12 shards a batch of friendships (250 of
+#: them: 90-350 ms of scripts over the 13 shards) failed with MaxConnectionsError or 2 s timeouts,
+#: again on every retry.
+CHUNKS_IN_REDIS = 32
 
 #: fetched batches being handled at once besides the newest: Redis always has a batch's scripts
 #: queued while Python decodes the next, also while a batch's offsets are being committed.

@@ -7,7 +7,9 @@ For a product and a figure named by its path in the proof answer (``bought.24h``
 instant), ``events`` (exactly the events counted: ``len(events)`` over all pages equals
 ``value``) and ``excluded`` (events of the figure's facts that are not counted, each with its
 reason). It is computed from the same facts and counters the served number comes from
-(:mod:`contracts.views`), read in one Lua script per page, so value and events agree.
+(:mod:`contracts.views`), read in one Lua script per page, so value and events agree (on a
+sharded store, in the shard of the figure's facts: :class:`Explainer`; ``bought_via_shares``'
+second phase reads two shards, :mod:`services.notifier.explain_referrals` says what that costs).
 
 The parts:
 

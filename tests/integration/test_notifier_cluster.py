@@ -18,7 +18,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from contracts import events as ev
 from contracts import namespaces
-from contracts.layout import CLUSTER_SHARDS, StoreLayout
+from contracts.layout import CLUSTER_SHARDS, StoreLayout, layout_field
 from services.counters.store import CounterStore
 from services.notifier.hub import ClusterSubscriber, Hub
 from socialproof.redis import connect_store
@@ -30,27 +30,40 @@ from tests.support.rediscluster import (
 )
 from tests.support.sse import SseClient
 from tests.support.storefront import extra_notifier
+from tests.support.waiting import wait_for
 from tools.devstack import Stack
 
 
-async def _apply(url: str, namespace: str, events: list[ev.Event]) -> StoreLayout:
-    """Apply and announce ``events`` as the worker does, on the cluster; the layout used."""
-    redis = await connect_store(Settings(redis_url=url, redis_namespace=namespace))
+async def _apply(
+    url: str, base: str, events: list[ev.Event], rebuilt: tuple[str, int] | None = None
+) -> StoreLayout:
+    """Apply and announce ``events`` as the worker does, on the cluster; the layout used.
+    ``rebuilt``: into that namespace with that many shards (recorded beside the base's pointer,
+    as ``replay rebuild --shards`` does), then switched to as ``--switch`` does."""
+    redis = await connect_store(Settings(redis_url=url, redis_namespace=base))
     try:
-        store = CounterStore(redis, namespace, coupon_secret="")
-        await store.announce(await store.apply(events))
-        return await store.layout()
+        store = CounterStore(redis, base, coupon_secret="")
+        pointer = namespaces.pointer_key(base)
+        if rebuilt is None:
+            await store.announce(await store.apply(events))
+            return await store.layout()
+        namespace, shards = rebuilt
+        await redis.hset(pointer, layout_field(namespace), shards)
+        await store.apply(events, namespace=namespace)
+        await redis.hset(pointer, "active", namespace)
+        return await store.layout(namespace)
     finally:
         await redis.aclose()
 
 
-async def _drop(url: str, namespace: str) -> None:
-    redis = await connect_store(Settings(redis_url=url, redis_namespace=namespace))
+async def _drop(url: str, *names: str) -> None:
+    redis = await connect_store(Settings(redis_url=url, redis_namespace=names[0]))
     try:
-        for node in redis.get_primaries():
-            async for key in redis.scan_iter(f"{namespace}:*", target_nodes=node):
-                await redis.delete(key)
-        await redis.delete(namespaces.pointer_key(namespace))
+        for namespace in names:
+            for node in redis.get_primaries():
+                async for key in redis.scan_iter(f"{namespace}:*", target_nodes=node):
+                    await redis.delete(key)
+            await redis.delete(namespaces.pointer_key(namespace))
     finally:
         await redis.aclose()
 
@@ -129,8 +142,18 @@ def test_a_notifier_on_a_redis_cluster_serves_reads_and_pushes_changes(
                 assert pushed["friends_bought"] == {"count": 1, "names": ["Cleo"]}
             trending = client.get("/v1/trending").json()
             assert {p["product_id"] for p in trending["products"]} == {first, second}
+            # When a rebuild into 3 shards, where both bought the second product, is switched to
+            three = (f"{ns}r", 3)
+            orders = [purchase("o3", ben, second, t), purchase("o4", cleo, second, t)]
+            assert asyncio.run(_apply(url, ns, orders, rebuilt=three)).shards == 3
+            # Then the notifier serves it, read with its recorded 3 shards
+            wait_for(
+                lambda: client.get(f"/v1/proof/products/{second}").json()["bought"]["24h"] == 2,
+                10,
+                "the notifier to serve the rebuilt namespace",
+            )
     finally:
-        asyncio.run(_drop(url, ns))
+        asyncio.run(_drop(url, ns, f"{ns}r"))
 
 
 async def test_the_hub_moves_to_another_node_when_its_node_dies(

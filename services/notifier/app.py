@@ -94,12 +94,13 @@ from services.notifier.api import (
     storefront,
     tokens,
 )
+from services.notifier.api.sse import store_unavailable
 from services.notifier.cache import CachedProofs, ProofCache
 from services.notifier.experiments import ExperimentRegistry
 from services.notifier.fastpath import Cors, FastPath, FastPathApp
 from services.notifier.hub import ClusterSubscriber, Hub
 from services.notifier.promotions import PromotionReader
-from services.notifier.proof import ProofReader
+from services.notifier.proof import CLUSTER_UNAVAILABLE, ProofReader
 from services.notifier.ratelimit import RateLimiter
 from services.notifier.settings import NotifierSettings
 from services.notifier.tokens import ViewerTokens, derive_secret
@@ -359,6 +360,10 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             "experiments": app.state.experiments.check,
         },
     )
+    # a Redis Cluster that cannot serve a read (no node reachable, a slot not covered yet):
+    # 503 with Retry-After, as a single node's connection errors are (socialproof.http)
+    for error in CLUSTER_UNAVAILABLE:
+        app.add_exception_handler(error, lambda _, exc: store_unavailable(exc))
     cors = Cors(
         allow_origins=tuple(o.strip() for o in settings.cors_origins.split(",") if o.strip()),
         expose_headers=("ETag", "Retry-After"),

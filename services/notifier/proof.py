@@ -71,7 +71,13 @@ from pydantic import BaseModel, Field
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 
 from contracts.layout import StoreLayout
 from contracts.views import (
@@ -87,6 +93,16 @@ from contracts.views import (
 )
 
 MAX_FRIEND_NAMES = 3
+#: what a read raises when the store cannot answer it: redis-py's errors, and on a Redis Cluster
+#: also its client's own (no node reachable, a slot not covered) outside that hierarchy
+STORE_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
+#: of those, what answers 503 beyond the connection errors and timeouts every service maps: a
+#: cluster that cannot serve a slot yet (a master down, a slot migrating) or reach any node
+CLUSTER_UNAVAILABLE: tuple[type[Exception], ...] = (
+    RedisClusterException,
+    ClusterDownError,
+    TryAgainError,
+)
 #: "bought through friends' shares": distinct credited buyers by their credited purchase's time
 VIA_WINDOWS_MS: dict[str, int] = {label: BOUGHT_WINDOWS_MS[label] for label in ("24h", "7d")}
 

@@ -1,7 +1,8 @@
 """The notifier on a Redis Cluster (#16): a notifier process whose ``REDIS_URL`` names a node of
 the session's cluster (3 masters + 3 replicas) serves proof, friends_bought, batch reads across
 shards, trending and activity, and pushes a change announced on the cluster over SSE; its hub,
-subscribed to one node, moves to another when that node dies.
+subscribed to one node, moves to another when that node dies; a cluster that cannot answer is a
+503, as a single node's outage is.
 
 The facts are written by the counter store itself through redis-py's cluster client (12 shards,
 as a worker on a cluster records them) and announced on ``{ns}:changes`` as the worker does: the
@@ -15,19 +16,24 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from contracts import events as ev
 from contracts import namespaces
 from contracts.layout import CLUSTER_SHARDS, StoreLayout, layout_field
 from services.counters.store import CounterStore
+from services.notifier.app import create_app
+from services.notifier.cache import CachedProofs, ProofCache
 from services.notifier.hub import ClusterSubscriber, Hub
+from services.notifier.proof import ProofReader
+from services.notifier.ratelimit import RateLimiter
+from services.notifier.settings import NotifierSettings
+from socialproof.processes import free_port
 from socialproof.redis import connect_store
 from socialproof.settings import Settings
 from tests.integration.test_counters_store import consent, friends, name, purchase
-from tests.support.rediscluster import (
-    ClusterUnderTest,
-    redis_cluster,  # noqa: F401 (a fixture)
-)
+from tests.support.rediscluster import ClusterUnderTest
 from tests.support.sse import SseClient
 from tests.support.storefront import extra_notifier
 from tests.support.waiting import wait_for
@@ -200,3 +206,26 @@ async def test_the_hub_moves_to_another_node_when_its_node_dies(
         await cluster.aclose()
         if not replica.running:
             local.restart(replica)
+
+
+async def test_a_cluster_that_cannot_answer_is_a_503() -> None:
+    # Given a notifier whose store is a Redis Cluster none of whose nodes answers (redis-py's
+    # cluster client raises its own RedisClusterException then, outside RedisError)
+    app = create_app(NotifierSettings(service_token="s" * 32))
+    cluster = AsyncRedisCluster(
+        host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
+    reader = ProofReader(cluster, "down", shards=CLUSTER_SHARDS)
+    app.state.reader, app.state.limiter = reader, RateLimiter(1000, 1000)
+    app.state.proofs = CachedProofs(reader, ProofCache(100, 1.0), 1)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as client:
+            for path in ("/v1/proof/products/p1", "/v1/trending", "/v1/activity?products=p1"):
+                # Then reads answer 503 with Retry-After, as on a single node, never a 500
+                answer = await client.get(path)
+                assert answer.status_code == 503, (path, answer.text)
+                assert answer.json()["error"] == "store_unavailable"
+                assert answer.headers["retry-after"]
+    finally:
+        await cluster.aclose()

@@ -25,7 +25,6 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
-from redis.exceptions import RedisError
 
 from services.notifier.api.deps import (
     RateLimited,
@@ -38,7 +37,7 @@ from services.notifier.api.deps import (
 )
 from services.notifier.api.sse import SEND_TIMEOUT_S, SseResponse
 from services.notifier.hub import Hub
-from services.notifier.proof import ProofReader
+from services.notifier.proof import STORE_ERRORS, ProofReader
 from services.notifier.settings import NotifierSettings
 from socialproof.http import ApiError
 
@@ -218,7 +217,7 @@ async def proof_ws(
                 await send(b'{"type":"heartbeat"}')
             for n, data in messages:
                 await send(_ws(n, data))
-    except (WebSocketDisconnect, TimeoutError, RuntimeError, RedisError):
+    except (WebSocketDisconnect, TimeoutError, RuntimeError, *STORE_ERRORS):
         pass  # gone, too slow, or the store failed: the client reconnects for a fresh state
     finally:
         feed.close()

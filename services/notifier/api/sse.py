@@ -12,11 +12,11 @@ import math
 import time
 from typing import Protocol
 
-from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from services.notifier.clock import CoarseClock
+from services.notifier.proof import STORE_ERRORS
 from socialproof.http import RETRY_AFTER_S, error_response
 
 SEND_TIMEOUT_S = 30
@@ -86,7 +86,7 @@ class SseResponse(Response):
 
         try:
             initial = await feed.initial()
-        except RedisError as exc:  # before anything was sent: a proper 503, the browser retries
+        except STORE_ERRORS as exc:  # before anything was sent: a proper 503, the browser retries
             feed.close()
             await store_unavailable(exc)(scope, receive, send)
             return
@@ -109,7 +109,7 @@ class SseResponse(Response):
                 elif time.monotonic() - quiet_since >= self.heartbeat:
                     await write(b": ping\n\n")
                     quiet_since = time.monotonic()
-        except (TimeoutError, OSError, RedisError):
+        except (TimeoutError, OSError, *STORE_ERRORS):
             pass  # too slow, gone, or the store failed: the browser reconnects (with its id)
         finally:
             watcher.cancel()

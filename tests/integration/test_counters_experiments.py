@@ -37,9 +37,8 @@ from tests.support.experiments import (
     generated_world,
     oracle_errors,
 )
-from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
 from tests.support.referrals import dump, mentions
-from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
+from tests.support.stores import StoreUnderTest
 
 XA = "exp-a"
 

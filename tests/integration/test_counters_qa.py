@@ -37,8 +37,7 @@ from tests.integration.test_counters_store import (
     traces_of,
 )
 from tests.integration.test_processor_support import dump, first_difference
-from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
-from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
+from tests.support.stores import StoreUnderTest
 from tools.loadgen import LoadConfig, LoadGenerator
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -32,7 +32,6 @@ from services.counters.referral_oracle import ReferralOracle, coupon_code, rewar
 from services.notifier.promotions import PromotionReader
 from services.notifier.proof import ProofReader
 from socialproof.settings import Settings
-from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
 from tests.support.referrals import (
     AT,
     SECRET,
@@ -50,7 +49,7 @@ from tests.support.referrals import (
 from tests.support.referrals import (
     store as counter_store,
 )
-from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
+from tests.support.stores import StoreUnderTest
 
 
 @pytest.fixture

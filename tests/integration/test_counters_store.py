@@ -21,8 +21,7 @@ from services.counters.store import CounterStore
 from services.notifier.proof import ProofReader, to_json
 from socialproof.settings import Settings
 from tests.integration.test_processor_support import dump, fanout_errors, first_difference
-from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
-from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
+from tests.support.stores import StoreUnderTest
 from tools.loadgen import LoadConfig, LoadGenerator
 
 P = "loadgen"

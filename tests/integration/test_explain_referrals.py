@@ -24,10 +24,9 @@ from services.notifier.proof import VIA_WINDOWS_MS, ProofReader, to_json
 from services.notifier.settings import NotifierSettings
 from socialproof.settings import Settings
 from tests.integration.test_explain import KEY, aredis, every_page  # noqa: F401 (fixture)
-from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
 from tests.support.referrals import AT, SECRET, Shop, apply_in_chunks, generated_shop
 from tests.support.referrals import store as counter_store
-from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
+from tests.support.stores import StoreUnderTest
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)

@@ -26,8 +26,7 @@ from tests.integration.test_explain import (
     every_page,
     served,
 )
-from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
-from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
+from tests.support.stores import StoreUnderTest
 from tools.loadgen import LoadConfig, LoadGenerator
 
 

@@ -30,10 +30,7 @@ from contracts.views import Keys
 from services.counters.store import CounterStore
 from socialproof.redis import connect_store
 from socialproof.settings import Settings
-from tests.support.rediscluster import (
-    ClusterUnderTest,
-    redis_cluster,  # noqa: F401 (a fixture)
-)
+from tests.support.rediscluster import ClusterUnderTest
 from tests.support.referrals import Shop
 from tests.support.sse import SseClient
 from tests.support.storefront import extra_notifier

@@ -46,7 +46,6 @@ from socialproof.http import ServingStore
 from socialproof.kafka import Delivered, PublishFailed, ensure_topics, topic_name
 from socialproof.settings import Settings
 from socialproof.topicview import Record, TopicView
-from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
 from tests.support.services import api, run_async, topic_events
 from tests.support.storefront import product
 from tests.support.waiting import wait_for

@@ -34,10 +34,7 @@ from socialproof.kafka import EventPublisher, ensure_topics, topic_name
 from socialproof.redis import cluster_retry, connect_store
 from socialproof.settings import Settings
 from tests.integration.test_processor_support import first_difference, publish, start_worker
-from tests.support.rediscluster import (
-    ClusterUnderTest,
-    redis_cluster,  # noqa: F401 (a fixture)
-)
+from tests.support.rediscluster import ClusterUnderTest
 from tests.support.stores import StoreUnderTest
 from tests.support.waiting import wait_for_async
 from tools.loadgen import LoadConfig, LoadGenerator

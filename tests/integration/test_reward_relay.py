@@ -33,7 +33,6 @@ from services.counters.settings import CountersSettings
 from socialproof.processes import ManagedProcess, free_port, wait_until, worker_argv
 from socialproof.redis import connect_store
 from tests.support.backends import Backend
-from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
 from tests.support.relays import (
     RelayProcess,
     add_entries,

@@ -15,7 +15,6 @@ from socialproof.http import ServingStore
 from socialproof.processes import free_port
 from socialproof.settings import Settings
 from tests.conftest import ARTIFACTS
-from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
 from tools.devstack import redis_server, wait_for_redis
 
 

@@ -22,8 +22,7 @@ from redis.crc import key_slot
 from contracts import events as ev
 from services.counters.store import CounterStore
 from services.social.store import QaStore
-from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
-from tests.support.stores import StoreUnderTest, store  # noqa: F401 (a fixture)
+from tests.support.stores import StoreUnderTest
 
 AT = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 

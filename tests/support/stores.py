@@ -10,10 +10,8 @@ every layout of issue #16 (contracts/layout.py):
 Each test gets a fresh namespace whose shard count is recorded beside its pointer, as the first
 worker records it; everything under it (on every node) and the pointer are deleted after.
 
-Use it by importing the fixtures into the test module::
-
-    from tests.support.stores import store  # noqa: F401 (a fixture)
-    from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
+``tests/conftest.py`` imports ``store`` and ``redis_cluster`` once for every module (a module
+importing them itself would start its own cluster).
 """
 
 from __future__ import annotations
@@ -89,9 +87,13 @@ class StoreUnderTest:
 
     def drop(self) -> None:
         for ns in (self.namespace, *self._extra):
-            for key in list(self.sync.scan_iter(f"{ns}:*", count=1000)):
-                self.sync.delete(key)  # one by one: a cluster refuses a multi-slot DEL
-            self.sync.delete(namespaces.pointer_key(ns))
+            # one UNLINK per key, pipelined (per node on a cluster, which refuses a multi-slot
+            # UNLINK)
+            pipe = self.sync.pipeline(transaction=False)
+            for key in self.sync.scan_iter(f"{ns}:*", count=1000):
+                pipe.unlink(key)
+            pipe.unlink(namespaces.pointer_key(ns))
+            pipe.execute()
 
 
 @pytest.fixture(params=STORE_KINDS)

@@ -14,11 +14,11 @@ own; on existing servers too, whose CPU would hold others' work):
 
 Every store gets the same graph (names, consent, friendships of :mod:`tools.loadgen` seed 11,
 the ``throughput`` scenario's mix and mean degree, 1,000 products, but :data:`USERS` users
-instead of 10,000: the graph is written 13 times in the sharded stores, and 3 x 13 copies of
-the 10,000-user graph would take ~8 GB with the replicas) and then the same slices of its
+instead of 10,000: the graph is written 13 times in the sharded stores, and at 10,000 users
+those copies (``one12``, the cluster's masters, its replicas) would take ~12 GB) and then the same slices of its
 activity (purchases 45 %, shares 35 %, reviews 15 %, refunds 3 %, consent 2 %). A *writer* is a
 process of its own applying a slice through :class:`CounterStore.apply_operations` as the worker
-does (chunks of 250 operations, several calls in flight; its client is
+does (chunks of 250 operations, 16 calls in flight; its client is
 :func:`socialproof.redis.connect_store`, so the cluster client on the cluster). With 2 writers
 the slice is split by each event's Kafka key (crc32 mod 2), as two workers would share the
 partitions. The writers load their operations before the clock starts, then all start at once;
@@ -40,9 +40,23 @@ cancellation, link share and user fact), and replication (replica CPU per event)
 Memory: ``used_memory`` of every node (minus its empty start) after the graph and after the
 whole backlog; the graph's bytes per user in 1 and 13 shards are the runbook's replication cost.
 
+``--per-call 250,3250`` (standalone) alternates the writers' operations per store call: 250 is
+the worker's chunk; with 13 shards each such call becomes 13 script calls of ~20 operations.
+
+Measured (bench/results/cluster-scaling.md: 8 alternating rounds, 3,000 users, under other
+suites' load 4-11, so as ratios to ``one1`` in the same round, medians): Redis CPU per event
+``one12`` 1.09-1.16x, ``cluster12`` masters together 1.20-1.32x, the busiest master 0.47-0.50x
+(39-40 % of the masters' work: the master with the referrals shard), replicas 0.50-0.55x; so
+3 masters give ~2.0-2.1x one Redis and a master ~0.67-0.71 of one (0.71-0.81 with 3250 ops per
+call, the busiest master 0.41-0.47x): ~13,000-21,000 events/s a master against one Redis's
+20,000-30,000. Routed script operations per event 1.358 (user facts x13); script calls per 1,000
+events 4 vs 52 (4.8 at 3250 ops per call); writers' CPU 1.3-1.7 vs 10-13 µs/event (5.0-5.6).
+The graph costs 29.9 KB per user per shard copy: 404.5 KB per user in 12 + 1 shards, and a
+master of 3 holds 4-5 copies.
+
 Run: ``python -m bench --only cluster_scaling`` (results in the report), or
-``python -m bench.cluster_scaling --users 3000 --rounds 3`` (prints the tables);
-bench/results/cluster-scaling.md holds measured figures.
+``python -m bench.cluster_scaling --users 3000 --rounds 3 [--per-call 250,3250]`` (prints the
+figures; ``--json`` writes them).
 """
 
 from __future__ import annotations
@@ -475,19 +489,26 @@ def measure(
 
 def projection(f: dict[str, Any], masters: int = 3) -> dict[str, Any]:
     """Redis-bound ceilings (events/s when the busiest node's core is full) and memory per
-    user, from the medians in ``f``."""
+    user, from the medians in ``f``. Every variant (``_c<n>``: another ops-per-call) is set
+    against today's store: ``one1`` at the scenario's own ops per call."""
     out: dict[str, Any] = {}
+    suffixes = sorted(
+        {k.split("_w")[0].removeprefix("cluster12") for k in f if k.startswith("cluster12")} - {""},
+    )
     for w in WRITERS:
         one = f.get(f"one1_w{w}_busiest_us")
-        busiest = f.get(f"cluster12_w{w}_busiest_us")
-        if one and busiest:
-            out[f"one1_w{w}_ceiling_events_per_s"] = round(1e6 / one)
-            out[f"one12_w{w}_ceiling_events_per_s"] = round(1e6 / f[f"one12_w{w}_busiest_us"])
-            out[f"cluster12_w{w}_ceiling_events_per_s"] = round(1e6 / busiest)
-            out[f"cluster12_w{w}_events_per_s_per_master"] = round(1e6 / busiest / masters)
-            out[f"cluster12_w{w}_ceiling_vs_one1"] = round(one / busiest, 2)
-            out[f"one12_w{w}_cost_vs_one1"] = round(f[f"one12_w{w}_redis_us"] / one, 2)
-            out[f"cluster12_w{w}_cost_vs_one1"] = round(f[f"cluster12_w{w}_redis_us"] / one, 2)
+        for sfx in ("", *(x for x in suffixes if x.startswith("_c"))):
+            busiest = f.get(f"cluster12{sfx}_w{w}_busiest_us")
+            if not (one and busiest):
+                continue
+            for name in (f"one1{sfx}", f"one12{sfx}"):
+                out[f"{name}_w{w}_ceiling_events_per_s"] = round(1e6 / f[f"{name}_w{w}_busiest_us"])
+                out[f"{name}_w{w}_cost_vs_one1"] = round(f[f"{name}_w{w}_redis_us"] / one, 2)
+            c = f"cluster12{sfx}_w{w}"
+            out[f"{c}_ceiling_events_per_s"] = round(1e6 / busiest)
+            out[f"{c}_events_per_s_per_master"] = round(1e6 / busiest / masters)
+            out[f"{c}_ceiling_vs_one1"] = round(one / busiest, 2)
+            out[f"{c}_cost_vs_one1"] = round(f[f"{c}_redis_us"] / one, 2)
     users = f["users"]
     one, sharded = f.get("one1_graph_bytes"), f.get("one12_graph_bytes")
     if one and sharded:

@@ -58,7 +58,7 @@ The serving store (issue #16): ``REDIS_URL`` names one Redis or a node of a Redi
 :func:`connect_serving` tells them apart (:func:`socialproof.redis.connect_store`) and the
 reader follows the active namespace's recorded shard count (:func:`follow_active_namespace`).
 On a cluster the hub subscribes to one node at a time (classic ``PUBLISH`` reaches every node)
-and moves on when it dies, and readiness asks every master.
+and moves on when it dies; a read the cluster cannot answer is a 503.
 
 Run: ``socialproof serve notifier`` (port ``SOCIALPROOF_NOTIFIER_PORT``, default 8004).
 """
@@ -183,11 +183,11 @@ def cluster_subscriber(cluster: AsyncRedisCluster, settings: NotifierSettings) -
 
 
 async def store_ready(redis: aioredis.Redis | AsyncRedisCluster) -> bool:
-    """Readiness: the single node answers; on a cluster every master does (a read may need any
-    of them; during a failover the reads of the lost master's slots fail until its replica takes
-    over, and so does this)."""
-    if isinstance(redis, AsyncRedisCluster):
-        return bool(await redis.ping(target_nodes=AsyncRedisCluster.PRIMARIES))
+    """Readiness: the store answers a PING. On a cluster redis-py sends it to one node (its
+    default node, replaced when it fails), so a master's failure does not take every notifier
+    out of rotation for the failover's seconds: the reads that need its slots answer 503 until
+    its replica takes over, while cached answers, the other masters' reads and live streams go
+    on (as the other services' readiness does, socialproof.http.ServingStore)."""
     return bool(await redis.ping())
 
 

@@ -194,6 +194,9 @@ class BatchProcessor:
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         if failures:
             raise failures[0]
+        # On a cluster, the writes must be on a replica too before the offsets move: a master
+        # that dies before replicating them would take them along (CounterStore.confirm_replicated)
+        await self.store.confirm_replicated()
         changed = Changes()
         for outcome in outcomes[: len(applying)]:
             changed |= outcome
@@ -533,6 +536,8 @@ def create_app(settings: CountersSettings, per_event: bool = False) -> faust.App
         # the relay first: it may still checkpoint in Redis while its producer closes
         *([relay.stop] if relay is not None else []),
         publisher.close,
+        # the store's own connections to the masters (CounterStore.confirm_replicated), if any
+        lambda: processor.store.close() if processor.store is not None else None,
         connection.aclose,
     ]
     if not per_event:

@@ -42,9 +42,9 @@ Idempotency-Key, whose record the orders service keeps on the cluster: an order 
 slot is on the dead master waits or is answered 503, and is sent again with the same key until
 answered 201 (a second publication would count twice); the others' orders need no Redis and
 flow through the failover. The worker's retries carry its batches
-over the failover. It does not wait for the replicas before committing (see above), so this test
-can lose an order the way the store test did without the wait: a failure naming orders whose
-quantity is None is that, not a flake of the test. Measured (4 runs under load 6-8, and 5
+over the failover, and it commits a batch only once a replica of each master it wrote has it
+(``CounterStore.confirm_replicated``, the same wait as above; its deterministic test is
+``test_cluster_replication.py``). Measured (4 runs under load 6-8, and 5
 earlier ones without keys): the replica took over 3.3-3.9 s after the kill and the worker wrote
 the killed master's products again 4.1-4.9 s after it; 500-1,344 orders accepted a run (74-160
 with a key), the slowest answer 3.3-4.4 s (a keyed order whose record is on the dead master waits

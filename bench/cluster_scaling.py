@@ -43,16 +43,17 @@ whole backlog; the graph's bytes per user in 1 and 13 shards are the runbook's r
 ``--per-call 250,3250`` (standalone) alternates the writers' operations per store call: 250 is
 the worker's chunk; with 13 shards each such call becomes 13 script calls of ~20 operations.
 
-Measured (bench/results/cluster-scaling.md: 8 alternating rounds, 3,000 users, under other
-suites' load 4-11, so as ratios to ``one1`` in the same round, medians): Redis CPU per event
-``one12`` 1.09-1.16x, ``cluster12`` masters together 1.20-1.32x, the busiest master 0.47-0.50x
-(39-40 % of the masters' work: the master with the referrals shard), replicas 0.50-0.55x; so
-3 masters give ~2.0-2.1x one Redis and a master ~0.67-0.71 of one (0.71-0.81 with 3250 ops per
-call, the busiest master 0.41-0.47x): ~13,000-21,000 events/s a master against one Redis's
-20,000-30,000. Routed script operations per event 1.358 (user facts x13); script calls per 1,000
-events 4 vs 52 (4.8 at 3250 ops per call); writers' CPU 1.3-1.7 vs 10-13 µs/event (5.0-5.6).
-The graph costs 29.9 KB per user per shard copy: 404.5 KB per user in 12 + 1 shards, and a
-master of 3 holds 4-5 copies.
+Measured (bench/results/cluster-scaling.md: 11 alternating rounds, 3,000 users, load 3-11 from
+other suites, so as ratios to ``one1`` in the same round, medians): Redis CPU per event ``one12``
+1.12-1.15x, ``cluster12`` masters together 1.25-1.39x, the busiest master 0.49-0.53x (39-40 %
+of the masters' work: the master with the referrals shard, in 39 of 44 runs), replicas
+0.52-0.54x; so 3 masters give ~1.9-2.0x one Redis and a master ~0.63-0.68 of one: ~13,000-20,000
+events/s a master against one Redis's 20,000-30,000. With 3250 ops per call (each shard's script
+call ~250 again) the busiest master is 0.41-0.44x: 2.3-2.4x for 3 masters. Routed script
+operations per event 1.358 (user facts x13); script calls per 1,000 events 4 vs 52 (4.8 at 3250
+ops per call); writers' CPU 1.2-1.6 vs 10.7-13.3 µs/event (4.9-5.7 at 3250). The graph costs
+29.9 KB per user per shard copy: 404.5 KB per user in 12 + 1 shards, and a master of 3 holds 4-5
+copies.
 
 Run: ``python -m bench --only cluster_scaling`` (results in the report), or
 ``python -m bench.cluster_scaling --users 3000 --rounds 3 [--per-call 250,3250]`` (prints the

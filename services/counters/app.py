@@ -80,7 +80,7 @@ from contracts.fastcodec import decode as fast_decode
 from contracts.topics import DEAD_LETTERS, PROCESSOR_TOPICS, DeadLetter
 from services.counters.relay import RewardRelay, owns_partition_zero
 from services.counters.settings import CountersSettings
-from services.counters.store import Changes, CounterStore, operation
+from services.counters.store import Changes, CounterStore, fan_out, operation
 from socialproof import logs
 from socialproof import redis as redis_client
 from socialproof.gctune import tune_gc
@@ -99,8 +99,12 @@ ANNOUNCE = PIPELINE_STAGE.labels("announce")
 #: longest a stopping worker waits for its batch in flight (the pod's grace period is longer)
 STOP_GRACE_S = 20.0
 
-#: operations per store call within a batch (Redis applies one chunk while Python decodes the
-#: next)
+#: operations per store call within a batch and shard (Redis applies one chunk while Python
+#: decodes the next): a chunk of a layout of n shards holds events routed to ~n x 250 shard
+#: operations, so each shard's script call carries ~250 again (cut at 250 events of the
+#: batch, every shard's call of a 13-shard layout carried ~20: the writers' CPU went from
+#: 1.2-1.6 to 10.7-13.3 us/event and the busiest master's Redis CPU per event was 0.49-0.53 of
+#: one node's instead of 0.41-0.44; bench/results/cluster-scaling.md)
 APPLY_CHUNK = 250
 
 #: chunks whose script calls may be out at once on a one-shard layout, across the batches in
@@ -155,7 +159,10 @@ class BatchProcessor:
         # Resolved once per batch: after a switch the next batch goes to the new namespace; during
         # a rebuild's hand-over every batch also goes to the shadow (idempotent, so harmless).
         written = await self.store.targets()
-        shards = (await self.store.layout(written[0])).shards
+        layout = await self.store.layout(written[0])
+        shards = layout.shards
+        chunk_work = APPLY_CHUNK * len(layout.prefixes)  # shard operations a chunk is cut at
+        work = 0
         if shards != self._bound_for:  # the first batch, or a switch to another layout
             self._in_redis = asyncio.Semaphore(max(2, CHUNKS_IN_REDIS // shards))
             self._bound_for = shards
@@ -181,9 +188,10 @@ class BatchProcessor:
             if op is None:
                 continue  # an event no counter depends on (a product deleted)
             chunk.append(op)
-            if len(chunk) >= APPLY_CHUNK:
+            work += fan_out(op, layout)
+            if work >= chunk_work:
                 applying += self._apply(chunk, written)
-                chunk = []
+                chunk, work = [], 0
                 await asyncio.sleep(0)  # let the chunk go out before decoding the next one
         if chunk:
             applying += self._apply(chunk, written)

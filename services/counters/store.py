@@ -403,6 +403,12 @@ _EVERY_SHARD = frozenset("FXNEC")
 _REFERRALS_ONLY = frozenset("DTU")
 
 
+def fan_out(op: list, layout: StoreLayout) -> int:
+    """How many shard operations :func:`route` makes of ``op`` (one for most; a user fact or a
+    cancellation one per shard), for callers that size their calls by the work routed."""
+    return len(layout.prefixes) if op[0] in _EVERY_SHARD else 1
+
+
 def route(ops: list[list], layout: StoreLayout) -> dict[str, list[list]]:
     """The operations of a batch by the prefix of the shard that applies them
     (contracts/layout.py says why each goes where). One shard: all of them, unchanged."""

@@ -9,7 +9,8 @@
 --
 -- ARGV[1] = namespace, ARGV[2] = JSON list of operations (see store.operation),
 -- ARGV[3] = default share_purchases_with_friends 0/1, ARGV[4] = fan-out threshold,
--- ARGV[5..7] = promotions.lua's (coupon secret, outbox, emission counters).
+-- ARGV[5..7] = promotions.lua's (coupon secret, outbox, emission counters), ARGV[8] = notes kept per
+-- user (NOTES_KEEP; more in a shard of a sharded layout: store.py says why).
 -- Returns, as JSON, [product ids whose public views changed, users whose notes changed].
 
 local ns = ARGV[1]

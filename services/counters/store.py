@@ -221,7 +221,8 @@ _CONSTANTS = (
     f"local W_BUY, W_REVIEW, W_SHARE = {TRENDING_WEIGHTS['bought']}, "
     f"{TRENDING_WEIGHTS['reviewed']}, {TRENDING_WEIGHTS['shared']}\n"
     f"local FEED_KEEP = {FEED_KEEP}\n"
-    f"local NOTES_PER_DAY, NOTES_KEEP = {QUESTION_NOTES_PER_DAY}, {NOTES_KEEP}\n"
+    # notes a shard keeps: ARGV[8] (see CounterStore.apply_operations)
+    f"local NOTES_PER_DAY, NOTES_KEEP = {QUESTION_NOTES_PER_DAY}, tonumber(ARGV[8]) or {NOTES_KEEP}\n"
     f"local DAY, NOTECAP_TTL = {DAY_MS}, {NOTECAP_TTL_S}\n"
     f"local XMAXW = {ev.MAX_ATTRIBUTION_WINDOW_H * HOUR_MS}\n"
 )
@@ -564,6 +565,11 @@ class CounterStore:
         layout = await self.layout(ns)
         referrals = layout.referrals_prefix
         routed = route(ops, layout)
+        # The notifier merges the shards' notes (per UTC day the first QUESTION_NOTES_PER_DAY, then
+        # the newest NOTES_KEEP): a note among the newest NOTES_KEEP overall has at most
+        # QUESTION_NOTES_PER_DAY - 1 newer ones in its shard that lost the day's cap to other
+        # shards' candidates, so each shard keeps that many more and the merge misses none.
+        notes_keep = NOTES_KEEP + (QUESTION_NOTES_PER_DAY - 1 if layout.sharded else 0)
         if self._cluster:
             self._unconfirmed.update(routed)
         # EVALSHA straight away (the script is loaded on first NOSCRIPT): a redis-py pipeline would
@@ -583,6 +589,7 @@ class CounterStore:
                         self._coupon_secret,
                         self._outbox if emit and prefix == referrals else "",
                         self._emissions,
+                        notes_keep,
                     ],
                 )
                 for prefix, shard_ops in routed.items()

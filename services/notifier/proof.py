@@ -550,11 +550,10 @@ def merge_notes(entries: list[tuple[int, str, str]]) -> list[tuple[int, str, str
     """A viewer's notes of every product shard, ``(ask ms, question id, product)``, merged as
     the processor caps one shard's (contracts.views ``notes``): of each UTC day the first
     ``QUESTION_NOTES_PER_DAY`` by (ask time, question id), of those the newest ``NOTES_KEEP``,
-    newest first. A shard keeps, of its own products' notes, every one the merge keeps, with one
-    rare exception: a shard keeps its newest ``NOTES_KEEP`` after its own daily cap, and on the
-    oldest note's day it may hold up to 4 later notes that the cap over all shards drops, so the
-    last 4 of a full ``NOTES_KEEP`` may be missing (the merge then ends with older notes in
-    their place). Not applied with one shard (its notes are the processor's exactly)."""
+    newest first. A shard of a sharded layout keeps its newest ``NOTES_KEEP +
+    QUESTION_NOTES_PER_DAY - 1`` (services/counters/store.py says why), which holds every note
+    of its products that the merge keeps (the processor's day-set expiry aside, as with one
+    shard). Not applied with one shard (its notes are the processor's exactly)."""
     per_day: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
     for entry in set(entries):
         per_day[entry[0] // DAY_MS].append(entry)

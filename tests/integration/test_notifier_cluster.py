@@ -33,7 +33,7 @@ from socialproof.processes import free_port
 from socialproof.redis import connect_store
 from socialproof.settings import Settings
 from tests.integration.test_counters_store import consent, friends, name, purchase
-from tests.support.rediscluster import ClusterUnderTest
+from tests.support.rediscluster import ClusterUnderTest, drop_namespaces
 from tests.support.sse import SseClient
 from tests.support.storefront import extra_notifier
 from tests.support.waiting import wait_for
@@ -58,18 +58,6 @@ async def _apply(
         await store.apply(events, namespace=namespace)
         await redis.hset(pointer, "active", namespace)
         return await store.layout(namespace)
-    finally:
-        await redis.aclose()
-
-
-async def _drop(url: str, *names: str) -> None:
-    redis = await connect_store(Settings(redis_url=url, redis_namespace=names[0]))
-    try:
-        for namespace in names:
-            for node in redis.get_primaries():
-                async for key in redis.scan_iter(f"{namespace}:*", target_nodes=node):
-                    await redis.delete(key)
-            await redis.delete(namespaces.pointer_key(namespace))
     finally:
         await redis.aclose()
 
@@ -159,7 +147,7 @@ def test_a_notifier_on_a_redis_cluster_serves_reads_and_pushes_changes(
                 "the notifier to serve the rebuilt namespace",
             )
     finally:
-        asyncio.run(_drop(url, ns, f"{ns}r"))
+        drop_namespaces(url, ns, f"{ns}r")
 
 
 async def test_the_hub_moves_to_another_node_when_its_node_dies(

@@ -24,13 +24,12 @@ import pytest
 import redis as redis_sync
 
 from contracts import events as ev
-from contracts import namespaces
 from contracts.layout import CLUSTER_SHARDS, StoreLayout
 from contracts.views import Keys
 from services.counters.store import CounterStore
 from socialproof.redis import connect_store
 from socialproof.settings import Settings
-from tests.support.rediscluster import ClusterUnderTest
+from tests.support.rediscluster import ClusterUnderTest, drop_namespaces
 from tests.support.referrals import Shop
 from tests.support.sse import SseClient
 from tests.support.storefront import extra_notifier
@@ -359,17 +358,6 @@ async def _apply_on_cluster(url: str, namespace: str, events: list[ev.Event]) ->
         await redis.aclose()
 
 
-async def _drop_on_cluster(url: str, namespace: str) -> None:
-    redis = await connect_store(Settings(redis_url=url, redis_namespace=namespace))
-    try:
-        for node in redis.get_primaries():
-            async for key in redis.scan_iter(f"{namespace}:*", target_nodes=node):
-                await redis.delete(key)
-        await redis.delete(namespaces.pointer_key(namespace))
-    finally:
-        await redis.aclose()
-
-
 def test_on_a_redis_cluster_promotions_explanations_and_results_are_served(
     stack: Stack,
     redis_cluster: ClusterUnderTest,  # noqa: F811
@@ -485,4 +473,4 @@ def test_on_a_redis_cluster_promotions_explanations_and_results_are_served(
             finally:
                 client.post(f"/v1/experiments/x-{ns}/stop", headers=admin)
     finally:
-        asyncio.run(_drop_on_cluster(url, ns))
+        drop_namespaces(url, ns)

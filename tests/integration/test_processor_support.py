@@ -12,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import redis as redis_sync
 
 from contracts.events import Event
 from socialproof.kafka import Delivered, EventPublisher
 from socialproof.processes import ManagedProcess, free_port
 from socialproof.settings import Settings
 from tests.support.backends import FAST_FAILOVER_ENV
+from tests.support.stores import dump_namespace
 from tests.support.waiting import wait_for
 from tools.devstack import wait_worker_assigned
 
@@ -34,21 +34,8 @@ def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def dump(client: redis_sync.Redis, namespace: str) -> dict[str, object]:
-    """Every key of a namespace with its value (TTLs aside), for state comparisons."""
-    out: dict[str, object] = {}
-    for key in client.scan_iter(f"{namespace}:*", count=1000):
-        kind = client.type(key)
-        short = key[len(namespace) + 1 :]
-        if kind == "hash":
-            out[short] = client.hgetall(key)
-        elif kind == "set":
-            out[short] = sorted(client.smembers(key))
-        elif kind == "zset":
-            out[short] = client.zrange(key, 0, -1, withscores=True)
-        else:
-            out[short] = client.get(key)
-    return out
+#: every key of a namespace with its value, for state comparisons
+dump = dump_namespace
 
 
 def fanout_errors(state: dict[str, object], fanout_at: int) -> list[str]:

@@ -38,7 +38,6 @@ from tests.integration.test_processor_support import (
     start_worker,
 )
 from tests.integration.test_topic_prefix import delete_topics_with_prefix
-from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
 from tools.loadgen import LoadConfig, LoadGenerator
 
 FANOUT_AT = 5

@@ -28,10 +28,7 @@ from redis.exceptions import RedisError
 
 from socialproof.redis import connect_store, is_cluster
 from socialproof.settings import Settings
-from tests.support.rediscluster import (
-    ClusterUnderTest,
-    redis_cluster,  # noqa: F401 (a fixture)
-)
+from tests.support.rediscluster import ClusterUnderTest
 from tools.rediscluster import SLOTS, ClusterView
 
 #: how long a test waits for a replica to take over (3.6-4.9 s here with a 2 s node timeout)

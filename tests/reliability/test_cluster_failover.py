@@ -66,7 +66,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import redis as redis_sync
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -85,10 +84,7 @@ from tests.conftest import SERVICE_TOKEN as TOKEN
 from tests.integration.test_processor_support import ARTIFACTS, start_worker
 from tests.integration.test_topic_prefix import delete_topics_with_prefix
 from tests.support.backends import FAST_FAILOVER_ENV
-from tests.support.rediscluster import (
-    ClusterUnderTest,
-    redis_cluster,  # noqa: F401 (a fixture)
-)
+from tests.support.rediscluster import ClusterUnderTest, drop_namespaces
 from tests.support.storefront import product, publish
 from tools.devstack import wait_ready, wait_worker_assigned
 
@@ -265,13 +261,6 @@ async def mismatches(
     return problems
 
 
-def drop(url: str, namespace: str) -> None:
-    with redis_sync.RedisCluster.from_url(url, decode_responses=True) as client:
-        for key in list(client.scan_iter(f"{namespace}:*", count=1000)):
-            client.delete(key)  # one by one: a cluster refuses a multi-slot DEL
-        client.delete(namespaces.pointer_key(namespace))
-
-
 def stall_after(acked_at: list[float], killed_at: float) -> tuple[float, float]:
     """The longest wait between two acknowledgements around and after the kill, and when (after
     the kill) the batch that ended it was acknowledged."""
@@ -403,7 +392,7 @@ async def test_a_masters_sigkill_while_purchases_are_written_loses_and_doubles_n
         if not victim.running:  # back as a replica of its successor, for the next run; on
             # this thread: a node dies with the thread that started it (processes.py)
             cluster.restart(victim, PROMOTION_DEADLINE_S)
-        await asyncio.to_thread(drop, cluster.url, layout.namespace)
+        await asyncio.to_thread(drop_namespaces, cluster.url, layout.namespace)
 
 
 # --- end to end: orders API -> Kafka -> the stream worker -> the cluster ------------------------
@@ -652,4 +641,4 @@ async def test_a_masters_sigkill_while_orders_flow_counts_every_accepted_order_o
         worker.stop()
         if victim is not None and not victim.running:
             cluster.restart(victim, PROMOTION_DEADLINE_S)
-        await asyncio.to_thread(drop, cluster.url, namespace)
+        await asyncio.to_thread(drop_namespaces, cluster.url, namespace)

@@ -31,8 +31,8 @@ from socialproof.redis import connect_store
 from socialproof.settings import Settings
 from tests.integration.test_processor_support import publish, start_worker
 from tests.integration.test_topic_prefix import delete_topics_with_prefix
-from tests.reliability.test_cluster_failover import PROMOTION_DEADLINE_S, drop
-from tests.support.rediscluster import ClusterUnderTest
+from tests.reliability.test_cluster_failover import PROMOTION_DEADLINE_S
+from tests.support.rediscluster import ClusterUnderTest, drop_namespaces
 
 pytestmark = pytest.mark.integration
 
@@ -130,4 +130,4 @@ async def test_the_worker_commits_a_batch_only_once_a_replica_has_it(
         worker.stop()
         if not victim.running:
             cluster.restart(victim, PROMOTION_DEADLINE_S)
-        await asyncio.to_thread(drop, cluster.url, namespace)
+        await asyncio.to_thread(drop_namespaces, cluster.url, namespace)

@@ -7,9 +7,8 @@ and logs are under ``test-artifacts/redis-cluster/``, wiped when it starts. With
 ``SOCIALPROOF_TEST_REDIS_CLUSTER_URL=redis://host:port/0`` set, the tests use that existing
 cluster instead; the tests that kill nodes skip then (faults go to clusters the suite owns only).
 
-Import it into a test module or a conftest.py that wants it::
-
-    from tests.support.rediscluster import redis_cluster  # noqa: F401 (a fixture)
+``tests/conftest.py`` imports it once for every module (a module importing it itself would get a
+cluster of its own). :func:`drop_namespaces` deletes what a test wrote there.
 """
 
 from __future__ import annotations
@@ -20,7 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import redis as redis_sync
 
+from contracts import namespaces
 from tools.rediscluster import RedisCluster
 
 EXTERNAL_CLUSTER_ENV = "SOCIALPROOF_TEST_REDIS_CLUSTER_URL"
@@ -58,3 +59,15 @@ def redis_cluster() -> Iterator[ClusterUnderTest]:
     cluster = RedisCluster(workdir)
     with cluster:
         yield ClusterUnderTest(cluster.url, cluster)
+
+
+def drop_namespaces(url: str, *names: str) -> None:
+    """Delete namespaces (every key on every master) and their pointers from a cluster: one
+    UNLINK per key, pipelined per node (a cluster refuses a multi-slot UNLINK)."""
+    with redis_sync.RedisCluster.from_url(url, decode_responses=True) as client:
+        pipe = client.pipeline(transaction=False)
+        for namespace in names:
+            for key in client.scan_iter(f"{namespace}:*", count=1000):
+                pipe.unlink(key)
+            pipe.unlink(namespaces.pointer_key(namespace))
+        pipe.execute()

@@ -67,23 +67,7 @@ class StoreUnderTest:
     def dump(self, namespace: str | None = None) -> dict[str, object]:
         """Every key of a namespace (every shard, every node) with its value, keyed by the key
         without the namespace (shard tags stay), for state comparisons."""
-        ns = namespace or self.namespace
-        out: dict[str, object] = {}
-        client = self.sync
-        for key in client.scan_iter(f"{ns}:*", count=1000):
-            kind = client.type(key)
-            short = key[len(ns) + 1 :]
-            if kind == "hash":
-                out[short] = client.hgetall(key)
-            elif kind == "set":
-                out[short] = sorted(client.smembers(key))
-            elif kind == "zset":
-                out[short] = client.zrange(key, 0, -1, withscores=True)
-            elif kind == "stream":
-                out[short] = client.xlen(key)
-            else:
-                out[short] = client.get(key)
-        return out
+        return dump_namespace(self.sync, namespace or self.namespace)
 
     def drop(self) -> None:
         for ns in (self.namespace, *self._extra):
@@ -94,6 +78,28 @@ class StoreUnderTest:
                 pipe.unlink(key)
             pipe.unlink(namespaces.pointer_key(ns))
             pipe.execute()
+
+
+def dump_namespace(
+    client: redis_sync.Redis | redis_sync.RedisCluster, namespace: str
+) -> dict[str, object]:
+    """Every key of a namespace with its value (TTLs aside), keyed by the key without the
+    namespace: on a cluster client, over every master."""
+    out: dict[str, object] = {}
+    for key in client.scan_iter(f"{namespace}:*", count=1000):
+        kind = client.type(key)
+        short = key[len(namespace) + 1 :]
+        if kind == "hash":
+            out[short] = client.hgetall(key)
+        elif kind == "set":
+            out[short] = sorted(client.smembers(key))
+        elif kind == "zset":
+            out[short] = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "stream":
+            out[short] = client.xlen(key)
+        else:
+            out[short] = client.get(key)
+    return out
 
 
 @pytest.fixture(params=STORE_KINDS)

@@ -63,6 +63,20 @@ def topics(settings: Settings) -> None:
     ensure_topics(settings)
 
 
+@pytest.fixture
+def own_topics(settings: Settings) -> Iterator[Settings]:
+    """The session's servers with the registry's topics under a prefix of this test's own
+    (created, then deleted after the test)."""
+    from tests.integration.test_topic_prefix import delete_topics_with_prefix
+
+    mine = settings.model_copy(update={"kafka_topic_prefix": f"own{uuid.uuid4().hex[:8]}."})
+    try:
+        ensure_topics(mine)
+        yield mine
+    finally:
+        delete_topics_with_prefix(mine)
+
+
 @pytest.fixture(scope="session")
 def stack(backend: Backend, topics: None, request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Every service and the stream worker as real processes, on free ports, for the session."""

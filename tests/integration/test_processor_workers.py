@@ -15,7 +15,6 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -27,7 +26,6 @@ from contracts import namespaces
 from contracts.layout import CLUSTER_SHARDS
 from services.counters.oracle import Oracle
 from services.notifier.proof import ProofReader, to_json
-from socialproof.kafka import ensure_topics
 from socialproof.redis import cluster_retry
 from socialproof.settings import Settings
 from tests.integration.test_processor_support import (
@@ -37,7 +35,6 @@ from tests.integration.test_processor_support import (
     publish,
     start_worker,
 )
-from tests.integration.test_topic_prefix import delete_topics_with_prefix
 from tools.loadgen import LoadConfig, LoadGenerator
 
 FANOUT_AT = 5
@@ -75,17 +72,6 @@ def by_shard(state: dict[str, object]) -> dict[str, dict[str, object]]:
         else:
             shards.setdefault("", {})[key] = value
     return shards
-
-
-@pytest.fixture
-def own_topics(settings: Settings) -> Iterator[Settings]:
-    """The session's servers with the registry's topics under a prefix of this test's own."""
-    mine = settings.model_copy(update={"kafka_topic_prefix": f"w{uuid.uuid4().hex[:8]}."})
-    try:
-        ensure_topics(mine)
-        yield mine
-    finally:
-        delete_topics_with_prefix(mine)
 
 
 @pytest.mark.parametrize("deployment", ["one-redis", "cluster"])

@@ -60,7 +60,6 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -76,13 +75,11 @@ from contracts.layout import CLUSTER_SHARDS, StoreLayout, layout_field
 from contracts.views import BOUGHT_WINDOWS_MS, FEED_KEEP, HOUR_MS, TRENDING_WEIGHTS
 from services.counters.oracle import Oracle
 from services.counters.store import CounterStore
-from socialproof.kafka import ensure_topics
 from socialproof.processes import ManagedProcess, free_port, service_argv
 from socialproof.redis import connect_store
 from socialproof.settings import Settings
 from tests.conftest import SERVICE_TOKEN as TOKEN
 from tests.integration.test_processor_support import ARTIFACTS, start_worker
-from tests.integration.test_topic_prefix import delete_topics_with_prefix
 from tests.support.backends import FAST_FAILOVER_ENV
 from tests.support.rediscluster import ClusterUnderTest, drop_namespaces
 from tests.support.storefront import product, publish
@@ -469,17 +466,6 @@ class Shopper:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.order()
-
-
-@pytest.fixture
-def own_topics(settings: Settings) -> Iterator[Settings]:
-    """The session's broker with the registry's topics under a prefix of this test's own."""
-    mine = settings.model_copy(update={"kafka_topic_prefix": f"fo{uuid.uuid4().hex[:8]}."})
-    try:
-        ensure_topics(mine)
-        yield mine
-    finally:
-        delete_topics_with_prefix(mine)
 
 
 async def test_a_masters_sigkill_while_orders_flow_counts_every_accepted_order_once(

@@ -18,7 +18,6 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -26,25 +25,13 @@ from confluent_kafka import Consumer, TopicPartition
 
 from contracts import events as ev
 from contracts.layout import CLUSTER_SHARDS, StoreLayout
-from socialproof.kafka import ensure_topics
 from socialproof.redis import connect_store
 from socialproof.settings import Settings
 from tests.integration.test_processor_support import publish, start_worker
-from tests.integration.test_topic_prefix import delete_topics_with_prefix
 from tests.reliability.test_cluster_failover import PROMOTION_DEADLINE_S
 from tests.support.rediscluster import ClusterUnderTest, drop_namespaces
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_topics(settings: Settings) -> Iterator[Settings]:
-    mine = settings.model_copy(update={"kafka_topic_prefix": f"lag{uuid.uuid4().hex[:8]}."})
-    try:
-        ensure_topics(mine)
-        yield mine
-    finally:
-        delete_topics_with_prefix(mine)
 
 
 def purchase(order: str, user: str, p: str) -> ev.Event:

@@ -24,7 +24,10 @@ from tests.support.backends import FAST_FAILOVER_ENV, Backend, provide_backend
 
 # Session fixtures shared by every module: imported here once, so a session has one of each (a
 # module importing them itself would get its own Redis Cluster).
-from tests.support.rediscluster import redis_cluster  # noqa: E402,F401 (a fixture)
+from tests.support.rediscluster import (  # noqa: F401 (fixtures)
+    redis_cluster,
+    redis_cluster_session,
+)
 from tests.support.stores import store  # noqa: E402,F401 (a fixture)
 from tools.devstack import Stack, StackConfig
 

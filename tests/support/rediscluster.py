@@ -45,8 +45,17 @@ class ClusterUnderTest:
         return self.local
 
 
+@pytest.fixture
+def redis_cluster(redis_cluster_session: ClusterUnderTest) -> ClusterUnderTest:
+    """The session's Redis Cluster, whole: nodes an earlier test killed (and did not restart)
+    are started again first, so every test begins with 3 masters and their replicas."""
+    if redis_cluster_session.local is not None:
+        redis_cluster_session.local.heal()
+    return redis_cluster_session
+
+
 @pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[ClusterUnderTest]:
+def redis_cluster_session() -> Iterator[ClusterUnderTest]:
     """A Redis Cluster for the session: the suite's own, or the one the environment names."""
     external = os.environ.get(EXTERNAL_CLUSTER_ENV, "").strip()
     if external:

@@ -356,10 +356,15 @@ class RedisCluster:
     # --- topology ---------------------------------------------------------------------------
 
     def _view(self) -> ClusterView:
+        """The cluster as the first node that answers sees it (a running node may be frozen:
+        a test's SIGSTOP)."""
         for node in self.nodes:
             if node.running:
-                return ClusterView.parse(node.command("CLUSTER", "NODES"))
-        raise StackError("no node of the Redis Cluster is running")
+                try:
+                    return ClusterView.parse(node.command("CLUSTER", "NODES"))
+                except redis.RedisError:
+                    continue
+        raise StackError("no node of the Redis Cluster answers")
 
     def _node(self, node_id: str) -> RedisNode:
         for node in self.nodes:

@@ -202,12 +202,12 @@ class BatchProcessor:
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         if failures:
             raise failures[0]
-        # On a cluster, the writes must be on a replica too before the offsets move: a master
-        # that dies before replicating them would take them along (CounterStore.confirm_replicated)
-        await self.store.confirm_replicated()
         changed = Changes()
         for outcome in outcomes[: len(applying)]:
             changed |= outcome
+        # On a cluster, the writes must be on a replica too before the offsets move: a master
+        # that dies before replicating them would take them along (CounterStore.confirm_replicated)
+        await self.store.confirm_replicated(changed)
         if self.store.follow_active:  # a rebuild's replay worker has no readers to tell
             await self.store.announce(changed)
             ANNOUNCE.observe(time.perf_counter() - applied)

@@ -461,10 +461,14 @@ class Changes:
 
     products: set[str] = field(default_factory=set)
     users: set[str] = field(default_factory=set)
+    #: on a cluster: the masters these writes were applied on (node name -> (node, a shard
+    #: prefix it serves)), for :meth:`CounterStore.confirm_replicated`
+    landed: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
     def __ior__(self, other: Changes) -> Changes:
         self.products |= other.products
         self.users |= other.users
+        self.landed.update(other.landed)
         return self
 
 
@@ -491,9 +495,8 @@ class CounterStore:
         #: a Redis Cluster: every namespace is sharded (contracts/layout.py)
         self._cluster = isinstance(redis, AsyncRedisCluster)
         self._shards: dict[str, int] = {}
-        #: shard prefixes written since the last confirm_replicated(), and one connection of our
-        #: own to each master it asked (WAIT counts the writes of the connection it runs on)
-        self._unconfirmed: set[str] = set()
+        #: one connection of our own to each master confirm_replicated() asked (WAIT counts the
+        #: writes of the connection it runs on)
         self._confirmers: dict[str, aioredis.Redis] = {}
         #: consent of users who never chose (SOCIALPROOF_DEFAULT_SHARE_PURCHASES); privacy by
         #: default. Changing it later applies to purchases recorded from then on.
@@ -570,16 +573,24 @@ class CounterStore:
         # QUESTION_NOTES_PER_DAY - 1 newer ones in its shard that lost the day's cap to other
         # shards' candidates, so each shard keeps that many more and the merge misses none.
         notes_keep = NOTES_KEEP + (QUESTION_NOTES_PER_DAY - 1 if layout.sharded else 0)
-        if self._cluster:
-            self._unconfirmed.update(routed)
         # EVALSHA straight away (the script is loaded on first NOSCRIPT): a redis-py pipeline would
         # add a SCRIPT EXISTS round trip to every call. Chunks run concurrently; facts commute.
         # Each call names one key of its shard (KEYS[1], unused by the script), which is how a
         # cluster client routes it to the master of that shard's slot. Only the referrals shard
         # decides rewards, so only its calls get the outbox (in its slot on a cluster).
+        changed = Changes()
+
+        async def call(prefix: str, **kwargs: Any) -> str:
+            result = await self._apply(**kwargs)
+            if self._cluster:  # where it ran: the client's slot map right after the answer
+                node = self.redis.get_node_from_key(f"{prefix}:erased")  # type: ignore[attr-defined]
+                changed.landed.setdefault(node.name, (node, prefix))
+            return result
+
         results = await asyncio.gather(
             *(
-                self._apply(
+                call(
+                    prefix,
                     keys=[f"{prefix}:erased"],
                     args=[
                         prefix,
@@ -596,16 +607,15 @@ class CounterStore:
                 for start in range(0, len(shard_ops), CHUNK)
             )
         )
-        changed = Changes()
         for result in results:
             products, users = orjson.loads(result)
             changed.products.update(products)
             changed.users.update(users)
         return changed
 
-    async def confirm_replicated(self) -> None:
-        """On a Redis Cluster, return only once every master written since the last call has its
-        writes acknowledged by a replica; on one Redis, at once.
+    async def confirm_replicated(self, changed: Changes) -> None:
+        """On a Redis Cluster, return only once every master these writes were applied on
+        (``changed.landed``) has them acknowledged by a replica; on one Redis, at once.
 
         Redis replicates asynchronously: a master answers a script before its replica has the
         writes, and a master SIGKILLed in between takes them along when its replica is promoted.
@@ -614,25 +624,21 @@ class CounterStore:
         flight at the kill in 2 of ~55 runs). ``WAIT`` counts the writes of the connection it
         runs on, so each master gets a marker written on a connection of our own, then
         ``WAIT 1``: the marker's replication offset is past every script the master answered
-        before it. A master without any replica configured (``CLUSTER REPLICAS``) is not waited
-        for. A replica that does not answer within :data:`REPLICATION_TIMEOUT_MS` fails the
-        batch (:class:`NotReplicated`), which the worker retries whole: while a master has lost
-        its replica, lag grows rather than acknowledging writes one more failure would lose.
+        before it. The masters are the batch's own (recorded as each call returned), not
+        whoever serves the slots now: a master that died or was demoted since fails the
+        confirmation, and the batch is applied again where its slots are now. A master without
+        any replica configured (``CLUSTER REPLICAS``) is not waited for. A replica that does not
+        answer within :data:`REPLICATION_TIMEOUT_MS` fails the batch (:class:`NotReplicated`),
+        which the worker retries whole: while a master has lost its replica, lag grows rather
+        than acknowledging writes one more failure would lose.
+
+        Not closed: a master that dies while its answer is in flight, after another call moved
+        the client's slot map to its successor, is recorded as the successor.
         """
-        if not self._unconfirmed:
-            return
-        prefixes, self._unconfirmed = self._unconfirmed, set()
-        try:
-            masters: dict[str, tuple[Any, str]] = {}
-            for prefix in prefixes:
-                node = self.redis.get_node_from_key(f"{prefix}:erased")  # type: ignore[attr-defined]
-                masters.setdefault(node.name, (node, prefix))
+        if changed.landed:
             await asyncio.gather(
-                *(self._replicated(node, prefix) for node, prefix in masters.values())
+                *(self._replicated(node, prefix) for node, prefix in changed.landed.values())
             )
-        except BaseException:
-            self._unconfirmed |= prefixes  # asked again by the batch's retry
-            raise
 
     async def _replicated(self, node: Any, prefix: str) -> None:
         conn = self._confirmers.get(node.name)

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from contracts import events as ev
 from services.counters.referral_oracle import ReferralOracle, coupon_code, reward_id
 from services.counters.store import CounterStore
+from tests.support.stores import dump_namespace
 
 SECRET = "test-coupon-secret"
 AT = datetime(2026, 11, 2, tzinfo=UTC)
@@ -206,20 +207,8 @@ HISTORY = ("reward:", "rewards:", "coupon:")
 
 
 def dump(client: redis_sync.Redis, ns: str) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key in client.scan_iter(f"{ns}:*", count=1000):
-        short, kind = key[len(ns) + 1 :], client.type(key)
-        if short.startswith(HISTORY):
-            continue
-        if kind == "hash":
-            out[short] = client.hgetall(key)
-        elif kind == "set":
-            out[short] = sorted(client.smembers(key))
-        elif kind == "zset":
-            out[short] = client.zrange(key, 0, -1, withscores=True)
-        elif kind == "string":
-            out[short] = client.get(key)
-    return out
+    """The namespace's state without the reward history (``HISTORY``)."""
+    return {k: v for k, v in dump_namespace(client, ns).items() if not k.startswith(HISTORY)}
 
 
 def rewards(client: redis_sync.Redis, ns: str) -> dict[str, dict[str, str]]:
